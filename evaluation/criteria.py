@@ -1,0 +1,152 @@
+"""The shared evaluator: the paper's success criteria applied to one structure at a time.
+
+(A) |bg - target| <= margin; (B) E_f < -0.5 eV/atom; (a) neutral under the "Ours" table;
+(b) every interatomic distance, periodic images included, >= 0.5 Å; (C) = (a) and (b);
+perovskite tasks add (c) 0.8 <= t <= 1.0, (d) all angles in [85°, 95°], (e) every fractional
+coordinate within ±ε of its ideal position; (D) = (c) and (d) and (e).
+Success = A and B and C (and D for perovskite tasks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+
+from data.oxidation import OxidationTable
+from data.templates import PerovskiteCell
+
+from .geometry import lattice_problem, min_distance
+from .neutrality import check_species, format_ox_states
+from .perovskite import angles_ok, match_sites, role_pattern_assignment, tolerance_factor
+
+COLUMNS = (
+    "file", "formula", "n_sites", "band_gap", "formation_energy", "bg_ok", "ef_ok", "neutral", "ox_states",
+    "min_dist", "min_dist_ok", "valid_structure", "tolerance_factor", "tolerance_ok", "angles_ok",
+    "max_coord_dev", "coords_ok", "perovskite_ok", "success", "reason",
+)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Thresholds of one task. ``perovskite`` is the ideal cell for perovskite tasks, else None."""
+
+    target_bg: float = 1.5          # eV
+    margin: float = 0.04            # eV
+    ef_max: float = -0.5            # eV/atom, strict
+    min_dist: float = 0.5           # Å
+    perovskite: PerovskiteCell | None = None
+    coord_eps: float = 0.15         # fractional units
+    tolerance_range: tuple[float, float] = (0.8, 1.0)
+    angle_range: tuple[float, float] = (85.0, 95.0)  # degrees
+
+    @property
+    def is_perovskite(self) -> bool:
+        return self.perovskite is not None
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
+
+
+def _formula(structure: Structure) -> str:
+    """Unreduced formula without ones and spaces, e.g. 'SrTiO3', 'Fe3O4', 'Sr27Ti27O81'."""
+    return "".join(f"{el}{int(n) if n != 1 else ''}" for el, n in structure.composition.get_el_amt_dict().items())
+
+
+def _empty_row(name: str, criteria: Criteria, reason: str) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(file=name, bg_ok=False, ef_ok=False, neutral=False, ox_states="", min_dist_ok=False,
+               valid_structure=False, success=False, reason=reason)
+    if criteria.is_perovskite:
+        row.update(tolerance_ok=False, angles_ok=False, coords_ok=False, perovskite_ok=False)
+    return row
+
+
+def evaluate_structure(structure: Structure | None, band_gap: float | None, formation_energy: float | None,
+                       criteria: Criteria, name: str = "", table: OxidationTable | None = None,
+                       reason: str = "") -> dict:
+    """One evaluation row (see COLUMNS). ``structure`` None means it could not be read (``reason`` says why)."""
+    if structure is None:
+        return _empty_row(name, criteria, reason or "no structure")
+    reasons = [reason] if reason else []
+    row = _empty_row(name, criteria, "")
+    species = [site.specie.symbol for site in structure]
+    row.update(formula=_formula(structure), n_sites=len(structure),
+               band_gap=band_gap, formation_energy=formation_energy)
+
+    if _finite(band_gap):
+        row["bg_ok"] = bool(abs(float(band_gap) - criteria.target_bg) <= criteria.margin + 1e-12)
+    else:
+        reasons.append("band gap prediction missing or not finite")
+    if _finite(formation_energy):
+        row["ef_ok"] = bool(float(formation_energy) < criteria.ef_max)
+    else:
+        reasons.append("formation energy prediction missing or not finite")
+
+    neut = check_species(species, table)
+    row["neutral"] = neut.neutral
+    if not neut.neutral:
+        reasons.append(neut.reason)
+
+    bad_lattice = lattice_problem(structure)
+    if bad_lattice:
+        reasons.append(bad_lattice)
+    else:
+        d = min_distance(structure, search_radius=max(4.0, 2 * criteria.min_dist))
+        row["min_dist"] = d
+        row["min_dist_ok"] = bool(d >= criteria.min_dist)
+        if not row["min_dist_ok"]:
+            reasons.append(f"atoms {d:.3f} Å apart (< {criteria.min_dist} Å)")
+    row["valid_structure"] = bool(row["neutral"] and row["min_dist_ok"])
+    ox = neut.ox_states
+
+    if criteria.is_perovskite and not bad_lattice:
+        try:
+            match, dev = match_sites(structure, criteria.perovskite)
+        except ValueError as e:
+            reasons.append(str(e))
+        else:
+            roles = [criteria.perovskite.roles[j] for j in match]
+            row["max_coord_dev"] = dev
+            row["coords_ok"] = bool(dev <= criteria.coord_eps + 1e-6)
+            row["angles_ok"] = angles_ok(structure, *criteria.angle_range)
+            ox = role_pattern_assignment(species, roles, table) or neut.ox_states
+            if ox is None:
+                reasons.append("tolerance factor needs a neutral oxidation assignment")
+            else:
+                t, why = tolerance_factor(species, roles, ox)
+                row["tolerance_factor"] = t
+                lo, hi = criteria.tolerance_range
+                row["tolerance_ok"] = bool(math.isfinite(t) and lo <= t <= hi)
+                if why:
+                    reasons.append(why)
+            row["perovskite_ok"] = bool(row["tolerance_ok"] and row["angles_ok"] and row["coords_ok"])
+    row["ox_states"] = format_ox_states(species, ox if row["neutral"] else None)
+    ok = row["bg_ok"] and row["ef_ok"] and row["valid_structure"]
+    row["success"] = bool(ok and (row["perovskite_ok"] if criteria.is_perovskite else True))
+    row["reason"] = "; ".join(r for r in reasons if r)
+    return row
+
+
+def evaluate(structures: Sequence[Structure | None], band_gaps: Sequence[float | None],
+             formation_energies: Sequence[float | None], criteria: Criteria,
+             names: Sequence[str] | None = None, reasons: Sequence[str] | None = None,
+             table: OxidationTable | None = None) -> pd.DataFrame:
+    """Evaluate a batch; one row per structure, in order. Never raises for a bad structure."""
+    n = len(structures)
+    names = names or [str(i) for i in range(n)]
+    reasons = reasons or [""] * n
+    rows = []
+    for s, bg, ef, nm, why in zip(structures, band_gaps, formation_energies, names, reasons, strict=True):
+        try:
+            rows.append(evaluate_structure(s, bg, ef, criteria, nm, table, why))
+        except Exception as e:  # noqa: BLE001 - a broken structure must not stop the table
+            rows.append(_empty_row(nm, criteria, f"evaluation failed: {type(e).__name__}: {e}"))
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df["n_sites"] = df["n_sites"].astype("Int64")
+    return df

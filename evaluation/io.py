@@ -1,0 +1,129 @@
+"""Reading proposals from files: CIFs that may be broken, and prediction CSVs."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from pymatgen.core import Structure
+
+from data.elements import SYMBOLS, K
+
+from .geometry import lattice_problem
+
+_CELL_FIELDS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
+                "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+
+
+def _cif_cell_problem(path: Path) -> str:
+    """Non-numeric, NaN or non-positive cell lengths/angles in a CIF's raw fields, or ''."""
+    from pymatgen.io.cif import CifFile
+
+    try:
+        blocks = CifFile.from_file(str(path)).data
+    except Exception:  # noqa: BLE001 - the structure parser reports unreadable files
+        return ""
+    for block in blocks.values():
+        for key in _CELL_FIELDS:
+            raw = block.data.get(key)
+            if raw is None:
+                continue
+            try:
+                val = float(str(raw).split("(")[0])
+            except ValueError:
+                return f"{key} is not a number ({raw!r})"
+            if not math.isfinite(val) or val <= 0:
+                return f"{key} must be a positive finite number, got {raw}"
+    return ""
+
+
+def read_structure(path: str | Path) -> tuple[Structure | None, str]:
+    """(structure, '') or (None, reason) — never raises for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"{path}: file not found"
+    if path.suffix.lower() == ".cif":
+        bad = _cif_cell_problem(path)
+        if bad:
+            return None, f"{path.name}: {bad}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = Structure.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - pymatgen raises many kinds of errors for bad CIFs
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return None, f"{path.name}: unreadable structure file ({msg})"
+    if len(s) == 0:
+        return None, f"{path.name}: structure has no sites"
+    for site in s:
+        if not site.is_ordered:
+            return None, f"{path.name}: disordered site {site.species} is not supported"
+        symbol = getattr(site.specie, "symbol", str(site.specie))
+        if symbol not in SYMBOLS:
+            return None, f"{path.name}: unknown element {symbol!r} (only Z = 1..{K} are considered)"
+    bad = lattice_problem(s)
+    if bad:
+        return None, f"{path.name}: {bad}"
+    return s, ""
+
+
+def read_predictions(path: str | Path) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """Predictions CSV with columns ``file, band_gap, formation_energy`` (eV, eV/atom).
+
+    Returns ``({file: (band_gap, formation_energy)}, problems)``; a row with a missing or
+    non-numeric value is reported (naming the CSV row) and skipped.
+    """
+    df = pd.read_csv(path)
+    missing = {"file", "band_gap", "formation_energy"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                         "expected file, band_gap, formation_energy")
+    out, problems = {}, []
+    for i, row in df.iterrows():
+        line = i + 2  # header is line 1
+        try:
+            bg, ef = float(row["band_gap"]), float(row["formation_energy"])
+        except (TypeError, ValueError):
+            problems.append(f"{path} line {line}: non-numeric prediction for {row['file']}")
+            continue
+        if not (math.isfinite(bg) and math.isfinite(ef)):
+            problems.append(f"{path} line {line}: missing or non-finite prediction for {row['file']}")
+            continue
+        out[str(row["file"])] = (bg, ef)
+        out[Path(str(row["file"])).name] = (bg, ef)
+    return out, problems
+
+
+def lookup(predictions: dict[str, tuple[float, float]], path: str | Path) -> tuple[float, float] | None:
+    """Predictions of one file, matched by the path as given or by its file name."""
+    p = str(path)
+    return predictions.get(p) or predictions.get(Path(p).name)
+
+
+def names_of(paths: Sequence[str | Path]) -> list[str]:
+    """Row names for files: the paths as given."""
+    return [str(p) for p in paths]
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file so that readers see either the old or the whole new content, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Atomic CSV write without the index."""
+    atomic_write_text(path, df.to_csv(index=False))

@@ -1,0 +1,1 @@
+"""smoacs-bench: methods."""
