@@ -1,0 +1,208 @@
+"""Tests for the packaged paper tables and the table renderer."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+import pytest
+
+from evaluation.tables import caption_for, layout_for_task, load_paper_table, render_table
+
+
+def _row(df: pd.DataFrame, method: str, target: float) -> pd.Series:
+    hit = df[(df["method"] == method) & df["target_bg"].apply(lambda t: math.isclose(t, target))]
+    assert len(hit) == 1, (method, target, len(hit))
+    return hit.iloc[0]
+
+
+# --- packaged CSVs ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("table_id", "n_rows", "n_targets"),
+    [
+        ("A.2", 32, 8), ("A.3", 32, 8), ("A.4", 32, 8), ("A.5", 32, 8), ("A.6", 24, 8),
+        ("A.10", 20, 1), ("A.15", 12, 3), ("A.16", 12, 3), ("2", 12, 3), ("3", 12, 3), ("4", 9, 3),
+    ],
+)
+def test_row_counts(table_id: str, n_rows: int, n_targets: int) -> None:
+    df = load_paper_table(table_id)
+    assert len(df) == n_rows
+    assert df["target_bg"].nunique() == n_targets
+    assert (df["source"] == "paper").all()
+
+
+def test_methods_per_target() -> None:
+    assert set(load_paper_table("A.2")["method"]) == {"S(Cry)", "S(ALI)", "TPE", "FTCP"}
+    assert set(load_paper_table("A.6")["method"]) == {"S(Cry)", "S(ALI)", "TPE(/N)"}
+    assert sorted(load_paper_table("A.10")["margin"].unique()) == [0.01, 0.02, 0.04, 0.08, 0.16]
+    assert sorted(load_paper_table("A.2")["target_bg"].unique()) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+
+
+def test_table_ids_normalized() -> None:
+    assert len(load_paper_table("A2")) == len(load_paper_table("Table A.2")) == 32
+    with pytest.raises(KeyError):
+        load_paper_table("A.99")
+
+
+def test_published_values() -> None:
+    t2 = load_paper_table("2")
+    assert (t2["table"] == "2").all()
+    assert _row(t2, "S(Cry)", 0.5)["success"] == pytest.approx(0.328)
+    assert _row(t2, "TPE", 2.5)["ef_ok"] == pytest.approx(0.098)
+    assert _row(load_paper_table("3"), "FTCP", 1.5)["coords_ok"] == pytest.approx(0.320)
+    assert _row(load_paper_table("A.4"), "S(ALI)", 4.0)["perovskite_ok"] == pytest.approx(0.605)
+    assert _row(load_paper_table("A.2"), "FTCP", 4.0)["neutral"] == pytest.approx(0.691)
+    a10 = load_paper_table("A.10")
+    tpe = a10[(a10["method"] == "TPE") & (a10["margin"] == 0.16)].iloc[0]
+    assert tpe["bg_ok"] == pytest.approx(0.955) and tpe["n_samples"] == 512
+
+
+def test_table4_missing_cells() -> None:
+    tpe = _row(load_paper_table("4"), "TPE(/N)", 1.5)
+    assert math.isnan(tpe["neutral"]) and math.isnan(tpe["valid_structure"])
+    assert "neutral=N/A" in tpe["note"] and "valid_structure=-" in tpe["note"]
+    assert tpe["min_dist_ok"] == pytest.approx(1.0)
+    assert _row(load_paper_table("4"), "S(ALI)", 2.5)["success"] == pytest.approx(0.102)
+
+
+def test_diversity_counts() -> None:
+    a3 = load_paper_table("A.3")
+    cry = _row(a3, "S(Cry)", 2.0)
+    assert (cry["n_unique_success"], cry["n_success"], cry["n_unique_novel_success"]) == (90, 91, 85)
+    ftcp = _row(a3, "FTCP", 0.5)
+    assert ftcp["n_success"] == 0 and ftcp["unique_rate"] == pytest.approx(0.297)
+    a5 = load_paper_table("A.5")
+    ali = _row(a5, "S(ALI)", 3.5)
+    assert (ali["n_unique_success"], ali["n_success"], ali["n_unique_novel_success"]) == (14, 45, 12)
+    assert (a3["n_unique_success"] <= a3["n_success"]).all()
+    assert (a3["n_unique_novel_success"] <= a3["n_unique_success"]).all()
+    # the diversity tables repeat the success rates of A.2 / A.4
+    assert a3["success"].tolist() == load_paper_table("A.2")["success"].tolist()
+    assert a5["success"].tolist() == load_paper_table("A.4")["success"].tolist()
+
+
+def test_predictor_margins() -> None:
+    a15 = load_paper_table("A.15")
+    ftcp = a15[a15["method"] == "FTCP"]
+    assert set(ftcp["predictor"]) == {"F-Reg"} and set(ftcp["margin"]) == {0.44}
+    a16 = load_paper_table("A.16")
+    assert _row(a16, "FTCP", 2.5)["success"] == pytest.approx(0.062)
+
+
+# --- rendering ---------------------------------------------------------------------------------------------
+
+OURS = [
+    {
+        "method": "SMOACS(MEGNet)", "task": "free", "target_bg": 1.5, "margin": 0.04, "n_samples": 64,
+        "success": 0.40625, "bg_ok": 0.5, "ef_ok": 0.75, "valid_structure": 0.875, "neutral": 1.0,
+        "min_dist_ok": 0.875, "unique_rate": 0.96875, "n_success": 26, "n_unique_success": 25,
+        "n_unique_novel_success": 20, "novelty_reference": "MEGNet mp.2018.6.1",
+    },
+    {
+        "method": "TPE(MEGNet)", "task": "free", "target_bg": 0.5, "margin": 0.04, "n_samples": 64,
+        "success": 0.0, "bg_ok": 0.9, "ef_ok": None, "valid_structure": 0.1, "neutral": 0.1,
+        "min_dist_ok": 0.9, "unique_rate": 1.0, "n_success": 0, "n_unique_success": 0,
+        "n_unique_novel_success": None, "novelty_reference": "MEGNet mp.2018.6.1",
+    },
+]
+
+
+def test_layout_for_task() -> None:
+    assert layout_for_task("free") == "table2"
+    assert layout_for_task("perovskite") == "table3"
+    assert layout_for_task("perovskite3x3x3") == "table4"
+    with pytest.raises(KeyError):
+        layout_for_task("bulk")
+
+
+def test_md_rendering() -> None:
+    md = render_table(OURS, "table2", "md")
+    lines = md.strip().splitlines()
+    assert lines[0] == "| Target BG (eV) | method | success rate | (A)BG | (B) E_f | (C)STR | (a) neut | (b) 0.5Å |"
+    assert len(lines) == 4
+    # sorted by target: 0.5 first, missing E_f shown as "-"
+    assert lines[2] == "| 0.50 ± 0.04 | TPE(MEGNet) | 0.000 | 0.900 | - | 0.100 | 0.100 | 0.900 |"
+    cells = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert cells[:4] == ["1.50 ± 0.04", "SMOACS(MEGNet)", "0.406", "0.500"]
+    assert render_table(OURS, "table2", "md", decimals=2).splitlines()[3].split("|")[3].strip() == "0.41"
+
+
+def test_md_perovskite_columns() -> None:
+    md = render_table([dict(OURS[0], task="perovskite", coords_ok=0.25)], "table3", "md")
+    header, _, row = md.strip().splitlines()
+    assert header.endswith("| (D)PS | (c) tole | (d) angles | (e) coord |")
+    assert row.endswith("| - | - | - | 0.250 |")
+
+
+def test_csv_rendering_roundtrip() -> None:
+    df = pd.read_csv(io.StringIO(render_table(OURS, "table2", "csv")))
+    assert list(df.columns[:4]) == ["task", "target_bg", "margin", "method"]
+    assert {"success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok"} <= set(df.columns)
+    assert df["method"].tolist() == ["TPE(MEGNet)", "SMOACS(MEGNet)"]
+    assert df.loc[1, "success"] == 0.40625  # unrounded
+    assert math.isnan(df.loc[0, "ef_ok"])
+    assert df.loc[1, "n_samples"] == 64
+
+
+def test_tex_rendering() -> None:
+    tex = render_table(OURS, "table3", "tex")
+    lines = tex.strip().splitlines()
+    assert lines[0] == r"\begin{tabular}{llrrrrrrrrrr}"
+    assert lines[1] == r"\toprule" and lines[-2] == r"\bottomrule" and lines[-1] == r"\end{tabular}"
+    body = [ln for ln in lines if ln.endswith(r"\\")]
+    assert len(body) == 3  # header + 2 rows
+    assert all(ln.count("&") == 11 for ln in body)
+    assert r"E\_f" in body[0] and r"0.5\AA{}" in body[0]
+    assert r"1.50 $\pm$ 0.04" in tex and "±" not in tex and "Å" not in tex
+    # one \midrule under the header plus one between the two target groups
+    assert lines.count(r"\midrule") == 2
+
+
+def test_diversity_rendering() -> None:
+    md = render_table(OURS, "diversity", "md")
+    lines = md.strip().splitlines()
+    assert lines[0].endswith("| unique rate in success | unique and novel rate in success |")
+    assert lines[2].endswith("| 0.000 | 1.000 | - | - |")
+    assert lines[3].endswith("| 0.406 | 0.969 | 25/26 | 20/26 |")
+    df = pd.read_csv(io.StringIO(render_table(OURS, "diversity", "csv")))
+    assert df.loc[1, ["n_success", "n_unique_success", "n_unique_novel_success"]].tolist() == [26, 25, 20]
+
+
+def test_with_paper_matches_target_only() -> None:
+    md = render_table([OURS[0]], "table2", "md", with_paper=True)
+    lines = md.strip().splitlines()[2:]
+    assert [ln.split("|")[2].strip() for ln in lines] == [
+        "SMOACS(MEGNet)", "S(Cry) (paper)", "S(ALI) (paper)", "TPE (paper)", "FTCP (paper)",
+    ]
+    assert lines[1] == "|  | S(Cry) (paper) | 0.387 | 0.543 | 0.672 | 0.824 | 0.980 | 0.824 |"
+    assert "0.328" not in md  # the 0.5 eV paper rows stay out
+    df = pd.read_csv(io.StringIO(render_table([OURS[0]], "table2", "csv", with_paper=True)))
+    assert (df["target_bg"] == 1.5).all() and df["source"].tolist() == ["ours"] + ["paper"] * 4
+
+
+def test_with_paper_other_margin_and_task() -> None:
+    # 2.0 eV at margin 0.16 comes from A.10, not from A.2
+    md = render_table([dict(OURS[0], target_bg=2.0, margin=0.16)], "table2", "md", with_paper=True)
+    assert "| 2.00 ± 0.16 |" in md and "0.316" in md and "0.355" not in md
+    # no paper rows for an unpublished target
+    assert "(paper)" not in render_table([dict(OURS[0], target_bg=1.7)], "table2", "md", with_paper=True)
+    # 3x3x3: TPE(/N) neutrality renders as N/A, its (C)STR as "-"
+    big = dict(OURS[0], task="perovskite3x3x3", target_bg=0.5)
+    row = [ln for ln in render_table([big], "table4", "md", with_paper=True).splitlines() if "TPE(/N)" in ln][0]
+    assert [c.strip() for c in row.strip("|").split("|")][5:7] == ["-", "N/A"]
+    # diversity with paper: A.3 rows for the same target
+    div = render_table([OURS[0]], "diversity", "md", with_paper=True)
+    assert "| 99/99 | 94/99 |" in div and "84/84" not in div
+
+
+def test_captions() -> None:
+    cap = caption_for("table2", OURS)
+    assert "(B) the formation energy is below -0.5 eV" in cap and "64 samples" in cap and "0.5 Å" in cap
+    cap3 = caption_for("table3", [dict(OURS[0], task="perovskite", n_samples=256)])
+    assert "tolerance factor t is between 0.8 and 1.0" in cap3 and "256 samples" in cap3
+    assert "3 × 3 × 3" in caption_for("table4", [dict(OURS[0], task="perovskite3x3x3")])
+    div = caption_for("diversity", OURS)
+    assert "MEGNet mp.2018.6.1" in div and "unique rate in success" in div
+    assert "\n" not in div
