@@ -26,7 +26,88 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: predict with the MEGNet models)")
     ev.add_argument("--out", required=True, help="output CSV, one row per file")
     ev.set_defaults(func=cmd_evaluate)
+
+    run = sub.add_parser("run", help="run a method on a task and judge its proposals")
+    run.add_argument("--method", default="smoacs", help="registered method (default smoacs)")
+    run.add_argument("--task", choices=list(TASKS), default="perovskite")
+    _add_target(run)
+    run.add_argument("--n-samples", type=int, default=256)
+    run.add_argument("--steps", type=int, help="optimisation steps (SMOACS; default 200)")
+    run.add_argument("--batch-size", type=int, help="samples optimised together (SMOACS; default 256)")
+    run.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other method setting, e.g. --param lr_lattice=0.05 (repeatable)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--label", help="method name to show in tables")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--force", action="store_true", help="re-run even if the folder holds this run")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    tab = sub.add_parser("table", help="render runs as a paper-style table")
+    tab.add_argument("--runs", nargs="+", required=True, help="run folders (each with summary.csv)")
+    tab.add_argument("--format", choices=["md", "csv", "tex"], default="md")
+    tab.add_argument("--layout", choices=["table2", "table3", "table4", "diversity"],
+                     help="default: from the runs' task")
+    tab.add_argument("--with-paper", action="store_true", help="add the paper's published rows")
+    tab.add_argument("--out", help="write to this file instead of printing")
+    tab.set_defaults(func=cmd_table)
     return ap
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_experiment
+
+    config = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param expects KEY=VALUE, got {item!r}")
+        config[key.strip()] = _parse_value(value.strip())
+    for key in ("steps", "batch_size", "device"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    config["progress"] = not args.no_progress
+    s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
+                       args.out, config, label=args.label, force=args.force)
+    keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
+            "tolerance_ok", "angles_ok", "coords_ok", "unique_rate")
+    print("  ".join(f"{k}={s[k]:.3f}" for k in keys if s.get(k) is not None and s[k] == s[k]))
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from evaluation.io import atomic_write_text
+    from evaluation.tables import layout_for_task, render_table
+
+    frames = []
+    for run in args.runs:
+        path = Path(run) / "summary.csv"
+        if not path.exists():
+            print(f"skipped: {run} has no summary.csv (run unfinished?)", file=sys.stderr)
+            continue
+        frames.append(pd.read_csv(path))
+    if not frames:
+        raise SystemExit("no run with a summary.csv among --runs")
+    df = pd.concat(frames, ignore_index=True)
+    layout = args.layout or layout_for_task(str(df["task"].iloc[0]))
+    text = render_table(df, layout, args.format, with_paper=args.with_paper)
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        print(text)
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from data.templates import PerovskiteCell
 from evaluation.criteria import Criteria
@@ -23,6 +23,8 @@ class Task:
     abc_range: tuple[float, float]   # Å, whole cell
     angle_range: tuple[float, float]  # degrees; (90, 90) means fixed
     coord_eps: float | None          # fractional; None means coordinates are free
+    target_bg: float = 1.5           # eV
+    margin: float = 0.04             # eV
 
     @property
     def is_perovskite(self) -> bool:
@@ -32,8 +34,14 @@ class Task:
     def cell(self) -> PerovskiteCell | None:
         return PerovskiteCell(self.supercell) if self.supercell else None
 
-    def criteria(self, target_bg: float = 1.5, margin: float = 0.04) -> Criteria:
-        """The evaluator's thresholds for a band-gap target (eV) and margin (eV)."""
+    def with_target(self, target_bg: float, margin: float = 0.04) -> Task:
+        """The same task aiming at another band-gap window (eV)."""
+        return replace(self, target_bg=float(target_bg), margin=float(margin))
+
+    def criteria(self, target_bg: float | None = None, margin: float | None = None) -> Criteria:
+        """The evaluator's thresholds; the task's own target (eV) and margin (eV) unless given."""
+        target_bg = self.target_bg if target_bg is None else target_bg
+        margin = self.margin if margin is None else margin
         if self.is_perovskite:
             return Criteria(target_bg=target_bg, margin=margin, perovskite=self.cell, coord_eps=self.coord_eps)
         return Criteria(target_bg=target_bg, margin=margin)
@@ -46,9 +54,10 @@ TASKS: dict[str, Task] = {
 }
 
 
-def get_task(name: str) -> Task:
-    """Look a task up by name; the error lists the known ones."""
+def get_task(name: str, target_bg: float | None = None, margin: float = 0.04) -> Task:
+    """Look a task up by name (optionally aiming at ``target_bg`` ± ``margin`` eV)."""
     try:
-        return TASKS[name]
+        task = TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None
+    return task if target_bg is None else task.with_target(target_bg, margin)

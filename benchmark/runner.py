@@ -1,0 +1,90 @@
+"""Run one experiment: a method on a task, judged by the shared evaluator, written to a folder.
+
+Output folder: ``config.json`` (settings, versions, wall time), ``samples.csv`` (one evaluation row
+per sample), ``summary.csv`` (rates of every criterion and diversity), ``structures/<sample>.cif``,
+``history.npz`` and ``history.png`` when the method records an optimisation history.
+Files are written atomically and ``config.json`` last, so a folder with a config is complete; a
+second call with the same settings returns the stored summary instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evaluation.criteria import evaluate
+from evaluation.io import atomic_write_text, write_csv
+from evaluation.plots import plot_history
+from evaluation.summary import summarize
+from methods import get_method
+
+from .tasks import get_task
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "matgl", "pymatgen", "optuna", "smoacs-bench"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001
+            out[pkg] = "not installed"
+    return out
+
+
+def _settings(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
+              method_config: dict[str, Any]) -> dict[str, Any]:
+    return {"method": method, "task": task, "target_bg": target_bg, "margin": margin,
+            "n_samples": n_samples, "seed": seed, "method_config": method_config}
+
+
+def run_experiment(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
+                   out_dir: str | Path, method_config: dict[str, Any] | None = None,
+                   label: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Run, evaluate and write everything; returns the summary dict."""
+    out = Path(out_dir)
+    method_config = dict(method_config or {})
+    settings = _settings(method, task, target_bg, margin, n_samples, seed,
+                         {k: v for k, v in method_config.items() if k != "progress"})
+    cfg_path = out / "config.json"
+    if cfg_path.exists() and (out / "summary.csv").exists() and not force:
+        stored = json.loads(cfg_path.read_text())
+        if stored.get("settings") == settings:
+            print(f"{out}: already complete with these settings; not re-running (use --force)")
+            return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
+    the_task = get_task(task, target_bg, margin)
+    m = get_method(method, **method_config)
+    t0 = time.perf_counter()
+    proposals = m.propose(the_task, n_samples, seed)
+    wall = time.perf_counter() - t0
+
+    rows = evaluate([p.structure for p in proposals], [p.band_gap for p in proposals],
+                    [p.formation_energy for p in proposals], the_task.criteria(),
+                    names=[f"structures/{i}.cif" for i in range(len(proposals))],
+                    reasons=[p.meta.get("reason", "") for p in proposals])
+    rows.insert(0, "sample", np.arange(len(proposals)))
+    (out / "structures").mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(proposals):
+        if p.structure is not None:
+            atomic_write_text(out / "structures" / f"{i}.cif", p.structure.to(fmt="cif"))
+    write_csv(rows, out / "samples.csv")
+    name = label or m.label or m.name
+    summary = summarize(rows, name, task, the_task.criteria())
+    summary["wall_time_s"] = round(wall, 1)
+    write_csv(pd.DataFrame([summary]), out / "summary.csv")
+
+    history = m.artifacts().get("history")
+    if history:
+        np.savez_compressed(out / "history.npz", **history)
+        plot_history(history, target_bg, margin, out / "history.png",
+                     title=f"{name} on {task}, target {target_bg} ± {margin} eV, {n_samples} samples")
+    config = {"settings": settings, "method_config_resolved": m.config(), "versions": _versions(),
+              "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
+    return summary

@@ -1,0 +1,49 @@
+"""The one interface every optimiser implements (like an Optuna sampler: small and swappable).
+
+A method receives a task (search space + band-gap target) and returns proposals: pymatgen
+Structures with the method's own predicted properties and per-sample metadata. The shared
+evaluator judges them; tensors never leave the method.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pymatgen.core import Structure
+
+from benchmark.tasks import Task
+
+
+@dataclass
+class Proposal:
+    """One proposed crystal. ``structure`` is None when the sample failed (``meta['reason']`` says why)."""
+
+    structure: Structure | None
+    band_gap: float | None = None          # eV, the method's own prediction
+    formation_energy: float | None = None  # eV/atom, the method's own prediction
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.structure is None
+
+
+class Method(abc.ABC):
+    """An inverse-design method. Subclasses set ``name`` and implement :meth:`propose`."""
+
+    name: ClassVar[str]
+    label: ClassVar[str] = ""  # name shown in tables; defaults to ``name``
+
+    @abc.abstractmethod
+    def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
+        """``n_samples`` proposals for ``task``; the same seed gives the same proposals."""
+
+    def config(self) -> dict[str, Any]:
+        """Settings worth recording in a run's config.json."""
+        return {}
+
+    def artifacts(self) -> dict[str, Any]:
+        """Extra results of the last :meth:`propose` call (e.g. optimisation history arrays)."""
+        return {}

@@ -1,0 +1,31 @@
+"""Schedules of SMOACS (paper A.4, A.6): softmax temperature, graph rebuild steps."""
+
+from __future__ import annotations
+
+import math
+
+
+def temperature(step: int, n_steps: int, t_start: float = 0.01, t_end: float = 0.0001) -> float:
+    """Linear decay from ``t_start`` at the first step to ``t_end`` at the last."""
+    if n_steps <= 1:
+        return t_end
+    return t_start + (t_end - t_start) * step / (n_steps - 1)
+
+
+def rebuild_steps(n_steps: int, n_rebuilds: int) -> list[int]:
+    """Steps at which to rebuild the neighbour graph: evenly spaced in the integral of the cosine
+    learning-rate schedule, F(t) = t/2 + S/(2π) sin(π t / S), so rebuilds are dense early, when
+    the structure moves fast, and sparse late. Step 0 always builds the graph and is not listed.
+    """
+    if n_rebuilds <= 0 or n_steps <= 1:
+        return []
+    s = float(n_steps)
+    integral = [t / 2 + s / (2 * math.pi) * math.sin(math.pi * t / s) for t in range(n_steps)]
+    total = s / 2
+    out: list[int] = []
+    for j in range(1, n_rebuilds + 1):
+        level = total * j / (n_rebuilds + 1)
+        t = next((i for i, v in enumerate(integral) if v >= level), None)
+        if t is not None and t > 0 and (not out or t > out[-1]):
+            out.append(t)
+    return out

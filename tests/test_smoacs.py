@@ -1,0 +1,125 @@
+"""SMOACS on real MEGNet predictors: masks, NaN isolation, a tiny CPU run and the run/table commands."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.tasks import get_task
+from data.elements import SYMBOLS
+from data.oxidation import ours
+from evaluation.criteria import evaluate
+from methods import get_method
+from methods.smoacs import CrystalState, initial_crystals
+from methods.smoacs.schedules import rebuild_steps, temperature
+
+pytestmark = pytest.mark.usefixtures("model_dir")
+PEROV = get_task("perovskite", 1.5, 0.04)
+
+
+@pytest.fixture(scope="module")
+def smoacs():
+    return get_method("smoacs", steps=10, progress=False, device="cpu")
+
+
+def make_state(n, seed=0, allowed=None):
+    allowed = np.ones(98, bool) if allowed is None else allowed
+    return CrystalState(initial_crystals(PEROV, n, seed), allowed, t_start=0.01, abc_range=PEROV.abc_range,
+                        angle_range=PEROV.angle_range, coord_eps=PEROV.coord_eps,
+                        generator=torch.Generator().manual_seed(seed), tolerance=True)
+
+
+def test_schedules():
+    assert temperature(0, 200) == pytest.approx(0.01) and temperature(199, 200) == pytest.approx(0.0001)
+    steps = rebuild_steps(200, 32)
+    assert len(steps) == 32 and steps == sorted(set(steps)) and 0 < steps[0] and steps[-1] < 200
+    assert rebuild_steps(3, 32) == [1, 2] and rebuild_steps(1, 5) == []
+    gaps = np.diff(steps)
+    assert gaps[:5].mean() < gaps[-5:].mean()  # dense early, sparse late (sine schedule)
+
+
+def test_every_element_an_argmax_can_pick_is_allowed_at_its_oxidation_state():
+    state = make_state(64)
+    tab = ours()
+    with torch.no_grad():
+        state.atoms.normal_(0, 1)  # any logits at all
+        state.ox.normal_(0, 1)
+    crystals, chosen = state.discretize()
+    patterns = initial_crystals(PEROV, 1, 0)[0].patterns
+    z = crystals.atom_probs.argmax(1).numpy()
+    ptr = crystals.ptr.numpy()
+    for b in range(64):
+        species = [SYMBOLS[k] for k in z[ptr[b]:ptr[b + 1]]]
+        pattern = patterns[chosen[b]]
+        assert all(int(s) in tab[el] for el, s in zip(species, pattern, strict=True)), (species, pattern)
+        assert sum(pattern) == 0
+
+
+def test_soft_distribution_puts_no_mass_outside_the_masks():
+    state = make_state(8)
+    crystals, p, w = state.soft(0.005)
+    union = state.masks.any(dim=1)
+    assert torch.allclose(crystals.atom_probs.sum(1), torch.ones(40))
+    assert crystals.atom_probs[~union].abs().max() == 0
+    assert torch.isfinite(state.tolerance_factor(p, w)).all()
+
+
+def test_ten_step_cpu_run_of_four_samples(smoacs):
+    props = smoacs.propose(PEROV, 4, seed=1)
+    assert len(props) == 4 and all(not p.failed for p in props)
+    df = evaluate([p.structure for p in props], [p.band_gap for p in props],
+                  [p.formation_energy for p in props], PEROV.criteria())
+    assert df["neutral"].all() and df["angles_ok"].all() and df["coords_ok"].all()
+    hist = smoacs.artifacts()["history"]
+    assert hist["loss"].shape == (10, 4) and np.isfinite(hist["loss"]).all()
+    again = smoacs.propose(PEROV, 4, seed=1)
+    assert [p.structure.formula for p in again] == [p.structure.formula for p in props]
+    assert np.allclose([p.band_gap for p in again], [p.band_gap for p in props], atol=1e-5)
+
+
+def test_loss_descends_at_a_fixed_temperature():
+    fixed = get_method("smoacs", steps=12, progress=False, device="cpu", t_start=0.01, t_end=0.01)
+    fixed.propose(PEROV, 6, seed=2)
+    loss = fixed.artifacts()["history"]["loss"]
+    assert loss[-3:].mean() < loss[:3].mean() - 0.05
+
+
+def test_a_nan_sample_is_reported_and_the_rest_go_on(smoacs, monkeypatch):
+    import methods.smoacs.method as mod
+
+    real = mod.initial_crystals
+
+    def poisoned(task, n, seed):
+        init = real(task, n, seed)
+        s = init[1].structure
+        init[1].structure = s.__class__(s.lattice, s.species, np.full_like(s.frac_coords, np.nan))
+        return init
+
+    monkeypatch.setattr(mod, "initial_crystals", poisoned)
+    props = smoacs.propose(PEROV, 3, seed=0)
+    assert props[1].failed and "NaN" in props[1].meta["reason"] and "step 0" in props[1].meta["reason"]
+    assert not props[0].failed and not props[2].failed
+    assert np.isfinite([props[0].band_gap, props[2].band_gap]).all()
+
+
+def test_run_and_table_commands(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "--method", "smoacs", "--task", "perovskite", "--target-bg", "1.5", "--n-samples", "3",
+            "--steps", "3", "--seed", "0", "--out", str(out), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    samples = pd.read_csv(out / "samples.csv")
+    assert list(samples["sample"]) == [0, 1, 2] and samples["neutral"].all()
+    assert {"success", "bg_ok", "unique_rate"} <= set(pd.read_csv(out / "summary.csv").columns)
+    assert len(list((out / "structures").glob("*.cif"))) == 3
+    assert (out / "history.png").stat().st_size > 10_000
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["seed"] == 0 and config["method_config_resolved"]["steps"] == 3
+    mtime = (out / "summary.csv").stat().st_mtime
+    assert main(args) == 0 and (out / "summary.csv").stat().st_mtime == mtime  # complete run is not redone
+    capsys.readouterr()
+    assert main(["table", "--runs", str(out), "--format", "md", "--with-paper"]) == 0
+    text = capsys.readouterr().out
+    assert "SMOACS(MEGNet)" in text and "S(Cry) (paper)" in text and "(e) coord" in text
