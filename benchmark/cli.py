@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(run)
     run.add_argument("--n-samples", type=int, default=256)
     run.add_argument("--steps", type=int, help="optimisation steps (SMOACS; default 200)")
+    run.add_argument("--trials", type=int, help="trials per study (TPE; default 200)")
     run.add_argument("--batch-size", type=int, help="samples optimised together (SMOACS; default 256)")
     run.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -52,7 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     tab.add_argument("--with-paper", action="store_true", help="add the paper's published rows")
     tab.add_argument("--out", help="write to this file instead of printing")
     tab.set_defaults(func=cmd_table)
+
+    data = sub.add_parser("data", help="datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    dl = data_sub.add_parser("download", help="download a dataset and validate it")
+    dl.add_argument("dataset", choices=["megnet"], help="megnet: mp.2018.6.1.json (figshare file 15087992)")
+    dl.add_argument("--dest", help="folder to put it in (default: $SMOACS_DATA_DIR)")
+    dl.set_defaults(func=cmd_data_download)
     return ap
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from data.datasets import download_megnet
+
+    try:
+        path = download_megnet(dest_dir=args.dest)
+    except (RuntimeError, ValueError, FileNotFoundError) as err:
+        print(f"smoacs-bench data download: {err}", file=sys.stderr)
+        return 1
+    print(f"ready: {path}")
+    return 0
 
 
 def _parse_value(text: str):
@@ -73,10 +93,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not sep:
             raise SystemExit(f"--param expects KEY=VALUE, got {item!r}")
         config[key.strip()] = _parse_value(value.strip())
-    for key in ("steps", "batch_size", "device"):
+    for key in ("steps", "trials", "batch_size", "device"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     config["progress"] = not args.no_progress
+    if args.method.startswith("tpe"):
+        if "steps" in config:
+            raise SystemExit("TPE counts trials, not steps: use --trials")
+        # studies live in a journal inside the run folder, so a killed run resumes where it stopped
+        journal = Path(args.out) / "tpe_journal.log"
+        config.setdefault("storage", str(journal))
+        if args.force and Path(config["storage"]).exists():
+            Path(config["storage"]).unlink()
     s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
                        args.out, config, label=args.label, force=args.force)
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",

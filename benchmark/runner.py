@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.datasets import novelty_reference
 from evaluation.criteria import evaluate
 from evaluation.io import atomic_write_text, write_csv
 from evaluation.plots import plot_history
@@ -75,7 +76,9 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
             atomic_write_text(out / "structures" / f"{i}.cif", p.structure.to(fmt="cif"))
     write_csv(rows, out / "samples.csv")
     name = label or m.label or m.name
-    summary = summarize(rows, name, task, the_task.criteria())
+    reference, reference_label = novelty_reference()
+    summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
+                        novelty_reference=reference_label)
     summary["wall_time_s"] = round(wall, 1)
     write_csv(pd.DataFrame([summary]), out / "summary.csv")
 

@@ -24,6 +24,7 @@ GRID = {
     "lr_lattice": [0.01, 0.05, 0.2],      # Å per Adam step
     "lr_coords": [0.002, 0.01],           # fractional per step
     "lr_atoms": [0.0005, 0.002, 0.008],   # logit x temperature per step (lr_ox follows)
+    "lr_angles": [0.5],                   # degrees per step (free task only)
 }
 
 
@@ -52,8 +53,8 @@ def main() -> None:
         df = evaluate([p.structure for p in props], [p.band_gap for p in props],
                       [p.formation_energy for p in props], task.criteria())
         s = summarize(df, "smoacs", args.task, task.criteria())
-        row = cfg | {k: s[k] for k in ("success", "bg_ok", "ef_ok", "valid_structure", "perovskite_ok",
-                                        "tolerance_ok", "unique_rate")} | {"wall_s": round(wall, 1)}
+        row = cfg | {k: s[k] for k in ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok",
+                                        "perovskite_ok", "tolerance_ok", "unique_rate")} | {"wall_s": round(wall, 1)}
         rows.append(row)
         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     out = pd.DataFrame(rows)

@@ -6,6 +6,9 @@ from importlib import import_module
 
 METHODS: dict[str, str] = {
     "smoacs": "methods.smoacs:SMOACS",
+    "tpe": "methods.tpe:TPE",
+    "tpe-n": "methods.tpe:TPEWithoutNeutrality",
+    "tpe+n": "methods.tpe:TPEExactNeutrality",
 }
 
 

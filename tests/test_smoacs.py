@@ -27,7 +27,7 @@ def smoacs():
 
 def make_state(n, seed=0, allowed=None):
     allowed = np.ones(98, bool) if allowed is None else allowed
-    return CrystalState(initial_crystals(PEROV, n, seed), allowed, t_start=0.01, abc_range=PEROV.abc_range,
+    return CrystalState([d.crystal for d in initial_crystals(PEROV, n, seed)], allowed, t_start=0.01, abc_range=PEROV.abc_range,
                         angle_range=PEROV.angle_range, coord_eps=PEROV.coord_eps,
                         generator=torch.Generator().manual_seed(seed), tolerance=True)
 
@@ -48,7 +48,7 @@ def test_every_element_an_argmax_can_pick_is_allowed_at_its_oxidation_state():
         state.atoms.normal_(0, 1)  # any logits at all
         state.ox.normal_(0, 1)
     crystals, chosen = state.discretize()
-    patterns = initial_crystals(PEROV, 1, 0)[0].patterns
+    patterns = initial_crystals(PEROV, 1, 0)[0].crystal.patterns
     z = crystals.atom_probs.argmax(1).numpy()
     ptr = crystals.ptr.numpy()
     for b in range(64):
@@ -90,15 +90,22 @@ def test_loss_descends_at_a_fixed_temperature():
 def test_a_nan_sample_is_reported_and_the_rest_go_on(smoacs, monkeypatch):
     import methods.smoacs.method as mod
 
-    real = mod.initial_crystals
+    real_get_pool = mod.get_pool
 
-    def poisoned(task, n, seed):
-        init = real(task, n, seed)
-        s = init[1].structure
-        init[1].structure = s.__class__(s.lattice, s.species, np.full_like(s.frac_coords, np.nan))
-        return init
+    class Poisoned:
+        def __init__(self, name):
+            self.pool = real_get_pool(name)
 
-    monkeypatch.setattr(mod, "initial_crystals", poisoned)
+        def describe(self):
+            return self.pool.describe()
+
+        def draw(self, n, seed):
+            drawn = self.pool.draw(n, seed)
+            s = drawn[1].crystal.structure
+            drawn[1].crystal.structure = s.__class__(s.lattice, s.species, np.full_like(s.frac_coords, np.nan))
+            return drawn
+
+    monkeypatch.setattr(mod, "get_pool", Poisoned)
     props = smoacs.propose(PEROV, 3, seed=0)
     assert props[1].failed and "NaN" in props[1].meta["reason"] and "step 0" in props[1].meta["reason"]
     assert not props[0].failed and not props[2].failed

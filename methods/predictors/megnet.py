@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -169,7 +170,10 @@ def load_matgl_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
     else:
         source = str(name_or_path)
     try:
-        return matgl.load_model(source)
+        with warnings.catch_warnings():  # matgl warns about its own model-version field on every load
+            warnings.filterwarnings("ignore", message=".*Incompatible model version.*")
+            warnings.filterwarnings("ignore", message=".*_check_ver.*")
+            return matgl.load_model(source)
     except Exception as err:  # matgl wraps download/IO failures in RuntimeError/ValueError
         cause = err.__cause__ or err
         raise FileNotFoundError(

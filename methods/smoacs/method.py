@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from benchmark.tasks import Task
 from data.elements import K
-from data.templates import random_perovskites
+from data.pools import Drawn, get_pool
 from methods.base import Method, Proposal
 from methods.predictors import build_neighbor_graph, get_predictor
 
@@ -31,15 +31,15 @@ TOLERANCE_TARGET = 0.9
 @dataclass
 class SMOACSConfig:
     """Settings of one SMOACS run. Learning rates are Adam step sizes: lattice in Å, angles in
-    degrees, coordinates in fractional units, A and o in logit-times-temperature units. The
-    defaults come from the sweep in results/sweeps (MEGNet, perovskite task, 1.5 eV)."""
+    degrees, coordinates in fractional units, A and o in logit-times-temperature units; None takes
+    the task's default from TASK_LEARNING_RATES."""
 
     steps: int = 200
-    lr_lattice: float = 0.05
-    lr_angles: float = 0.5
-    lr_coords: float = 0.01
-    lr_atoms: float = 0.02
-    lr_ox: float = 0.02
+    lr_lattice: float | None = None
+    lr_angles: float | None = None
+    lr_coords: float | None = None
+    lr_atoms: float | None = None
+    lr_ox: float | None = None
     lam: float = 1.0                   # λ, weight of the formation energy
     t_start: float = 0.01
     t_end: float = 0.0001
@@ -48,6 +48,7 @@ class SMOACSConfig:
     band_gap_model: str = "megnet-bandgap"
     formation_energy_model: str = "megnet-eform"
     device: str | None = None          # default: CUDA when available
+    pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     progress: bool = True
 
 
@@ -59,15 +60,20 @@ class _Run:
     history: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-def initial_crystals(task: Task, n_samples: int, seed: int) -> list[InitialCrystal]:
-    """Starting points: random perovskites (a, b, c uniform in the task's range, ideal coordinates)
-    with the two perovskite oxidation patterns."""
-    if not task.is_perovskite:
-        raise NotImplementedError("SMOACS on the free task needs the initial pools (tasks issue)")
-    cell = task.cell
-    unit_range = (task.abc_range[0] / cell.n, task.abc_range[1] / cell.n)
-    structures = random_perovskites(n_samples, seed, unit_range, n=cell.n)
-    return [InitialCrystal(s, cell.patterns, cell.roles, cell.frac_coords) for s in structures]
+# Swept for MEGNet at 1.5 eV with benchmarks/sweep_smoacs_lr.py (results/sweeps/*.csv, 64 samples each).
+TASK_LEARNING_RATES: dict[str, dict[str, float]] = {
+    "perovskite": {"lr_lattice": 0.05, "lr_angles": 0.0, "lr_coords": 0.01, "lr_atoms": 0.02, "lr_ox": 0.02},
+    "free": {"lr_lattice": 0.05, "lr_angles": 0.5, "lr_coords": 0.005, "lr_atoms": 0.02, "lr_ox": 0.02},
+    "perovskite3x3x3": {"lr_lattice": 0.15, "lr_angles": 0.0, "lr_coords": 0.003, "lr_atoms": 0.02,
+                        "lr_ox": 0.02},
+}
+DEFAULT_POOLS = {"free": "aflow", "perovskite": "perovskite", "perovskite3x3x3": "perovskite3x3x3"}
+
+
+def initial_crystals(task: Task, n_samples: int, seed: int, pool: str | None = None) -> list[Drawn]:
+    """Starting points drawn from a pool (default per task: AFLOW prototypes with <= 10 sites for the
+    free task, generated perovskites with the two perovskite patterns otherwise), with their source ids."""
+    return get_pool(pool or DEFAULT_POOLS[task.name]).draw(n_samples, seed)
 
 
 class SMOACS(Method):
@@ -82,9 +88,17 @@ class SMOACS(Method):
         self.device = torch.device(dev)
         self._predictors = None
         self._artifacts: dict[str, Any] = {}
+        self._pool_info: dict[str, Any] = {}
+        self._lrs: dict[str, float] = {}
 
     def config(self) -> dict[str, Any]:
-        return asdict(self.cfg) | {"device": str(self.device)}
+        return asdict(self.cfg) | {"device": str(self.device), "pool_used": self._pool_info,
+                                   "learning_rates_used": self._lrs}
+
+    def learning_rates(self, task: Task) -> dict[str, float]:
+        """The configured learning rates, the task's defaults where unset."""
+        defaults = TASK_LEARNING_RATES.get(task.name, TASK_LEARNING_RATES["free"])
+        return {k: v if (v := getattr(self.cfg, k)) is not None else defaults[k] for k in defaults}
 
     def artifacts(self) -> dict[str, Any]:
         return self._artifacts
@@ -102,11 +116,17 @@ class SMOACS(Method):
 
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         torch.manual_seed(seed)
-        initial = initial_crystals(task, n_samples, seed)
+        self._lrs = self.learning_rates(task)
+        pool = get_pool(self.cfg.pool or DEFAULT_POOLS[task.name])
+        self._pool_info = pool.describe()
+        drawn = pool.draw(n_samples, seed)
+        initial = [d.crystal for d in drawn]
         gen = torch.Generator().manual_seed(seed)
         run = _Run()
         for start in range(0, n_samples, self.cfg.batch_size):
             self._optimize(initial[start:start + self.cfg.batch_size], task, gen, run, offset=start)
+        for p, d in zip(run.proposals, drawn, strict=True):
+            p.meta["source"] = d.source
         self._artifacts = {"history": {k: np.concatenate(v, axis=1) for k, v in run.history.items()}}
         self._artifacts["history"]["temperature"] = np.array(
             [temperature(s, self.cfg.steps, self.cfg.t_start, self.cfg.t_end) for s in range(self.cfg.steps)])
@@ -124,12 +144,13 @@ class SMOACS(Method):
             initial, self._allowed_elements(), t_start=cfg.t_start, abc_range=task.abc_range,
             angle_range=task.angle_range, coord_eps=task.coord_eps, generator=gen,
             tolerance=task.is_perovskite, device=self.device)
-        groups = [{"params": [state.abc], "lr": cfg.lr_lattice},
-                  {"params": [state.coords], "lr": cfg.lr_coords},
-                  {"params": [state.atoms], "lr": cfg.lr_atoms},
-                  {"params": [state.ox], "lr": cfg.lr_ox}]
+        lrs = self._lrs
+        groups = [{"params": [state.abc], "lr": lrs["lr_lattice"]},
+                  {"params": [state.coords], "lr": lrs["lr_coords"]},
+                  {"params": [state.atoms], "lr": lrs["lr_atoms"]},
+                  {"params": [state.ox], "lr": lrs["lr_ox"]}]
         if not state.fixed_angles:
-            groups.append({"params": [state.angles], "lr": cfg.lr_angles})
+            groups.append({"params": [state.angles], "lr": lrs["lr_angles"]})
         opt = torch.optim.Adam(groups)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
         rebuild = set(rebuild_steps(cfg.steps, cfg.n_rebuilds))
