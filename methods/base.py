@@ -8,9 +8,12 @@ evaluator judges them; tensors never leave the method.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from pymatgen.core import Structure
 
 from benchmark.tasks import Task
@@ -47,3 +50,21 @@ class Method(abc.ABC):
     def artifacts(self) -> dict[str, Any]:
         """Extra results of the last :meth:`propose` call (e.g. optimisation history arrays)."""
         return {}
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic torch kernels inside the block (restored afterwards).
+
+    Multi-threaded CPU scatter/index-add kernels accumulate in a varying order; in a 200-step
+    optimisation the float noise can flip an argmax, so the same seed gave different crystals.
+    On CUDA, kernels without a deterministic version only warn (``warn_only``): GPU runs stay
+    non-reproducible at that level.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

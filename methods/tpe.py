@@ -61,7 +61,7 @@ from data.templates import PerovskiteCell
 from evaluation.geometry import lattice_problem
 from evaluation.neutrality import check_species
 from evaluation.perovskite import role_pattern_assignment, tolerance_factor
-from methods.base import Method, Proposal
+from methods.base import Method, Proposal, deterministic
 from methods.predictors import get_predictor
 from methods.smoacs.method import DEFAULT_POOLS
 
@@ -296,6 +296,10 @@ class TPE(Method):
 
     # ------------------------------------------------------------------------------ optimise
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
+        with deterministic():  # predictions feed the objectives: keep them bit-reproducible
+            return self._propose(task, n_samples, seed)
+
+    def _propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         names = objective_names(task, self.neutrality)
         identity = {"method": self.name, "task": task.name, "target_bg": task.target_bg, "margin": task.margin,
                     "seed": seed, "objectives": names}

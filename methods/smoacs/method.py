@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from benchmark.tasks import Task
 from data.elements import K
 from data.pools import Drawn, get_pool
-from methods.base import Method, Proposal
+from methods.base import Method, Proposal, deterministic
 from methods.predictors import build_neighbor_graph, get_predictor
 
 from .schedules import rebuild_steps, temperature
@@ -123,8 +123,9 @@ class SMOACS(Method):
         initial = [d.crystal for d in drawn]
         gen = torch.Generator().manual_seed(seed)
         run = _Run()
-        for start in range(0, n_samples, self.cfg.batch_size):
-            self._optimize(initial[start:start + self.cfg.batch_size], task, gen, run, offset=start)
+        with deterministic():
+            for start in range(0, n_samples, self.cfg.batch_size):
+                self._optimize(initial[start:start + self.cfg.batch_size], task, gen, run, offset=start)
         for p, d in zip(run.proposals, drawn, strict=True):
             p.meta["source"] = d.source
         self._artifacts = {"history": {k: np.concatenate(v, axis=1) for k, v in run.history.items()}}
