@@ -163,3 +163,16 @@ def test_evaluate_cli_uses_a_predictor_when_no_csv(tmp_path, monkeypatch):
     assert calls == [1] and df["success"].tolist() == [True, False]
     assert np.isnan(df.loc[0, "tolerance_factor"])
     assert Criteria().ef_max == -0.5
+
+
+def test_a_cif_with_nearly_coincident_atoms_is_read_and_fails_b(tmp_path):
+    from evaluation.io import read_structure
+
+    s = Structure(Lattice.cubic(5.0), ["Si", "Si", "O", "O"],
+                  [[0.1, 0.1, 0.1], [0.10002, 0.1, 0.1], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0]])
+    path = tmp_path / "overlap.cif"
+    s.to(filename=str(path))
+    read, why = read_structure(path)
+    assert why == "" and len(read) == 4  # pymatgen's default tolerance would merge and reject these
+    row = evaluate_structure(read, 1.5, -1.0, FREE)
+    assert not row["min_dist_ok"] and row["min_dist"] < 0.01 and not row["success"]
