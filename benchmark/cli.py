@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     tab.add_argument("--layout", choices=["table2", "table3", "table4", "diversity"],
                      help="default: from the runs' task")
     tab.add_argument("--with-paper", action="store_true", help="add the paper's published rows")
+    tab.add_argument("--no-caption", action="store_true", help="Markdown: omit the caption paragraph")
     tab.add_argument("--out", help="write to this file instead of printing")
     tab.set_defaults(func=cmd_table)
 
@@ -117,7 +118,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from evaluation.io import atomic_write_text
-    from evaluation.tables import layout_for_task, render_table
+    from evaluation.tables import caption_for, layout_for_task, render_table
 
     frames = []
     for run in args.runs:
@@ -131,6 +132,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     df = pd.concat(frames, ignore_index=True)
     layout = args.layout or layout_for_task(str(df["task"].iloc[0]))
     text = render_table(df, layout, args.format, with_paper=args.with_paper)
+    if args.format == "md" and not args.no_caption:
+        text = text.rstrip("\n") + "\n\n" + caption_for(layout, df, with_paper=args.with_paper) + "\n"
     if args.out:
         atomic_write_text(args.out, text)
     else:

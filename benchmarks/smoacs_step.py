@@ -33,7 +33,7 @@ def main() -> None:
     task = get_task(args.task, 1.5)
     m = get_method("smoacs", progress=False, device=args.device)
     bg_model, ef_model = m.predictors
-    state = CrystalState([d.crystal for d in initial_crystals(task, args.n_samples, 0)], m._allowed_elements(), t_start=0.01,
+    state = CrystalState([d.crystal for d in initial_crystals(task, args.n_samples, 0)], m.allowed_elements(), t_start=0.01,
                          abc_range=task.abc_range, angle_range=task.angle_range, coord_eps=task.coord_eps,
                          generator=torch.Generator().manual_seed(0), tolerance=task.is_perovskite,
                          device=args.device)

@@ -130,6 +130,7 @@ def test_run_and_table_commands(tmp_path, capsys):
     assert main(["table", "--runs", str(out), "--format", "md", "--with-paper"]) == 0
     text = capsys.readouterr().out
     assert "SMOACS(MEGNet)" in text and "S(Cry) (paper)" in text and "(e) coord" in text
+    assert "averaged over 3 samples" in text  # the caption follows the Markdown table
 
 
 RUN_IN_SUBPROCESS = """

@@ -133,7 +133,8 @@ class SMOACS(Method):
             [temperature(s, self.cfg.steps, self.cfg.t_start, self.cfg.t_end) for s in range(self.cfg.steps)])
         return run.proposals
 
-    def _allowed_elements(self) -> np.ndarray:
+    def allowed_elements(self) -> np.ndarray:
+        """(98,) bool: elements both predictors can embed."""
         bg, ef = self.predictors
         return (bg.supported_elements & ef.supported_elements).cpu().numpy().astype(bool)[:K]
 
@@ -142,7 +143,7 @@ class SMOACS(Method):
         cfg = self.cfg
         bg_model, ef_model = self.predictors
         state = CrystalState(
-            initial, self._allowed_elements(), t_start=cfg.t_start, abc_range=task.abc_range,
+            initial, self.allowed_elements(), t_start=cfg.t_start, abc_range=task.abc_range,
             angle_range=task.angle_range, coord_eps=task.coord_eps, generator=gen,
             tolerance=task.is_perovskite, device=self.device)
         lrs = self._lrs
