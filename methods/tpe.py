@@ -273,7 +273,14 @@ class TPE(Method):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        return JournalStorage(JournalFileBackend(str(where)))
+        # Absolute path: Optuna's lock is a symlink to this path, and a relative target (resolved from the
+        # link's own folder) never stats, so a lock left by a killed run was never recognised as stale.
+        path = Path(where).resolve()
+        lock = path.with_name(path.name + ".lock")
+        if lock.is_symlink() and not lock.exists():  # dangling: it cannot be a live lock
+            warnings.warn(f"removing a dangling journal lock left by a killed run: {lock}", stacklevel=2)
+            lock.unlink()
+        return JournalStorage(JournalFileBackend(str(path)))
 
     def _open_study(self, storage, i: int, source: str, space: SearchSpace, initial: dict[str, Any],
                     names: list[str], identity: dict[str, Any]) -> _Study:

@@ -203,3 +203,14 @@ def test_cli_run_tpe_keeps_its_journal_in_the_run_folder(tmp_path):
     assert (out / "tpe_journal.log").stat().st_size > 0 and (out / "summary.csv").exists()
     with pytest.raises(SystemExit, match="--trials"):
         main([*args, "--steps", "5"])
+
+
+def test_a_dangling_journal_lock_from_a_killed_run_is_removed(tmp_path):
+    from methods.tpe import TPE
+
+    journal = tmp_path / "tpe_journal.log"
+    lock = tmp_path / "tpe_journal.log.lock"
+    lock.symlink_to("somewhere/that/does/not/exist")  # what a killed older run left behind
+    with pytest.warns(UserWarning, match="dangling journal lock"):
+        storage = TPE(storage=str(journal), device="cpu")._storage()
+    assert storage is not None and not lock.is_symlink()
