@@ -21,17 +21,11 @@ _CELL_FIELDS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
                 "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
 
 
-def _cif_cell_problem(path: Path) -> str:
+def _cell_problem(blocks: dict) -> str:
     """Non-numeric, NaN or non-positive cell lengths/angles in a CIF's raw fields, or ''."""
-    from pymatgen.io.cif import CifFile
-
-    try:
-        blocks = CifFile.from_file(str(path)).data
-    except Exception:  # noqa: BLE001 - the structure parser reports unreadable files
-        return ""
     for block in blocks.values():
         for key in _CELL_FIELDS:
-            raw = block.data.get(key)
+            raw = block.get(key)
             if raw is None:
                 continue
             try:
@@ -43,12 +37,17 @@ def _cif_cell_problem(path: Path) -> str:
     return ""
 
 
-def _parse(path: Path) -> Structure:
-    """A structure file as written. CIFs are read with a tiny site tolerance: pymatgen's default
-    (1e-4 fractional) merges near-coincident atoms, which criterion (b) must judge, not hide."""
-    if path.suffix.lower() == ".cif":
-        return CifParser(str(path), site_tolerance=1e-6).parse_structures(primitive=False)[0]
-    return Structure.from_file(str(path))
+def _parse(path: Path) -> tuple[Structure | None, str]:
+    """(structure, '') or (None, reason for a bad cell). One parse per file. CIFs are read with a tiny
+    site tolerance: pymatgen's default (1e-4 fractional) merges near-coincident atoms, which
+    criterion (b) must judge, not hide."""
+    if path.suffix.lower() != ".cif":
+        return Structure.from_file(str(path)), ""
+    parser = CifParser(str(path), site_tolerance=1e-6)
+    bad = _cell_problem(parser.as_dict())
+    if bad:
+        return None, bad
+    return parser.parse_structures(primitive=False)[0], ""
 
 
 def read_structure(path: str | Path) -> tuple[Structure | None, str]:
@@ -56,17 +55,15 @@ def read_structure(path: str | Path) -> tuple[Structure | None, str]:
     path = Path(path)
     if not path.is_file():
         return None, f"{path}: file not found"
-    if path.suffix.lower() == ".cif":
-        bad = _cif_cell_problem(path)
-        if bad:
-            return None, f"{path.name}: {bad}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s = _parse(path)
+            s, bad = _parse(path)
     except Exception as e:  # noqa: BLE001 - pymatgen raises many kinds of errors for bad CIFs
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return None, f"{path.name}: unreadable structure file ({msg})"
+    if s is None:
+        return None, f"{path.name}: {bad}"
     if len(s) == 0:
         return None, f"{path.name}: structure has no sites"
     for site in s:
