@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trials", type=int, help="trials per study (TPE; default 200)")
     run.add_argument("--batch-size", type=int, help="samples optimised together (SMOACS; default 256)")
     run.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    run.add_argument("--workers", type=int, help="processes running groups of studies at once (TPE; default 1; "
+                     "results do not depend on it)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="any other method setting, e.g. --param lr_lattice=0.05 (repeatable)")
     run.add_argument("--seed", type=int, default=0)
@@ -94,18 +97,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not sep:
             raise SystemExit(f"--param expects KEY=VALUE, got {item!r}")
         config[key.strip()] = _parse_value(value.strip())
-    for key in ("steps", "trials", "batch_size", "device"):
+    for key in ("steps", "trials", "batch_size", "device", "workers"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     config["progress"] = not args.no_progress
+    if args.workers is not None and not args.method.startswith("tpe"):
+        raise SystemExit("--workers is a TPE setting (SMOACS batches all samples in one process)")
     if args.method.startswith("tpe"):
         if "steps" in config:
             raise SystemExit("TPE counts trials, not steps: use --trials")
-        # studies live in a journal inside the run folder, so a killed run resumes where it stopped
-        journal = Path(args.out) / "tpe_journal.log"
-        config.setdefault("storage", str(journal))
-        if args.force and Path(config["storage"]).exists():
-            Path(config["storage"]).unlink()
+        # studies live in journals inside the run folder, so a killed run resumes where it stopped
+        config.setdefault("storage", str(Path(args.out) / "tpe_journal"))
+        if args.force and Path(config["storage"]).is_dir():
+            shutil.rmtree(config["storage"])
     s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
                        args.out, config, label=args.label, force=args.force)
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",

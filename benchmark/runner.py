@@ -39,6 +39,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
+RESULT_NEUTRAL = ("progress", "workers")  # settings that do not change a run's output
+
+
 def _settings(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
               method_config: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "task": task, "target_bg": target_bg, "margin": margin,
@@ -52,7 +55,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     out = Path(out_dir)
     method_config = dict(method_config or {})
     settings = _settings(method, task, target_bg, margin, n_samples, seed,
-                         {k: v for k, v in method_config.items() if k != "progress"})
+                         {k: v for k, v in method_config.items() if k not in RESULT_NEUTRAL})
     cfg_path = out / "config.json"
     if cfg_path.exists() and (out / "summary.csv").exists() and not force:
         stored = json.loads(cfg_path.read_text())
@@ -86,7 +89,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     if history:
         # float16 is ample for a history plot and keeps the file small
         np.savez_compressed(out / "history.npz", **{k: np.asarray(v, dtype=np.float16) for k, v in history.items()})
-        plot_history(history, target_bg, margin, out / "history.png",
+        plot_history(history, target_bg, margin, out / "history.png", xlabel=m.history_unit,
                      title=f"{name} on {task}, target {target_bg} ± {margin} eV, {n_samples} samples")
     config = {"settings": settings, "method_config_resolved": m.config(), "versions": _versions(),
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -1,13 +1,22 @@
-"""Wall time of the TPE baseline: N studies x T trials in lockstep (one batched predictor call per
-round) vs one study after another (one predictor call per trial), and where the time goes.
+"""Wall time of the TPE baseline, from the plain Optuna loop to the batched run, and where the time goes.
+
+Modes, each adding one change to the previous (all run the same studies and trials):
+
+1. ``plain``       one study after another, one predictor call per trial, Optuna's ``TPESampler``,
+                   Optuna's journal file (fsync per operation);
+2. ``split-once``  ``SplitOnceTPESampler`` (the below/above split once per trial, not per parameter);
+3. ``round-journal`` journals written once per round (``methods.tpe.journal.RoundJournal``);
+4. ``lockstep``    groups of ``--group-size`` studies in lockstep, one batched predictor call per round;
+5. ``workers``     ``--workers`` processes running groups at once.
 
 "sampler" is Optuna's ask/tell (including storage writes), "predictor" the MEGNet calls, "objectives"
-building structures, the neutrality check and the tolerance factor. Both modes use the same per-trial
-sampler seeds, so they propose the same structures up to float32 noise of batched predictions; the
-script counts the identical proposals.
+building structures, the neutrality check and the tolerance factor (seconds summed over processes).
+Modes 1-3 propose identical structures (same per-trial seeds, same one-structure predictions); 4-5
+batch predictions, whose float32 noise (~1e-6 eV) can tip a late TPE split; the script counts the
+proposals identical to mode 1's.
 
-Run: python benchmarks/tpe_lockstep.py                      (16 studies x 20 trials, ~1-2 min on 2 cores)
-     python benchmarks/tpe_lockstep.py --studies 256 --trials 200 --task perovskite3x3x3 --storage journal
+Run: python benchmarks/tpe_lockstep.py                      (16 studies x 100 trials, ~8 min on 2 cores)
+     python benchmarks/tpe_lockstep.py --studies 64 --trials 200 --modes lockstep workers
 """
 
 from __future__ import annotations
@@ -22,11 +31,19 @@ import torch
 from benchmark.tasks import TASKS, get_task
 from methods import get_method
 
+MODES = ("plain", "split-once", "round-journal", "lockstep", "workers")
+
+
+def settings(mode: str, args: argparse.Namespace, tmp: Path) -> dict:
+    k = MODES.index(mode)
+    return {"split_once": k >= 1,
+            "storage": str(tmp / f"{mode}.log") if k < 2 else str(tmp / mode),
+            "group_size": args.group_size if k >= 3 else 1,
+            "workers": args.workers if k >= 4 else 1}
+
 
 def run(mode: str, args: argparse.Namespace, tmp: Path) -> tuple[float, dict, list]:
-    storage = str(tmp / f"{mode}.log") if args.storage == "journal" else None
-    m = get_method("tpe", trials=args.trials, lockstep=mode == "lockstep", storage=storage, device=args.device,
-                   batch_size=args.batch_size, progress=False)
+    m = get_method("tpe", trials=args.trials, device=args.device, progress=False, **settings(mode, args, tmp))
     m.allowed_elements()  # loads the models outside the timed part
     t0 = time.perf_counter()
     proposals = m.propose(get_task(args.task, 1.5), args.studies, seed=0)
@@ -36,37 +53,35 @@ def run(mode: str, args: argparse.Namespace, tmp: Path) -> tuple[float, dict, li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=16, help="studies (samples), default 16")
-    ap.add_argument("--trials", type=int, default=20, help="trials per study, default 20")
+    ap.add_argument("--trials", type=int, default=100, help="trials per study, default 100")
     ap.add_argument("--task", choices=list(TASKS), default="perovskite")
-    ap.add_argument("--storage", choices=["memory", "journal"], default="memory")
+    ap.add_argument("--group-size", type=int, default=8, help="studies in lockstep (modes 4-5), default 8")
+    ap.add_argument("--workers", type=int, default=2, help="processes (mode 5), default 2")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=256, help="structures per predictor forward pass")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"TPE, task {args.task}, {args.studies} studies x {args.trials} trials, storage {args.storage}, "
-          f"device {args.device}, {torch.get_num_threads()} torch threads")
+    print(f"TPE, task {args.task}, {args.studies} studies x {args.trials} trials, device {args.device}, "
+          f"predictions on 1 torch thread per process")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("lockstep", "sequential"):
+        for mode in args.modes:
             results[mode] = run(mode, args, Path(tmp))
+            print(f"  {mode}: {results[mode][0]:.1f} s", flush=True)
     n_trials = args.studies * args.trials
-    print(f"{'mode':11s} {'wall s':>8s} {'sampler s':>10s} {'predictor s':>12s} {'objectives s':>13s} "
-          f"{'pred. calls':>11s} {'trials/s':>9s}")
-    for mode, (wall, t, _) in results.items():
-        print(f"{mode:11s} {wall:8.2f} {t['sampler_s']:10.2f} {t['predictor_s']:12.2f} {t['objectives_s']:13.2f} "
-              f"{t['predictor_calls']:11d} {n_trials / wall:9.1f}")
-    lock, seq = results["lockstep"], results["sequential"]
-    print(f"speed-up lockstep vs sequential: x{seq[0] / lock[0]:.2f} in wall time, "
-          f"x{seq[1]['predictor_s'] / max(lock[1]['predictor_s'], 1e-9):.1f} in predictor time")
-    for mode, (wall, t, _) in results.items():
-        print(f"{mode}: sampler {100 * t['sampler_s'] / wall:.0f} %, predictor {100 * t['predictor_s'] / wall:.0f} %, "
-              f"objectives {100 * t['objectives_s'] / wall:.0f} % of wall time")
-    same = sum(a.structure == b.structure for a, b in zip(lock[2], seq[2], strict=True))
-    print(f"same proposals in both modes: {same}/{args.studies} (batched float32 predictions differ from "
-          "one-structure calls by ~1e-6 eV, which can tip a TPE split late in a study)")
+    first = next(iter(results))
+    print(f"\n{'mode':14s} {'wall s':>8s} {'x faster':>9s} {'sampler s':>10s} {'predictor s':>12s} "
+          f"{'objectives s':>13s} {'pred. calls':>11s} {'trials/s':>9s} {'same as ' + first:>14s}")
+    for mode, (wall, t, props) in results.items():
+        same = sum(a.structure == b.structure for a, b in zip(results[first][2], props, strict=True))
+        print(f"{mode:14s} {wall:8.1f} {results[first][0] / wall:9.2f} {t['sampler_s']:10.1f} "
+              f"{t['predictor_s']:12.1f} {t['objectives_s']:13.1f} {t['predictor_calls']:11d} "
+              f"{n_trials / wall:9.1f} {same:>8d}/{args.studies}")
+    for mode, (_, t, _) in results.items():
+        total = t["sampler_s"] + t["predictor_s"] + t["objectives_s"]
+        print(f"{mode}: sampler {100 * t['sampler_s'] / total:.0f} %, predictor {100 * t['predictor_s'] / total:.0f} %, "
+              f"objectives {100 * t['objectives_s'] / total:.0f} % of process time")
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     main()

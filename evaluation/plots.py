@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -14,15 +15,16 @@ import numpy as np  # noqa: E402
 def _band(ax, y: np.ndarray, color: str, label: str) -> None:
     """Median and 10-90 % quantile band over samples of a (steps, samples) array."""
     steps = np.arange(len(y))
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows where no sample has a value yet
         lo, med, hi = np.nanquantile(y, [0.1, 0.5, 0.9], axis=1)
     ax.fill_between(steps, lo, hi, color=color, alpha=0.25, linewidth=0)
     ax.plot(steps, med, color=color, label=label)
 
 
 def plot_history(history: dict[str, np.ndarray], target_bg: float, margin: float, path: str | Path,
-                 title: str = "") -> Path:
-    """Band gap, formation energy, loss (and tolerance factor) over optimisation steps, PNG."""
+                 title: str = "", xlabel: str = "step") -> Path:
+    """Band gap, formation energy, loss (and tolerance factor) over optimisation steps (or trials), PNG."""
     keys = ["band_gap", "formation_energy", "loss"]
     if "tolerance_factor" in history and np.isfinite(history["tolerance_factor"]).any():
         keys.append("tolerance_factor")
@@ -44,7 +46,7 @@ def plot_history(history: dict[str, np.ndarray], target_bg: float, margin: float
             ax.axhline(-0.5, color="tab:red", ls="--", lw=1, label="-0.5 eV/atom")
         if key == "tolerance_factor":
             ax.axhspan(0.8, 1.0, color="tab:green", alpha=0.2, label="0.8-1.0")
-        ax.set_xlabel("step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(labels[key])
         ax.legend(fontsize=7, loc="best")
     if title:

@@ -38,6 +38,7 @@ class Method(abc.ABC):
 
     name: ClassVar[str]
     label: ClassVar[str] = ""  # name shown in tables; defaults to ``name``
+    history_unit: ClassVar[str] = "step"  # what a row of ``artifacts()["history"]`` is
 
     @abc.abstractmethod
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:

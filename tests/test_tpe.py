@@ -14,7 +14,9 @@ from evaluation.criteria import evaluate
 from evaluation.neutrality import check_species
 from evaluation.perovskite import role_pattern_assignment, tolerance_factor
 from methods import get_method
-from methods.tpe import FAILED, L_BG, L_F, L_NEUTRAL, L_T, role_elements, select_trial
+from methods.tpe import FAILED, L_BG, L_F, L_NEUTRAL, L_T, pareto_front, role_elements, select_trial
+from methods.tpe.journal import RoundJournal
+from methods.tpe.sampler import SplitOnceTPESampler
 
 pytestmark = pytest.mark.usefixtures("model_dir")
 PEROV = get_task("perovskite", 1.5, 0.04)
@@ -34,9 +36,15 @@ def tpe(name="tpe", **cfg):
     return get_method(name, progress=False, device="cpu", **cfg)
 
 
-def studies(path, n):
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    return [optuna.load_study(study_name=f"sample-{i}", storage=storage) for i in range(n)]
+def studies(folder, n, group_size=32):
+    """The studies of samples 0..n-1 as stored in a run's journal folder (one journal per group)."""
+    out = []
+    for i in range(n):
+        journal = RoundJournal(folder / f"group-{i // group_size:03d}.log")
+        storage = optuna.storages.JournalStorage(journal)
+        journal.close()  # the log is in memory; release the lock
+        out.append(optuna.load_study(study_name=f"sample-{i}", storage=storage))
+    return out
 
 
 def complete(study):
@@ -45,7 +53,7 @@ def complete(study):
 
 @pytest.fixture(scope="module")
 def perovskite_run(tmp_path_factory):
-    journal = tmp_path_factory.mktemp("tpe") / "journal.log"
+    journal = tmp_path_factory.mktemp("tpe") / "journal"
     m = tpe(trials=10, storage=str(journal))
     return m, m.propose(PEROV, 4, seed=3), studies(journal, 4)
 
@@ -100,8 +108,8 @@ def test_same_seed_same_proposals(perovskite_run):
 
 
 def test_resume_after_a_kill_completes_every_study_exactly(tmp_path, monkeypatch):
-    journal = str(tmp_path / "tpe_journal.log")
-    m = tpe(trials=6, storage=journal)
+    journal = tmp_path / "tpe_journal"
+    m = tpe(trials=6, storage=str(journal), group_size=2)
     bg_model = m.predictors[0]
     real, calls = bg_model.predict_structures, []
 
@@ -113,24 +121,68 @@ def test_resume_after_a_kill_completes_every_study_exactly(tmp_path, monkeypatch
 
     monkeypatch.setattr(bg_model, "predict_structures", dies_on_round_4)
     with pytest.raises(RuntimeError, match="killed"):
-        m.propose(PEROV, 2, seed=1)
+        m.propose(PEROV, 3, seed=1)  # group 0 (samples 0, 1) dies in its 4th round; group 1 never starts
     before = []
-    for s in studies(journal, 2):
-        assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 3 + [TrialState.RUNNING]
+    for s in studies(journal, 2, group_size=2):  # the round in progress was never written
+        assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 3
         before.append([t.params for t in complete(s)])
+    assert not (journal / "group-001.log").exists() or (journal / "group-001.log").stat().st_size == 0
     monkeypatch.undo()
 
-    props = tpe(trials=6, storage=journal).propose(PEROV, 2, seed=1)
-    uninterrupted = tpe(trials=6).propose(PEROV, 2, seed=1)
-    for old, new in zip(before, studies(journal, 2), strict=True):
+    props = tpe(trials=6, storage=str(journal), group_size=2).propose(PEROV, 3, seed=1)
+    uninterrupted = tpe(trials=6, group_size=2).propose(PEROV, 3, seed=1)
+    for old, new in zip(before, studies(journal, 2, group_size=2), strict=True):
         done = complete(new)
-        assert len(done) == 6
-        assert [t.state for t in new.trials].count(TrialState.FAIL) == 1
+        assert len(done) == 6 and len(new.trials) == 6  # nothing lost, nothing repeated
         assert [t.params for t in done[:3]] == old
-        assert len({tuple(sorted(t.params.items())) for t in done}) == 6  # no duplicates
-    # a resumed run asks what an uninterrupted one asks (per-trial sampler seeds)
+        assert len({tuple(sorted(t.params.items())) for t in done}) == 6
+    # whole rounds resume: the resumed run is the uninterrupted one, bit for bit
     for a, b in zip(props, uninterrupted, strict=True):
-        assert a.structure == b.structure and a.meta["objectives"] == b.meta["objectives"]
+        assert a.structure == b.structure and a.band_gap == b.band_gap and a.meta == b.meta
+
+
+def test_a_round_cut_short_by_a_kill_is_dropped(tmp_path):
+    path = tmp_path / "group-000.log"
+    j = RoundJournal(path)
+    j.append_logs([{"op_code": 0, "n": 1}])
+    j.flush()
+    j.append_logs([{"op_code": 0, "n": 2}])
+    j.close()  # not flushed: discarded
+    assert path.read_text().count("\n") == 1
+    with path.open("ab") as f:
+        f.write(b'[{"op_code":0,"n":3}')  # a write cut short
+    with pytest.warns(UserWarning, match="cut short"):
+        j = RoundJournal(path)
+    assert list(j.read_logs(0)) == [{"op_code": 0, "n": 1}] and path.read_text().endswith("]\n")
+    with pytest.raises(RuntimeError, match="in use by another run"):
+        RoundJournal(path)
+    j.close()
+    path.write_text('[{"op_code":0}]\nnot json\n[]\n')
+    with pytest.raises(ValueError, match="line 2"):
+        RoundJournal(path)
+
+
+def test_split_once_sampler_samples_what_optunas_tpe_samples():
+    def objective(t):
+        x, y = t.suggest_float("x", -2, 2), t.suggest_float("y", 0, 1)
+        el = t.suggest_categorical("el", ["Sr", "Ti", "O", "Ba"])
+        return (x - 0.3) ** 2 + y, abs(x) + (el == "O"), float(y > 0.5)
+
+    params = []
+    for cls in (optuna.samplers.TPESampler, SplitOnceTPESampler):
+        study = optuna.create_study(directions=["minimize"] * 3, sampler=cls(seed=7))
+        study.optimize(objective, n_trials=40)
+        params.append([t.params for t in study.trials])
+    assert params[0] == params[1]
+
+
+def test_workers_do_not_change_the_output():
+    one = tpe(trials=4, group_size=1).propose(PEROV, 2, seed=5)
+    m = tpe(trials=4, group_size=1, workers=2)
+    two = m.propose(PEROV, 2, seed=5)
+    assert m.artifacts()["timings"]["predictor_calls"] == 8  # 2 groups x 4 rounds, in the workers
+    for a, b in zip(one, two, strict=True):
+        assert a.structure == b.structure and a.band_gap == b.band_gap and a.meta == b.meta
 
 
 @pytest.mark.parametrize(("name", "n_obj", "label"), [("tpe-n", 3, "TPE(/N)(MEGNet)"), ("tpe+n", 4, "TPE+N(MEGNet)")])
@@ -193,6 +245,15 @@ def test_selection_prefers_constraint_satisfying_trials():
     assert select_trial(_synthetic([not_neutral, off_target, [0.0, -0.4, 0.0, 0.0]]), names).values == off_target
 
 
+def test_pareto_front_matches_optunas_best_trials():
+    rng = np.random.default_rng(0)
+    values = np.round(rng.random((60, 4)), 1).tolist()  # coarse values: ties and duplicates
+    study = _synthetic(values)
+    front = pareto_front(study.trials)
+    assert sorted(t.number for t in front) == sorted(t.number for t in study.best_trials)
+    assert select_trial(study.trials, [L_BG, L_F, L_NEUTRAL, L_T]) == select_trial(study, [L_BG, L_F, L_NEUTRAL, L_T])
+
+
 def test_cli_run_tpe_keeps_its_journal_in_the_run_folder(tmp_path):
     from benchmark.cli import main
 
@@ -200,17 +261,8 @@ def test_cli_run_tpe_keeps_its_journal_in_the_run_folder(tmp_path):
     args = ["run", "--method", "tpe", "--task", "perovskite", "--n-samples", "2", "--trials", "3",
             "--seed", "0", "--out", str(out), "--no-progress", "--device", "cpu"]
     assert main(args) == 0
-    assert (out / "tpe_journal.log").stat().st_size > 0 and (out / "summary.csv").exists()
+    assert (out / "tpe_journal" / "group-000.log").stat().st_size > 0 and (out / "summary.csv").exists()
     with pytest.raises(SystemExit, match="--trials"):
         main([*args, "--steps", "5"])
-
-
-def test_a_dangling_journal_lock_from_a_killed_run_is_removed(tmp_path):
-    from methods.tpe import TPE
-
-    journal = tmp_path / "tpe_journal.log"
-    lock = tmp_path / "tpe_journal.log.lock"
-    lock.symlink_to("somewhere/that/does/not/exist")  # what a killed older run left behind
-    with pytest.warns(UserWarning, match="dangling journal lock"):
-        storage = TPE(storage=str(journal), device="cpu")._storage()
-    assert storage is not None and not lock.is_symlink()
+    with pytest.raises(SystemExit, match="--workers is a TPE setting"):
+        main(["run", "--method", "smoacs", "--workers", "2", "--out", str(tmp_path / "smoacs")])

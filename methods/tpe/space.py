@@ -1,0 +1,96 @@
+"""Search spaces of the TPE baseline (paper A.4, A.7, A.8) and how a trial's params become a Structure.
+
+- ``free``: a, b, c in the task's range (Å), α, β, γ in [30°, 150°], fractional coordinates in [0, 1),
+  one element per site among those both predictors can embed (no oxidation masks, as in the paper).
+- perovskite tasks: a, b, c in the task's range (Å, whole cell), angles fixed at 90°, each fractional
+  coordinate within ±ε of its ideal position; elements per site restricted by oxidation number
+  (A: +1/+2, B: +2/+4, X: -1/-2, the union of the "Ours" masks, A.7) and to embeddable elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from pymatgen.core import Lattice, Structure
+
+from benchmark.tasks import Task
+from data.elements import SYMBOLS
+from data.masks import oxidation_mask
+from data.templates import PerovskiteCell
+
+ROLE_STATES = {"A": (1, 2), "B": (2, 4), "X": (-1, -2)}      # paper A.7
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Distributions of one study and how its params become a Structure.
+
+    Parameter names: ``a, b, c`` (Å), ``alpha, beta, gamma`` (degrees, free task only), ``x{i}, y{i},
+    z{i}`` (fractional; for perovskites the offset from the ideal position), ``el{i}`` (symbol).
+    """
+
+    distributions: dict[str, BaseDistribution]
+    n_sites: int
+    ideal: np.ndarray | None = None     # (N, 3) ideal fractional coordinates, perovskites only
+    roles: tuple[str, ...] | None = None
+
+    def structure(self, params: dict[str, Any]) -> Structure:
+        a, b, c = params["a"], params["b"], params["c"]
+        if self.ideal is None:
+            lattice = Lattice.from_parameters(a, b, c, params["alpha"], params["beta"], params["gamma"])
+            base = np.zeros((self.n_sites, 3))
+        else:
+            lattice = Lattice.orthorhombic(a, b, c)
+            base = self.ideal
+        shift = np.array([[params[f"{q}{i}"] for q in "xyz"] for i in range(self.n_sites)])
+        species = [params[f"el{i}"] for i in range(self.n_sites)]
+        return Structure(lattice, species, (base + shift) % 1.0)
+
+
+def role_elements(allowed: np.ndarray) -> dict[str, list[str]]:
+    """Elements per perovskite role: any "Ours" state of the role (A.7) and ``allowed`` (K,) bool."""
+    out = {}
+    for role, states in ROLE_STATES.items():
+        mask = np.logical_or.reduce([oxidation_mask(s) for s in states]) & allowed
+        out[role] = [SYMBOLS[k] for k in np.flatnonzero(mask)]
+    return out
+
+
+def perovskite_space(task: Task, allowed: np.ndarray) -> SearchSpace:
+    """The search space of a perovskite task (lattice, ±ε coordinate offsets, role elements)."""
+    cell: PerovskiteCell = task.cell
+    eps = float(task.coord_eps)
+    elements = role_elements(allowed)
+    dists: dict[str, BaseDistribution] = {q: FloatDistribution(*task.abc_range) for q in "abc"}
+    for i, role in enumerate(cell.roles):
+        dists |= {f"{q}{i}": FloatDistribution(-eps, eps) for q in "xyz"}
+        dists[f"el{i}"] = CategoricalDistribution(elements[role])
+    return SearchSpace(dists, cell.n_sites, cell.frac_coords, cell.roles)
+
+
+def free_space(task: Task, allowed: np.ndarray, n_sites: int) -> SearchSpace:
+    """The search space of the free task for ``n_sites`` sites."""
+    symbols = [SYMBOLS[k] for k in np.flatnonzero(allowed)]
+    dists: dict[str, BaseDistribution] = {q: FloatDistribution(*task.abc_range) for q in "abc"}
+    dists |= {q: FloatDistribution(*task.angle_range) for q in ("alpha", "beta", "gamma")}
+    for i in range(n_sites):
+        dists |= {f"{q}{i}": FloatDistribution(0.0, 1.0) for q in "xyz"}
+        dists[f"el{i}"] = CategoricalDistribution(symbols)
+    return SearchSpace(dists, n_sites)
+
+
+def free_initial_params(structure: Structure, task: Task, allowed_symbols: set[str]) -> dict[str, Any]:
+    """Enqueued params of a free-task study: the initial structure, clipped into the search ranges."""
+    lo, hi = task.abc_range
+    alo, ahi = task.angle_range
+    p: dict[str, Any] = {q: float(np.clip(v, lo, hi)) for q, v in zip("abc", structure.lattice.abc, strict=True)}
+    p |= {q: float(np.clip(v, alo, ahi))
+          for q, v in zip(("alpha", "beta", "gamma"), structure.lattice.angles, strict=True)}
+    for i, site in enumerate(structure):
+        p |= {f"{q}{i}": float(v % 1.0) for q, v in zip("xyz", site.frac_coords, strict=True)}
+        if site.specie.symbol in allowed_symbols:
+            p[f"el{i}"] = site.specie.symbol
+    return p

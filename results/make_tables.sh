@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Render the committed tables from the run folders (no computation): bash results/make_tables.sh
+# Per method and task: <dir>/table.{md,csv,tex} (md beside the paper's rows); comparison_<task>.md puts
+# SMOACS and the TPE variants under the same predictor side by side.
+set -euo pipefail
+cd "$(dirname "$0")"
+table() { smoacs-bench table "$@" 2>/dev/null; }
+for dir in tpe_perovskite tpe_free tpe-n_perovskite3x3x3 tpe+n_perovskite3x3x3; do
+  [ -d "$dir" ] || continue
+  runs=("$dir"/bg*)
+  table --runs "${runs[@]}" --format md --with-paper --out "$dir/table.md"
+  table --runs "${runs[@]}" --format csv --out "$dir/table.csv"
+  table --runs "${runs[@]}" --format tex --out "$dir/table.tex"
+done
+table --runs smoacs_perovskite/bg* tpe_perovskite/bg* --format md --out comparison_perovskite.md
+table --runs smoacs_free/bg* tpe_free/bg* --format md --out comparison_free.md
+table --runs smoacs_free/bg* tpe_free/bg* --layout diversity --format md --out comparison_free_diversity.md
+table --runs smoacs_perovskite3x3x3/bg* tpe-n_perovskite3x3x3/bg* tpe+n_perovskite3x3x3/bg* --format md \
+  --out comparison_perovskite3x3x3.md
