@@ -4,10 +4,11 @@
 # SMOACS and the TPE variants under the same predictor side by side.
 set -euo pipefail
 cd "$(dirname "$0")"
-table() { smoacs-bench table "$@" 2>/dev/null; }
+table() { smoacs-bench table "$@"; }
+done_runs() { for d in "$@"; do [ -f "$d/summary.csv" ] && echo "$d"; done; return 0; }
 for dir in tpe_perovskite tpe_free tpe-n_perovskite3x3x3 tpe+n_perovskite3x3x3; do
-  [ -d "$dir" ] || continue
-  runs=("$dir"/bg*)
+  mapfile -t runs < <(done_runs "$dir"/bg*)
+  [ ${#runs[@]} -gt 0 ] || continue
   table --runs "${runs[@]}" --format md --with-paper --out "$dir/table.md"
   table --runs "${runs[@]}" --format csv --out "$dir/table.csv"
   table --runs "${runs[@]}" --format tex --out "$dir/table.tex"

@@ -208,6 +208,16 @@ def test_free_task_with_given_initial_structures():
     assert all(len(p.meta["objectives"]) == 3 for p in props)
 
 
+def test_a_journal_of_other_start_structures_is_refused(tmp_path):
+    nacl = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    kcl = Structure(Lattice.cubic(6.3), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    journal = str(tmp_path / "journal")
+    tpe(trials=2, storage=journal, initial_structures=[nacl]).propose(get_task("free", 1.5), 1, seed=0)
+    other = tpe(trials=3, storage=journal, initial_structures=[kcl, nacl])
+    with pytest.raises(ValueError, match="sample-0 started from another structure than this run's 'given:0'"):
+        other.propose(get_task("free", 1.5), 2, seed=0)
+
+
 def test_nan_predictions_give_failed_trials_not_a_crash(monkeypatch):
     m = tpe(trials=2)
     monkeypatch.setattr(m.predictors[1], "predict_structures", lambda structures, batch_size=256:

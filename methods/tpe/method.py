@@ -116,6 +116,11 @@ class _Member:
     space: SearchSpace
     initial: dict[str, Any]
 
+    def fingerprint(self) -> str:
+        """Short hash of the start (enqueued params and number of sites), stored with the study."""
+        text = json.dumps([self.space.n_sites, self.initial], sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
 
 @dataclass
 class _Job:
@@ -251,9 +256,14 @@ class TPE(Method):
         stored = study.user_attrs.get("run")
         if stored is None:
             study.set_user_attr("run", job.identity)
+            study.set_user_attr("start", member.fingerprint())
         elif stored != job.identity:
             raise ValueError(f"storage {self.cfg.storage!r} holds study sample-{i} of another run: "
                              f"{stored} != {job.identity}; use a fresh storage folder")
+        elif study.user_attrs.get("start", member.fingerprint()) != member.fingerprint():
+            raise ValueError(f"storage {self.cfg.storage!r} holds study sample-{i} started from another structure "
+                             f"than this run's {member.source!r} (other initial structures, or a draw of another "
+                             "size from a finite pool); use a fresh storage folder")
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)  # asked before a kill, never told (URL storages)
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
