@@ -15,7 +15,7 @@ Modes 1-3 propose identical structures (same per-trial seeds, same one-structure
 batch predictions, whose float32 noise (~1e-6 eV) can tip a late TPE split; the script counts the
 proposals identical to mode 1's.
 
-Run: python benchmarks/tpe_lockstep.py                      (16 studies x 100 trials, ~8 min on 2 cores)
+Run: python benchmarks/tpe_lockstep.py                      (16 studies x 100 trials, ~6 min on 2 cores)
      python benchmarks/tpe_lockstep.py --studies 64 --trials 200 --modes lockstep workers
 """
 
