@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
-from .tasks import TASKS
+from smoacs_bench.data.task import TASKS
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -33,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", choices=list(TASKS), default="perovskite")
     _add_target(run)
     run.add_argument("--n-samples", type=int, default=256)
-    run.add_argument("--steps", type=int, help="optimisation steps (SMOACS; default 200)")
-    run.add_argument("--trials", type=int, help="trials per study (TPE; default 200)")
-    run.add_argument("--batch-size", type=int, help="samples optimised together (SMOACS; default 256)")
+    run.add_argument("--steps", type=int, help="budget of a method that counts steps (SMOACS; default 200)")
+    run.add_argument("--trials", type=int, help="budget of a method that counts trials (TPE; default 200)")
+    run.add_argument("--batch-size", type=int, help="samples optimised together, for methods with that option "
+                     "(SMOACS: default 256)")
     run.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    run.add_argument("--workers", type=int, help="processes running groups of studies at once (TPE; default 1; "
-                     "results do not depend on it)")
+    run.add_argument("--workers", type=int, help="processes at once, for methods with that option (TPE: "
+                     "groups of studies; default 1; results do not depend on it)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="any other method setting, e.g. --param lr_lattice=0.05 (repeatable)")
     run.add_argument("--seed", type=int, default=0)
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from data.datasets import download_megnet
+    from smoacs_bench.data.datasets import download_megnet
 
     try:
         path = download_megnet(dest_dir=args.dest)
@@ -89,29 +89,42 @@ def _parse_value(text: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from smoacs_bench.methods import get_method_class
+
     from .runner import run_experiment
 
+    try:
+        cls = get_method_class(args.method)
+    except ValueError as err:
+        raise SystemExit(f"smoacs-bench run: {err}") from None
+    options = cls.options()
     config = {}
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--param expects KEY=VALUE, got {item!r}")
         config[key.strip()] = _parse_value(value.strip())
-    for key in ("steps", "trials", "batch_size", "device", "workers"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    config["progress"] = not args.no_progress
-    if args.workers is not None and not args.method.startswith("tpe"):
-        raise SystemExit("--workers is a TPE setting (SMOACS batches all samples in one process)")
-    if args.method.startswith("tpe"):
-        if "steps" in config:
-            raise SystemExit("TPE counts trials, not steps: use --trials")
-        # studies live in journals inside the run folder, so a killed run resumes where it stopped
-        config.setdefault("storage", str(Path(args.out) / "tpe_journal"))
-        if args.force and Path(config["storage"]).is_dir():
-            shutil.rmtree(config["storage"])
-    s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
-                       args.out, config, label=args.label, force=args.force)
+    for flag in ("steps", "trials"):  # both name the method's budget
+        value = getattr(args, flag)
+        if value is not None:
+            if cls.budget != flag:
+                what = f"counts {cls.budget}: use --{cls.budget}" if cls.budget else "has no budget option"
+                raise SystemExit(f"--{flag}: {args.method} {what}")
+            config[flag] = value
+    for key in ("batch_size", "device", "workers"):
+        value = getattr(args, key)
+        if value is not None:
+            if key not in options:
+                raise SystemExit(f"--{key.replace('_', '-')} is not an option of {args.method} "
+                                 f"(its options: {', '.join(options) or 'none'})")
+            config[key] = value
+    if "progress" in options:
+        config["progress"] = not args.no_progress
+    try:
+        s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
+                           args.out, config, label=args.label, force=args.force)
+    except ValueError as err:
+        raise SystemExit(f"smoacs-bench run: {err}") from None
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
             "tolerance_ok", "angles_ok", "coords_ok", "unique_rate")
     print("  ".join(f"{k}={s[k]:.3f}" for k in keys if s.get(k) is not None and s[k] == s[k]))
@@ -121,8 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from evaluation.io import atomic_write_text
-    from evaluation.tables import caption_for, layout_for_task, render_table
+    from smoacs_bench.evaluation.captions import caption_for
+    from smoacs_bench.evaluation.io import atomic_write_text
+    from smoacs_bench.evaluation.layouts import layout_for_task
+    from smoacs_bench.evaluation.render import render_table
 
     frames = []
     for run in args.runs:
@@ -146,10 +161,10 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from evaluation.io import write_csv
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.evaluation.io import write_csv
 
     from .judge import judge_files
-    from .tasks import get_task
 
     df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions)
     write_csv(df, args.out)

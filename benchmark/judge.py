@@ -9,21 +9,23 @@ from pathlib import Path
 import pandas as pd
 from pymatgen.core import Structure
 
-from evaluation.criteria import evaluate
-from evaluation.io import lookup, read_predictions, read_structure
-
-from .tasks import Task
+from smoacs_bench.data.task import Task
+from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.evaluation.io import lookup, read_predictions, read_structure
 
 # (structures) -> (band gaps in eV, formation energies in eV/atom)
 PredictFn = Callable[[Sequence[Structure]], tuple[Sequence[float], Sequence[float]]]
 
 
 def default_predict(structures: Sequence[Structure]) -> tuple[list[float], list[float]]:
-    """Band gap (MEGNet multi-fidelity, PBE state) and formation energy (MEGNet MP-2018.6.1)."""
-    from methods.predictors import get_predictor
+    """The shared judge's predictions: band gap (eV) and formation energy (eV/atom) from the default
+    pair of predictors (``methods.predictors.DEFAULT_PAIR``: MEGNet multi-fidelity band gap at the PBE
+    state, MEGNet MP-2018.6.1 formation energy)."""
+    from smoacs_bench.methods.predictors import load_pair
 
-    bg = get_predictor("megnet-bandgap").predict_structures(list(structures))
-    ef = get_predictor("megnet-eform").predict_structures(list(structures))
+    bg_model, ef_model = load_pair()
+    bg = bg_model.predict_structures(list(structures))
+    ef = ef_model.predict_structures(list(structures))
     return [float(x) for x in bg], [float(x) for x in ef]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -19,14 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.datasets import novelty_reference
-from evaluation.criteria import evaluate
-from evaluation.io import atomic_write_text, write_csv
-from evaluation.plots import plot_history
-from evaluation.summary import summarize
-from methods import get_method
-
-from .tasks import get_task
+from smoacs_bench.data.datasets import novelty_reference
+from smoacs_bench.data.task import get_task
+from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.evaluation.io import atomic_write_text, write_csv
+from smoacs_bench.evaluation.plots import plot_history
+from smoacs_bench.evaluation.summary import summarize
+from smoacs_bench.methods import Method, get_method_class
 
 
 def _versions() -> dict[str, str]:
@@ -39,7 +39,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-RESULT_NEUTRAL = ("progress", "workers")  # settings that do not change a run's output
+def method_options(cls: type[Method], config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` checked against the options ``cls`` declares; an unknown key raises ValueError naming them.
+    A method without ``config_class`` accepts any keys."""
+    known = cls.options()
+    if cls.config_class is not None:
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ValueError(f"{cls.name} has no option {', '.join(unknown)}; its options: {', '.join(known)}")
+    return dict(config)
 
 
 def _settings(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
@@ -51,11 +59,21 @@ def _settings(method: str, task: str, target_bg: float, margin: float, n_samples
 def run_experiment(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
                    out_dir: str | Path, method_config: dict[str, Any] | None = None,
                    label: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Run, evaluate and write everything; returns the summary dict."""
+    """Run, evaluate and write everything; returns the summary dict.
+
+    ``method`` is a registered name or ``package.module:Class``; ``method_config`` holds its options
+    (checked against what it declares). A method with a ``state_dir`` gets ``storage`` inside ``out_dir``
+    unless given; ``force`` deletes that state and runs again.
+    """
     out = Path(out_dir)
-    method_config = dict(method_config or {})
+    cls = get_method_class(method)
+    method_config = method_options(cls, method_config or {})
+    if cls.state_dir:
+        method_config.setdefault("storage", str(out / cls.state_dir))
+        if force and Path(method_config["storage"]).is_dir():
+            shutil.rmtree(method_config["storage"])
     settings = _settings(method, task, target_bg, margin, n_samples, seed,
-                         {k: v for k, v in method_config.items() if k not in RESULT_NEUTRAL})
+                         {k: v for k, v in method_config.items() if k not in cls.result_neutral})
     cfg_path = out / "config.json"
     if cfg_path.exists() and (out / "summary.csv").exists() and not force:
         stored = json.loads(cfg_path.read_text())
@@ -63,7 +81,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
             print(f"{out}: already complete with these settings; not re-running (use --force)")
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)
-    m = get_method(method, **method_config)
+    m = cls(**method_config)
     t0 = time.perf_counter()
     proposals = m.propose(the_task, n_samples, seed)
     wall = time.perf_counter() - t0
@@ -78,7 +96,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         if p.structure is not None:
             atomic_write_text(out / "structures" / f"{i}.cif", p.structure.to(fmt="cif"))
     write_csv(rows, out / "samples.csv")
-    name = label or m.label or m.name
+    name = label or m.label
     reference, reference_label = novelty_reference()
     summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
                         novelty_reference=reference_label)
@@ -89,7 +107,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     if history:
         # float16 is ample for a history plot and keeps the file small
         np.savez_compressed(out / "history.npz", **{k: np.asarray(v, dtype=np.float16) for k, v in history.items()})
-        plot_history(history, target_bg, margin, out / "history.png", xlabel=m.history_unit,
+        plot_history(history, the_task.criteria(), out / "history.png", xlabel=m.history_unit,
                      title=f"{name} on {task}, target {target_bg} ± {margin} eV, {n_samples} samples")
     config = {"settings": settings, "method_config_resolved": m.config(), "versions": _versions(),
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

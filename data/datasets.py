@@ -26,8 +26,6 @@ from typing import Any
 import pandas as pd
 from pymatgen.core import Structure
 
-from evaluation.diversity import reference_formulas as _reference_formulas
-
 from .elements import UnknownElementError, index_of
 
 DATA_DIR_ENV = "SMOACS_DATA_DIR"
@@ -237,7 +235,7 @@ def load_dataset(name: str, limit: int | None = None, path: str | os.PathLike | 
 
 def reference_formulas(records: Iterable[Record]) -> frozenset[str]:
     """Reduced formulas of a dataset's records, for novelty."""
-    return _reference_formulas(r.structure.composition.formula for r in records)
+    return frozenset(r.structure.composition.reduced_formula for r in records)
 
 
 def _offline_message(url: str) -> str:

@@ -26,7 +26,7 @@ def _parse_set(text: str) -> tuple[int, ...]:
 def paper_columns() -> dict[str, OxidationTable]:
     """All four columns of Tables A.7-A.9: ``{column: {symbol: sorted states}}``."""
     out: dict[str, OxidationTable] = {c: {} for c in COLUMNS}
-    text = resources.files("data").joinpath("oxidation_states.csv").read_text()
+    text = resources.files(__package__).joinpath("oxidation_states.csv").read_text()
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     for row in rows:
         for c in COLUMNS:

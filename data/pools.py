@@ -2,9 +2,8 @@
 
 A pool hands out :class:`Drawn` pairs ``(source, crystal)``: ``source`` names the pool entry a sample
 came from (``aflow:<label>:<formula>``, a material_id, or ``generated:<seed>:<i>``), ``crystal`` is the
-:class:`~methods.smoacs.state.InitialCrystal` SMOACS starts from (structure, oxidation patterns and,
-for perovskites, roles and ideal coordinates). ``InitialCrystal`` has no field for the source, hence
-the pair.
+:class:`InitialCrystal` every method starts from (structure, oxidation patterns and, for
+perovskites, roles and ideal coordinates). ``InitialCrystal`` has no field for the source, hence the pair.
 
 Pools:
 
@@ -24,31 +23,32 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from pymatgen.core import Structure
 
-from evaluation.neutrality import check_species
-from evaluation.perovskite import match_sites
-
 from .datasets import Record, load_dataset
+from .neutrality import check_species
 from .patterns import oxidation_patterns
+from .perovskite import match_sites
 from .templates import PerovskiteCell, random_perovskites
-
-if TYPE_CHECKING:
-    from methods.smoacs.state import InitialCrystal
 
 MAX_SITES = 10  # paper A.6: initial structures with up to 10 sites
 
 
-def _crystal(structure: Structure, patterns: np.ndarray, roles=None, ideal_coords=None) -> InitialCrystal:
-    """An InitialCrystal, imported lazily: methods.smoacs may import this module (no import cycle)
-    and reading data should not pull in torch."""
-    from methods.smoacs.state import InitialCrystal
+@dataclass
+class InitialCrystal:
+    """One starting point: geometry, site-wise oxidation patterns (D, N) and, for perovskites,
+    site roles and the ideal coordinates the sites must stay near."""
 
-    return InitialCrystal(structure, patterns, roles, ideal_coords)
+    structure: Structure
+    patterns: np.ndarray
+    roles: tuple[str, ...] | None = None
+    ideal_coords: np.ndarray | None = None
+
 
 
 class Drawn(NamedTuple):
@@ -59,7 +59,7 @@ class Drawn(NamedTuple):
 
 
 def _copy(c: InitialCrystal) -> InitialCrystal:
-    return _crystal(c.structure.copy(), np.array(c.patterns, copy=True), c.roles,
+    return InitialCrystal(c.structure.copy(), np.array(c.patterns, copy=True), c.roles,
                     None if c.ideal_coords is None else np.array(c.ideal_coords, copy=True))
 
 
@@ -78,7 +78,7 @@ def free_crystal(structure: Structure, max_sites: int = MAX_SITES, max_patterns:
     patterns, reason = oxidation_patterns(species, max_patterns)
     if len(patterns) == 0:
         return None, f"no oxidation pattern: {reason}"
-    return _crystal(structure.copy(), patterns), ""
+    return InitialCrystal(structure.copy(), patterns), ""
 
 
 class Pool:
@@ -140,7 +140,7 @@ class PerovskitePool(Pool):
     def draw(self, n: int, seed: int) -> list[Drawn]:
         c = self.cell
         structures = random_perovskites(n, seed, self.abc_range, n=c.n)
-        return [Drawn(f"generated:{seed}:{i}", _crystal(s, c.patterns, c.roles, c.frac_coords))
+        return [Drawn(f"generated:{seed}:{i}", InitialCrystal(s, c.patterns, c.roles, c.frac_coords))
                 for i, s in enumerate(structures)]
 
 
@@ -240,7 +240,7 @@ class DatasetPerovskitePool(Pool):
             n_total += 1
             s = as_ideal_perovskite(r.structure, tol, angle_tol)
             if s is not None:
-                entries.append((r.material_id, _crystal(s, cell.patterns, cell.roles, cell.frac_coords)))
+                entries.append((r.material_id, InitialCrystal(s, cell.patterns, cell.roles, cell.frac_coords)))
         super().__init__(entries, {"n_entries_read": n_total, "coord_tol": tol, "angle_tol_deg": angle_tol})
         self.name = name
 

@@ -11,42 +11,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from data.oxidation import OxidationTable
-from data.templates import PerovskiteCell
+from smoacs_bench.data.neutrality import check_species, format_ox_states
+from smoacs_bench.data.oxidation import OxidationTable
+from smoacs_bench.data.perovskite import angles_ok, match_sites, role_pattern_assignment, tolerance_factor
+from smoacs_bench.data.task import Criteria
 
 from .geometry import lattice_problem, min_distance
-from .neutrality import check_species, format_ox_states
-from .perovskite import angles_ok, match_sites, role_pattern_assignment, tolerance_factor
 
 COLUMNS = (
     "file", "formula", "n_sites", "band_gap", "formation_energy", "bg_ok", "ef_ok", "neutral", "ox_states",
     "min_dist", "min_dist_ok", "valid_structure", "tolerance_factor", "tolerance_ok", "angles_ok",
     "max_coord_dev", "coords_ok", "perovskite_ok", "success", "reason",
 )
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """Thresholds of one task. ``perovskite`` is the ideal cell for perovskite tasks, else None."""
-
-    target_bg: float = 1.5          # eV
-    margin: float = 0.04            # eV
-    ef_max: float = -0.5            # eV/atom, strict
-    min_dist: float = 0.5           # Å
-    perovskite: PerovskiteCell | None = None
-    coord_eps: float = 0.15         # fractional units
-    tolerance_range: tuple[float, float] = (0.8, 1.0)
-    angle_range: tuple[float, float] = (85.0, 95.0)  # degrees
-
-    @property
-    def is_perovskite(self) -> bool:
-        return self.perovskite is not None
 
 
 def _finite(x) -> bool:

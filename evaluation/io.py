@@ -13,7 +13,7 @@ import pandas as pd
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
-from data.elements import SYMBOLS, K
+from smoacs_bench.data.elements import SYMBOLS, K
 
 from .geometry import lattice_problem
 

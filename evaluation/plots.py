@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from smoacs_bench.data.task import Criteria  # noqa: E402
+
 
 def _band(ax, y: np.ndarray, color: str, label: str) -> None:
     """Median and 10-90 % quantile band over samples of a (steps, samples) array."""
@@ -22,9 +24,11 @@ def _band(ax, y: np.ndarray, color: str, label: str) -> None:
     ax.plot(steps, med, color=color, label=label)
 
 
-def plot_history(history: dict[str, np.ndarray], target_bg: float, margin: float, path: str | Path,
+def plot_history(history: dict[str, np.ndarray], criteria: Criteria, path: str | Path,
                  title: str = "", xlabel: str = "step") -> Path:
-    """Band gap, formation energy, loss (and tolerance factor) over optimisation steps (or trials), PNG."""
+    """Band gap, formation energy, loss (and tolerance factor) over optimisation steps (or trials), PNG;
+    the target window and thresholds drawn are the task's ``criteria``."""
+    target_bg, margin = criteria.target_bg, criteria.margin
     keys = ["band_gap", "formation_energy", "loss"]
     if "tolerance_factor" in history and np.isfinite(history["tolerance_factor"]).any():
         keys.append("tolerance_factor")
@@ -43,9 +47,10 @@ def plot_history(history: dict[str, np.ndarray], target_bg: float, margin: float
             twin.set_ylim(0, 1)
             twin.set_ylabel("fraction in window", color="tab:orange")
         if key == "formation_energy":
-            ax.axhline(-0.5, color="tab:red", ls="--", lw=1, label="-0.5 eV/atom")
+            ax.axhline(criteria.ef_max, color="tab:red", ls="--", lw=1, label=f"{criteria.ef_max:g} eV/atom")
         if key == "tolerance_factor":
-            ax.axhspan(0.8, 1.0, color="tab:green", alpha=0.2, label="0.8-1.0")
+            lo, hi = criteria.tolerance_range
+            ax.axhspan(lo, hi, color="tab:green", alpha=0.2, label=f"{lo:g}-{hi:g}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(labels[key])
         ax.legend(fontsize=7, loc="best")

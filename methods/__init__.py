@@ -1,22 +1,12 @@
-"""Inverse-design methods behind one interface. Adding a baseline: one module and one entry in METHODS."""
+"""Inverse-design methods behind one interface (:mod:`.base`), found by name (:mod:`.registry`)."""
 
 from __future__ import annotations
 
-from importlib import import_module
+if __name__ != "smoacs_bench.methods":  # the folder, imported bare from the repository root
+    raise ImportError(f"{__name__!r}: this folder installs as smoacs_bench.methods; after `pip install -e .` "
+                      "import smoacs_bench.methods")
 
-METHODS: dict[str, str] = {
-    "smoacs": "methods.smoacs:SMOACS",
-    "tpe": "methods.tpe:TPE",
-    "tpe-n": "methods.tpe:TPEWithoutNeutrality",
-    "tpe+n": "methods.tpe:TPEExactNeutrality",
-}
+from .base import Method, Proposal, deterministic
+from .registry import METHODS, available_methods, get_method, get_method_class
 
-
-def get_method(name: str, **config):
-    """Instantiate a registered method by name with its keyword configuration."""
-    try:
-        target = METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
-    module, cls = target.split(":")
-    return getattr(import_module(module), cls)(**config)
+__all__ = ["METHODS", "Method", "Proposal", "available_methods", "deterministic", "get_method", "get_method_class"]

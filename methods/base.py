@@ -3,11 +3,25 @@
 A method receives a task (search space + band-gap target) and returns proposals: pymatgen
 Structures with the method's own predicted properties and per-sample metadata. The shared
 evaluator judges them; tensors never leave the method.
+
+What a method declares, so that the harness needs no knowledge of it:
+
+- ``name`` (registry key) and ``display_name``; ``label`` adds the predictor family,
+  e.g. ``SMOACS(MEGNet)``;
+- ``config_class``: a dataclass of its options (keyword arguments of the constructor); the CLI's
+  ``--param KEY=VALUE`` and generic flags (``--device``, ``--workers``, ...) are checked against it;
+- ``budget``: the option that counts its work (``steps`` or ``trials``), set by ``--steps``/``--trials``;
+- ``state_dir``: a folder inside the run folder for resumable state; the harness passes its path as
+  the ``storage`` option and deletes it on ``--force``;
+- ``result_neutral``: options that do not change the output (left out of a run's identity).
+
+The harness passes only options the method declares: ``progress`` (bool) when it has one.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from pymatgen.core import Structure
 
-from benchmark.tasks import Task
+from smoacs_bench.data.task import Task
 
 
 @dataclass
@@ -37,12 +51,46 @@ class Method(abc.ABC):
     """An inverse-design method. Subclasses set ``name`` and implement :meth:`propose`."""
 
     name: ClassVar[str]
-    label: ClassVar[str] = ""  # name shown in tables; defaults to ``name``
-    history_unit: ClassVar[str] = "step"  # what a row of ``artifacts()["history"]`` is
+    display_name: ClassVar[str] = ""       # shown in tables; defaults to ``name``
+    config_class: ClassVar[type | None] = None   # dataclass of options, or None
+    budget: ClassVar[str | None] = None    # option counting the work: "steps", "trials", ...
+    state_dir: ClassVar[str | None] = None  # folder in the run folder for resumable state ("storage")
+    result_neutral: ClassVar[tuple[str, ...]] = ("progress",)
+    history_unit: ClassVar[str] = "step"   # what a row of ``artifacts()["history"]`` is
 
     @abc.abstractmethod
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         """``n_samples`` proposals for ``task``; the same seed gives the same proposals."""
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """Option name -> default (``dataclasses.MISSING`` when required), from ``config_class``."""
+        if cls.config_class is None:
+            return {}
+        out = {}
+        for f in dataclasses.fields(cls.config_class):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+            else:
+                out[f.name] = dataclasses.MISSING
+        return out
+
+    def predictor_names(self) -> tuple[str, ...]:
+        """Registered names of the predictors the method optimises with (empty if none)."""
+        return ()
+
+    @property
+    def label(self) -> str:
+        """Row label: display name and predictor family, e.g. ``SMOACS(MEGNet)``."""
+        base = self.display_name or self.name
+        names = self.predictor_names()
+        if not names:
+            return base
+        from .predictors import family_label
+
+        return f"{base}({family_label(names)})"
 
     def config(self) -> dict[str, Any]:
         """Settings worth recording in a run's config.json."""

@@ -12,7 +12,4 @@ for bg in 0.5 1.5 2.5; do
     --margin 0.04 --n-samples "$n" --steps 200 --seed 0 --device "$device" --no-progress --out "$dir/bg$bg" "$@"
   runs+=("$dir/bg$bg")
 done
-smoacs-bench table --runs "${runs[@]}" --format md --with-paper --out "$dir/table.md"
-smoacs-bench table --runs "${runs[@]}" --format csv --out "$dir/table.csv"
-smoacs-bench table --runs "${runs[@]}" --format tex --out "$dir/table.tex"
-smoacs-bench table --runs "${runs[@]}" --layout diversity --format md --with-paper --out "$dir/diversity.md"
+bash results/make_tables.sh

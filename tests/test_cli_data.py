@@ -3,7 +3,7 @@
 import urllib.error
 import urllib.request
 
-from benchmark.cli import main
+from smoacs_bench.benchmark.cli import main
 
 
 def test_download_offline_says_where_to_put_the_file(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import math
-import time
 import urllib.error
 import urllib.request
 
@@ -15,8 +14,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from data import datasets
-from data.datasets import (
+from smoacs_bench.data import datasets
+from smoacs_bench.data.datasets import (
     MEGNET_FILE,
     MEGNET_URL,
     download_megnet,
@@ -27,9 +26,11 @@ from data.datasets import (
     reference_formulas,
     validate_megnet_json,
 )
-from data.masks import pattern_masks
-from data.patterns import oxidation_patterns
-from data.pools import (
+from smoacs_bench.data.masks import pattern_masks
+from smoacs_bench.data.neutrality import check_species
+from smoacs_bench.data.patterns import oxidation_patterns
+from smoacs_bench.data.perovskite import match_sites
+from smoacs_bench.data.pools import (
     AflowPool,
     DatasetPerovskitePool,
     DatasetPool,
@@ -37,9 +38,7 @@ from data.pools import (
     as_ideal_perovskite,
     get_pool,
 )
-from data.templates import PerovskiteCell, random_perovskites
-from evaluation.neutrality import check_species
-from evaluation.perovskite import match_sites
+from smoacs_bench.data.templates import PerovskiteCell, random_perovskites
 
 
 def _cif(structure: Structure) -> str:
@@ -268,17 +267,12 @@ def test_patterns_none_and_bounds():
         assert pattern_masks(pats).shape == (len(pats), len(species), 98)
 
 
-def test_patterns_135_site_supercell_is_fast():
+def test_patterns_of_a_135_site_supercell():
     cell = PerovskiteCell(3)
     structure = cell.structure((12.0, 12.0, 12.0))
-    oxidation_patterns(structure)  # warm the state caches
-    t0 = time.perf_counter()
-    pats, reason = oxidation_patterns(structure)
-    elapsed = time.perf_counter() - t0
-    print(f"135-site SrTiO3 patterns: {len(pats)} in {1e3 * elapsed:.1f} ms")
+    pats, reason = oxidation_patterns(structure)  # timed in perf/neutrality_speed.py, not here
     assert reason == "" and pats.shape[1] == 135 and (pats.sum(axis=1) == 0).all()
     assert tuple(cell.patterns[0]) in _rows(pats)
-    assert elapsed < 0.5  # typically a few ms; generous for a loaded machine
     mixed = cell.structure((12.0, 12.0, 12.0), ["Ca"] * 27 + ["Mn"] * 27 + ["N"] * 81)
     pats, _ = oxidation_patterns(mixed)
     assert len(pats) == 10 and (pats.sum(axis=1) == 0).all() and pattern_masks(pats).shape == (10, 135, 98)

@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from benchmark.cli import main
-from benchmark.tasks import get_task
-from data.templates import PerovskiteCell
-from evaluation.criteria import Criteria, evaluate, evaluate_structure
-from evaluation.geometry import min_distance
-from evaluation.perovskite import match_sites, role_pattern_assignment, tolerance_factor
-from evaluation.summary import summarize
+from smoacs_bench.benchmark.cli import main
+from smoacs_bench.data.perovskite import match_sites, role_pattern_assignment, tolerance_factor
+from smoacs_bench.data.task import get_task
+from smoacs_bench.data.templates import PerovskiteCell
+from smoacs_bench.evaluation.criteria import Criteria, evaluate, evaluate_structure
+from smoacs_bench.evaluation.geometry import min_distance
+from smoacs_bench.evaluation.summary import summarize
 
 FREE = get_task("free").criteria(1.5, 0.04)
 PEROV = get_task("perovskite").criteria(1.5, 0.04)
@@ -146,7 +146,7 @@ def test_evaluate_cli_with_predictions_and_bad_files(tmp_path, capsys):
 
 
 def test_evaluate_cli_uses_a_predictor_when_no_csv(tmp_path, monkeypatch):
-    import benchmark.judge as judge
+    import smoacs_bench.benchmark.judge as judge
 
     good = tmp_path / "good.cif"
     perov("Sr", "Ti", "O").to(filename=str(good))
@@ -166,7 +166,7 @@ def test_evaluate_cli_uses_a_predictor_when_no_csv(tmp_path, monkeypatch):
 
 
 def test_a_cif_with_nearly_coincident_atoms_is_read_and_fails_b(tmp_path):
-    from evaluation.io import read_structure
+    from smoacs_bench.evaluation.io import read_structure
 
     s = Structure(Lattice.cubic(5.0), ["Si", "Si", "O", "O"],
                   [[0.1, 0.1, 0.1], [0.10002, 0.1, 0.1], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0]])

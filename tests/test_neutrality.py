@@ -4,9 +4,9 @@ import itertools
 
 import numpy as np
 
-from data.elements import SYMBOLS
-from data.oxidation import ours
-from evaluation.neutrality import check_species, format_ox_states, neutral_assignment
+from smoacs_bench.data.elements import SYMBOLS
+from smoacs_bench.data.neutrality import check_species, format_ox_states, neutral_assignment
+from smoacs_bench.data.oxidation import ours
 
 
 def perovskite(a, b, x, n=1):

@@ -5,11 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
-from data.elements import SYMBOLS, K, UnknownElementError, index_of, symbol_of, z_of
-from data.masks import oxidation_mask, pattern_mask, pattern_masks
-from data.oxidation import disagreements, installed_columns, ours, paper_columns, recompute_ours
-from data.templates import PerovskiteCell, random_perovskites
-from evaluation.neutrality import check_species
+from smoacs_bench.data.elements import SYMBOLS, K, UnknownElementError, index_of, symbol_of, z_of
+from smoacs_bench.data.masks import oxidation_mask, pattern_mask, pattern_masks
+from smoacs_bench.data.neutrality import check_species
+from smoacs_bench.data.oxidation import disagreements, installed_columns, ours, paper_columns, recompute_ours
+from smoacs_bench.data.templates import PerovskiteCell, random_perovskites
 
 # Elements whose recomputed "Ours" (installed smact 4.x / pymatgen 2026) differs from the paper's.
 # C: pymatgen's common_oxidation_states now lists -4..4 (the paper's had -4, 4);

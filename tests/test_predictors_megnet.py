@@ -11,7 +11,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from methods.predictors import (
+from smoacs_bench.methods.predictors import (
     BAND_GAP_MODEL,
     FORMATION_ENERGY_MODEL,
     MEGNetPredictor,

@@ -7,21 +7,21 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.cli import main
-from benchmark.tasks import get_task
-from data.elements import SYMBOLS
-from data.oxidation import ours
-from evaluation.criteria import evaluate
-from methods import get_method
-from methods.smoacs import CrystalState, initial_crystals
-from methods.smoacs.schedules import rebuild_steps, temperature
+from smoacs_bench.benchmark.cli import main
+from smoacs_bench.data.elements import SYMBOLS
+from smoacs_bench.data.oxidation import ours
+from smoacs_bench.data.task import get_task
+from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.methods import get_method
+from smoacs_bench.methods.smoacs import CrystalState, initial_crystals
+from smoacs_bench.methods.smoacs.schedules import rebuild_steps, temperature
 
-pytestmark = pytest.mark.usefixtures("model_dir")
+needs_models = pytest.mark.usefixtures("model_dir")
 PEROV = get_task("perovskite", 1.5, 0.04)
 
 
 @pytest.fixture(scope="module")
-def smoacs():
+def smoacs(model_dir):
     return get_method("smoacs", steps=10, progress=False, device="cpu")
 
 
@@ -80,6 +80,7 @@ def test_ten_step_cpu_run_of_four_samples(smoacs):
     assert np.allclose([p.band_gap for p in again], [p.band_gap for p in props], atol=1e-5)
 
 
+@needs_models
 def test_loss_descends_at_a_fixed_temperature():
     fixed = get_method("smoacs", steps=12, progress=False, device="cpu", t_start=0.01, t_end=0.01)
     fixed.propose(PEROV, 6, seed=2)
@@ -88,7 +89,7 @@ def test_loss_descends_at_a_fixed_temperature():
 
 
 def test_a_nan_sample_is_reported_and_the_rest_go_on(smoacs, monkeypatch):
-    import methods.smoacs.method as mod
+    import smoacs_bench.methods.smoacs.method as mod
 
     real_get_pool = mod.get_pool
 
@@ -112,6 +113,7 @@ def test_a_nan_sample_is_reported_and_the_rest_go_on(smoacs, monkeypatch):
     assert np.isfinite([props[0].band_gap, props[2].band_gap]).all()
 
 
+@needs_models
 def test_run_and_table_commands(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["run", "--method", "smoacs", "--task", "perovskite", "--target-bg", "1.5", "--n-samples", "3",
@@ -135,10 +137,10 @@ def test_run_and_table_commands(tmp_path, capsys):
 
 RUN_IN_SUBPROCESS = """
 import sys, contextlib, numpy as np
-import methods.smoacs.method as mm
+import smoacs_bench.methods.smoacs.method as mm
 if sys.argv[2] == "nondeterministic":
     mm.deterministic = contextlib.nullcontext
-from benchmark.tasks import get_task
+from smoacs_bench.data.task import get_task
 props = mm.SMOACS(steps=30, progress=False, device="cpu").propose(get_task("perovskite", 1.5), 32, seed=0)
 np.save(sys.argv[1], np.array([[p.band_gap, p.formation_energy] for p in props]))
 """
@@ -164,6 +166,7 @@ def _two_processes(tmp_path, mode):
     return out
 
 
+@needs_models
 def test_same_seed_gives_bit_identical_crystals_across_processes(tmp_path):
     # Without deterministic kernels, two loaded CPU processes differed by 0.2-0.7 eV after 30 steps.
     a, b = _two_processes(tmp_path, "default")

@@ -8,7 +8,10 @@ import math
 import pandas as pd
 import pytest
 
-from evaluation.tables import caption_for, layout_for_task, load_paper_table, render_table
+from smoacs_bench.evaluation.captions import caption_for
+from smoacs_bench.evaluation.layouts import layout_for_task
+from smoacs_bench.evaluation.paper import load_paper_table
+from smoacs_bench.evaluation.render import render_table
 
 
 def _row(df: pd.DataFrame, method: str, target: float) -> pd.Series:

@@ -9,16 +9,25 @@ import torch
 from optuna.trial import TrialState, create_trial
 from pymatgen.core import Lattice, Structure
 
-from benchmark.tasks import get_task
-from evaluation.criteria import evaluate
-from evaluation.neutrality import check_species
-from evaluation.perovskite import role_pattern_assignment, tolerance_factor
-from methods import get_method
-from methods.tpe import FAILED, L_BG, L_F, L_NEUTRAL, L_T, pareto_front, role_elements, select_trial
-from methods.tpe.journal import RoundJournal
-from methods.tpe.sampler import SplitOnceTPESampler
+from smoacs_bench.data.neutrality import check_species
+from smoacs_bench.data.perovskite import role_pattern_assignment, tolerance_factor
+from smoacs_bench.data.task import get_task
+from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.methods import get_method
+from smoacs_bench.methods.tpe import (
+    FAILED,
+    L_BG,
+    L_F,
+    L_NEUTRAL,
+    L_T,
+    pareto_front,
+    role_elements,
+    select_trial,
+)
+from smoacs_bench.methods.tpe.journal import RoundJournal
+from smoacs_bench.methods.tpe.sampler import SplitOnceTPESampler
 
-pytestmark = pytest.mark.usefixtures("model_dir")
+needs_models = pytest.mark.usefixtures("model_dir")
 PEROV = get_task("perovskite", 1.5, 0.04)
 BIG = get_task("perovskite3x3x3", 1.5, 0.04)
 
@@ -52,7 +61,7 @@ def complete(study):
 
 
 @pytest.fixture(scope="module")
-def perovskite_run(tmp_path_factory):
+def perovskite_run(tmp_path_factory, model_dir):
     journal = tmp_path_factory.mktemp("tpe") / "journal"
     m = tpe(trials=10, storage=str(journal))
     return m, m.propose(PEROV, 4, seed=3), studies(journal, 4)
@@ -107,6 +116,7 @@ def test_same_seed_same_proposals(perovskite_run):
         assert a.structure == b.structure and a.band_gap == b.band_gap and a.meta == b.meta
 
 
+@needs_models
 def test_resume_after_a_kill_completes_every_study_exactly(tmp_path, monkeypatch):
     journal = tmp_path / "tpe_journal"
     m = tpe(trials=6, storage=str(journal), group_size=2)
@@ -176,6 +186,7 @@ def test_split_once_sampler_samples_what_optunas_tpe_samples():
     assert params[0] == params[1]
 
 
+@needs_models
 def test_workers_do_not_change_the_output():
     one = tpe(trials=4, group_size=1).propose(PEROV, 2, seed=5)
     m = tpe(trials=4, group_size=1, workers=2)
@@ -186,6 +197,7 @@ def test_workers_do_not_change_the_output():
 
 
 @pytest.mark.parametrize(("name", "n_obj", "label"), [("tpe-n", 3, "TPE(/N)(MEGNet)"), ("tpe+n", 4, "TPE+N(MEGNet)")])
+@needs_models
 def test_3x3x3_variants(name, n_obj, label):
     m = tpe(name, trials=3)
     props = m.propose(BIG, 2, seed=0)
@@ -198,6 +210,7 @@ def test_3x3x3_variants(name, n_obj, label):
     assert df["angles_ok"].all() and df["coords_ok"].all()
 
 
+@needs_models
 def test_free_task_with_given_initial_structures():
     nacl = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     sto = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
@@ -208,6 +221,7 @@ def test_free_task_with_given_initial_structures():
     assert all(len(p.meta["objectives"]) == 3 for p in props)
 
 
+@needs_models
 def test_a_journal_of_other_start_structures_is_refused(tmp_path):
     nacl = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     kcl = Structure(Lattice.cubic(6.3), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -218,6 +232,7 @@ def test_a_journal_of_other_start_structures_is_refused(tmp_path):
         other.propose(get_task("free", 1.5), 2, seed=0)
 
 
+@needs_models
 def test_nan_predictions_give_failed_trials_not_a_crash(monkeypatch):
     m = tpe(trials=2)
     monkeypatch.setattr(m.predictors[1], "predict_structures", lambda structures, batch_size=256:
@@ -228,6 +243,7 @@ def test_nan_predictions_give_failed_trials_not_a_crash(monkeypatch):
     assert not p.failed  # the structure is still proposed; the evaluator marks (A) and (B) unmet
 
 
+@needs_models
 def test_free_task_from_the_aflow_pool():
     m = tpe(trials=3)
     props = m.propose(get_task("free", 1.5), 2, seed=0)
@@ -250,9 +266,9 @@ def test_selection_prefers_constraint_satisfying_trials():
     off_target = [0.5, -5.0, 0.0, 0.0]
     study = _synthetic([not_neutral, ok_weak, off_target, ok])
     assert len(study.best_trials) == 3
-    assert select_trial(study, names).values == ok
+    assert select_trial(study, names, PEROV.ef_max).values == ok
     # nothing satisfies: the smallest L_bg + L_f on the front
-    assert select_trial(_synthetic([not_neutral, off_target, [0.0, -0.4, 0.0, 0.0]]), names).values == off_target
+    assert select_trial(_synthetic([not_neutral, off_target, [0.0, -0.4, 0.0, 0.0]]), names, PEROV.ef_max).values == off_target
 
 
 def test_pareto_front_matches_optunas_best_trials():
@@ -261,11 +277,13 @@ def test_pareto_front_matches_optunas_best_trials():
     study = _synthetic(values)
     front = pareto_front(study.trials)
     assert sorted(t.number for t in front) == sorted(t.number for t in study.best_trials)
-    assert select_trial(study.trials, [L_BG, L_F, L_NEUTRAL, L_T]) == select_trial(study, [L_BG, L_F, L_NEUTRAL, L_T])
+    names = [L_BG, L_F, L_NEUTRAL, L_T]
+    assert select_trial(study.trials, names, PEROV.ef_max) == select_trial(study, names, PEROV.ef_max)
 
 
+@needs_models
 def test_cli_run_tpe_keeps_its_journal_in_the_run_folder(tmp_path):
-    from benchmark.cli import main
+    from smoacs_bench.benchmark.cli import main
 
     out = tmp_path / "tpe"
     args = ["run", "--method", "tpe", "--task", "perovskite", "--n-samples", "2", "--trials", "3",
@@ -274,5 +292,5 @@ def test_cli_run_tpe_keeps_its_journal_in_the_run_folder(tmp_path):
     assert (out / "tpe_journal" / "group-000.log").stat().st_size > 0 and (out / "summary.csv").exists()
     with pytest.raises(SystemExit, match="--trials"):
         main([*args, "--steps", "5"])
-    with pytest.raises(SystemExit, match="--workers is a TPE setting"):
+    with pytest.raises(SystemExit, match="--workers is not an option of smoacs"):
         main(["run", "--method", "smoacs", "--workers", "2", "--out", str(tmp_path / "smoacs")])

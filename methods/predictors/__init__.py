@@ -1,20 +1,11 @@
-"""Differentiable property predictors for soft crystals (see :mod:`.base`)."""
+"""Differentiable property predictors for soft crystals: interface (:mod:`.base`), input
+(:mod:`.crystals`), neighbour graphs (:mod:`.graph`), models (:mod:`.megnet`) and the registry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-
-from .base import (
-    NUM_ELEMENTS,
-    NeighborGraph,
-    Predictor,
-    SoftCrystals,
-    bond_vectors,
-    build_neighbor_graph,
-    lattice_from_parameters,
-)
+from .base import Predictor
+from .crystals import NUM_ELEMENTS, SoftCrystals, lattice_from_parameters
+from .graph import NeighborGraph, bond_vectors, build_neighbor_graph
 from .megnet import (
     BAND_GAP_MODEL,
     FORMATION_ENERGY_MODEL,
@@ -24,37 +15,36 @@ from .megnet import (
     load_matgl_model,
     load_megnet,
 )
-
-PREDICTORS: dict[str, Callable[..., Predictor]] = {
-    "megnet-eform": formation_energy_predictor,
-    "megnet-bandgap": band_gap_predictor,
-}
-
-
-def get_predictor(name: str, device: torch.device | str | None = None) -> Predictor:
-    """Instantiate a registered predictor by name (see ``PREDICTORS``)."""
-    try:
-        factory = PREDICTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown predictor {name!r}; known: {sorted(PREDICTORS)}") from None
-    return factory(device=device)
-
+from .registry import (
+    DEFAULT_PAIR,
+    PREDICTORS,
+    PredictorSpec,
+    allowed_elements,
+    family_label,
+    get_predictor,
+    load_pair,
+)
 
 __all__ = [
     "BAND_GAP_MODEL",
+    "DEFAULT_PAIR",
     "FORMATION_ENERGY_MODEL",
     "NUM_ELEMENTS",
     "PREDICTORS",
     "MEGNetPredictor",
     "NeighborGraph",
     "Predictor",
+    "PredictorSpec",
     "SoftCrystals",
+    "allowed_elements",
     "band_gap_predictor",
     "bond_vectors",
     "build_neighbor_graph",
+    "family_label",
     "formation_energy_predictor",
     "get_predictor",
     "lattice_from_parameters",
     "load_matgl_model",
     "load_megnet",
+    "load_pair",
 ]

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 from pymatgen.core.periodic_table import Element
 
-from .base import NUM_ELEMENTS, NeighborGraph, Predictor, SoftCrystals, bond_vectors
+from .base import Predictor
+from .crystals import NUM_ELEMENTS, SoftCrystals
+from .graph import NeighborGraph, bond_vectors
 
 __all__ = [
     "BAND_GAP_MODEL",

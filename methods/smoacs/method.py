@@ -16,23 +16,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.tasks import Task
-from data.elements import K
-from data.pools import Drawn, get_pool
-from methods.base import Method, Proposal, deterministic
-from methods.predictors import build_neighbor_graph, get_predictor
+from smoacs_bench.data.pools import Drawn, get_pool
+from smoacs_bench.data.task import Task
+from smoacs_bench.methods.base import Method, Proposal, deterministic
+from smoacs_bench.methods.predictors import DEFAULT_PAIR, allowed_elements, build_neighbor_graph, load_pair
 
 from .schedules import rebuild_steps, temperature
 from .state import CrystalState, InitialCrystal
-
-TOLERANCE_TARGET = 0.9
 
 
 @dataclass
 class SMOACSConfig:
     """Settings of one SMOACS run. Learning rates are Adam step sizes: lattice in Å, angles in
     degrees, coordinates in fractional units, A and o in logit-times-temperature units; None takes
-    the task's default from TASK_LEARNING_RATES."""
+    the task's default (``Task.method_defaults["smoacs"]``)."""
 
     steps: int = 200
     lr_lattice: float | None = None
@@ -45,8 +42,8 @@ class SMOACSConfig:
     t_end: float = 0.0001
     n_rebuilds: int = 32
     batch_size: int = 256              # samples optimised together
-    band_gap_model: str = "megnet-bandgap"
-    formation_energy_model: str = "megnet-eform"
+    band_gap_model: str = DEFAULT_PAIR[0]
+    formation_energy_model: str = DEFAULT_PAIR[1]
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     progress: bool = True
@@ -60,27 +57,19 @@ class _Run:
     history: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-# Swept for MEGNet at 1.5 eV with benchmarks/sweep_smoacs_lr.py (results/sweeps/*.csv, 64 samples each).
-TASK_LEARNING_RATES: dict[str, dict[str, float]] = {
-    "perovskite": {"lr_lattice": 0.05, "lr_angles": 0.0, "lr_coords": 0.01, "lr_atoms": 0.02, "lr_ox": 0.02},
-    "free": {"lr_lattice": 0.05, "lr_angles": 0.5, "lr_coords": 0.005, "lr_atoms": 0.02, "lr_ox": 0.02},
-    "perovskite3x3x3": {"lr_lattice": 0.15, "lr_angles": 0.0, "lr_coords": 0.003, "lr_atoms": 0.02,
-                        "lr_ox": 0.02},
-}
-DEFAULT_POOLS = {"free": "aflow", "perovskite": "perovskite", "perovskite3x3x3": "perovskite3x3x3"}
-
-
 def initial_crystals(task: Task, n_samples: int, seed: int, pool: str | None = None) -> list[Drawn]:
     """Starting points drawn from a pool (default per task: AFLOW prototypes with <= 10 sites for the
     free task, generated perovskites with the two perovskite patterns otherwise), with their source ids."""
-    return get_pool(pool or DEFAULT_POOLS[task.name]).draw(n_samples, seed)
+    return get_pool(pool or task.default_pool).draw(n_samples, seed)
 
 
 class SMOACS(Method):
     """Simultaneous Multi-property Optimization using Adaptive Crystal Synthesizer."""
 
     name = "smoacs"
-    label = "SMOACS(MEGNet)"
+    display_name = "SMOACS"
+    config_class = SMOACSConfig
+    budget = "steps"
 
     def __init__(self, **config: Any):
         self.cfg = SMOACSConfig(**config)
@@ -95,10 +84,22 @@ class SMOACS(Method):
         return asdict(self.cfg) | {"device": str(self.device), "pool_used": self._pool_info,
                                    "learning_rates_used": self._lrs}
 
+    def predictor_names(self) -> tuple[str, ...]:
+        return (self.cfg.band_gap_model, self.cfg.formation_energy_model)
+
     def learning_rates(self, task: Task) -> dict[str, float]:
-        """The configured learning rates, the task's defaults where unset."""
-        defaults = TASK_LEARNING_RATES.get(task.name, TASK_LEARNING_RATES["free"])
-        return {k: v if (v := getattr(self.cfg, k)) is not None else defaults[k] for k in defaults}
+        """The configured learning rates, the task's defaults where unset (an error where neither is)."""
+        defaults = task.defaults_for(self.name)
+        out = {}
+        for key in ("lr_lattice", "lr_angles", "lr_coords", "lr_atoms", "lr_ox"):
+            value = getattr(self.cfg, key)
+            if value is None:
+                if key not in defaults:
+                    raise ValueError(f"task {task.name!r} has no default {key} for SMOACS; set it "
+                                     f"(--param {key}=...)")
+                value = defaults[key]
+            out[key] = float(value)
+        return out
 
     def artifacts(self) -> dict[str, Any]:
         return self._artifacts
@@ -107,17 +108,13 @@ class SMOACS(Method):
     def predictors(self):
         """(band-gap predictor in eV, formation-energy predictor in eV/atom), loaded once."""
         if self._predictors is None:
-            bg = get_predictor(self.cfg.band_gap_model, device=self.device).eval()
-            ef = get_predictor(self.cfg.formation_energy_model, device=self.device).eval()
-            for p in (*bg.parameters(), *ef.parameters()):
-                p.requires_grad_(False)
-            self._predictors = (bg, ef)
+            self._predictors = load_pair(*self.predictor_names(), device=self.device)
         return self._predictors
 
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         torch.manual_seed(seed)
         self._lrs = self.learning_rates(task)
-        pool = get_pool(self.cfg.pool or DEFAULT_POOLS[task.name])
+        pool = get_pool(self.cfg.pool or task.default_pool)
         self._pool_info = pool.describe()
         drawn = pool.draw(n_samples, seed)
         initial = [d.crystal for d in drawn]
@@ -135,8 +132,7 @@ class SMOACS(Method):
 
     def allowed_elements(self) -> np.ndarray:
         """(98,) bool: elements both predictors can embed."""
-        bg, ef = self.predictors
-        return (bg.supported_elements & ef.supported_elements).cpu().numpy().astype(bool)[:K]
+        return allowed_elements(self.predictors)
 
     def _optimize(self, initial: list[InitialCrystal], task: Task, gen: torch.Generator, run: _Run,
                   offset: int) -> None:
@@ -175,7 +171,7 @@ class SMOACS(Method):
             loss = torch.relu((bg - task.target_bg).abs() - task.margin) + cfg.lam * ef
             if state.tolerance:
                 t = state.tolerance_factor(p, w)
-                loss = loss + (t - TOLERANCE_TARGET).abs()
+                loss = loss + (t - task.tolerance_target).abs()
                 hist["tolerance_factor"][step] = t.detach().cpu().numpy()
             finite = torch.isfinite(loss) & torch.isfinite(crystals.lattice).all(dim=(1, 2))
             for b in torch.nonzero(alive & ~finite).flatten().tolist():

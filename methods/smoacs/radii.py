@@ -8,7 +8,7 @@ from functools import cache
 import numpy as np
 from pymatgen.core import Species
 
-from data.elements import SYMBOLS, K
+from smoacs_bench.data.elements import SYMBOLS, K
 
 
 @cache

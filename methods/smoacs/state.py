@@ -13,30 +13,17 @@ A and o start as T0 * U(0, 1): near-uniform distributions at the first temperatu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from pymatgen.core import Structure
 
-from data.elements import K
-from data.masks import pattern_mask
-from methods.predictors import SoftCrystals, lattice_from_parameters
+from smoacs_bench.data.elements import K
+from smoacs_bench.data.masks import pattern_mask
+from smoacs_bench.data.pools import InitialCrystal
+from smoacs_bench.methods.predictors import SoftCrystals, lattice_from_parameters
 
 from .radii import radius_vector
 
 ROLE_INDEX = {"A": 0, "B": 1, "X": 2}
-
-
-@dataclass
-class InitialCrystal:
-    """One starting point: geometry, site-wise oxidation patterns (D, N) and, for perovskites,
-    site roles and the ideal coordinates the sites must stay near."""
-
-    structure: Structure
-    patterns: np.ndarray
-    roles: tuple[str, ...] | None = None
-    ideal_coords: np.ndarray | None = None
 
 
 class CrystalState(torch.nn.Module):

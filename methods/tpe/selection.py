@@ -1,43 +1,37 @@
-"""Objectives of a TPE study and the rule that picks a study's proposal from its Pareto front.
+"""The rule that picks a study's proposal from its Pareto front, and the incumbent history.
 
-Objectives, all minimised: L_bg = max(0, |y - ŷ_bg| - h) (eV), L_f = ŷ_f (eV/atom) (Eq. 13),
-L_neutral (Eq. A.1, 0/1) unless the variant drops it, and for perovskites L_t (Eq. A.2, 0/1).
+Objectives (all minimised, see :mod:`.study`): L_bg, L_f, L_neutral unless the variant drops it, and
+for perovskites L_t.
 
 Selection rule (the paper gives none): among the Pareto front, prefer trials satisfying every
-constraint (L_bg == 0, L_f < -0.5 eV/atom, L_neutral == L_t == 0 where those objectives exist), then
-the smallest L_bg + L_f, then the lowest trial number.
+constraint (L_bg == 0, L_f below the task's E_f threshold, L_neutral == L_t == 0 where those
+objectives exist), then the smallest L_bg + L_f, then the lowest trial number.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmark.tasks import Task
+from smoacs_bench.methods.base import Proposal
 
-L_BG, L_F, L_NEUTRAL, L_T = "L_bg", "L_f", "L_neutral", "L_t"
-FAILED = {L_BG: 1e3, L_F: 1e3, L_NEUTRAL: 1.0, L_T: 1.0}  # objective values of a failed trial
-EF_MAX = -0.5                                                # eV/atom, criterion (B)
+from .study import L_BG, L_F, L_NEUTRAL, L_T, Member
 
 
-def objective_names(task: Task, neutrality: bool) -> list[str]:
-    """The objectives of a study, in order."""
-    return [L_BG, L_F] + ([L_NEUTRAL] if neutrality else []) + ([L_T] if task.is_perovskite else [])
-
-
-def satisfies(values: dict[str, float]) -> bool:
-    """All constraints met: L_bg == 0, L_f < -0.5 eV/atom, binary objectives 0 where present."""
-    return (values[L_BG] == 0.0 and values[L_F] < EF_MAX
+def satisfies(values: dict[str, float], ef_max: float) -> bool:
+    """All constraints met: L_bg == 0, L_f < ``ef_max`` eV/atom, binary objectives 0 where present."""
+    return (values[L_BG] == 0.0 and values[L_F] < ef_max
             and values.get(L_NEUTRAL, 0.0) == 0.0 and values.get(L_T, 0.0) == 0.0)
 
 
-def selection_key(trial: FrozenTrial, names: Sequence[str]) -> tuple[bool, float, int]:
+def selection_key(trial: FrozenTrial, names: Sequence[str], ef_max: float) -> tuple[bool, float, int]:
     """Sort key of the selection rule: constraint violators last, then L_bg + L_f, then trial number."""
     v = dict(zip(names, trial.values, strict=True))
-    return (not satisfies(v), v[L_BG] + v[L_F], trial.number)
+    return (not satisfies(v, ef_max), v[L_BG] + v[L_F], trial.number)
 
 
 def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -52,7 +46,42 @@ def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t, d in zip(done, dominated, strict=True) if not d]
 
 
-def select_trial(trials: optuna.Study | Sequence[FrozenTrial], names: Sequence[str]) -> FrozenTrial:
+def select_trial(trials: optuna.Study | Sequence[FrozenTrial], names: Sequence[str], ef_max: float) -> FrozenTrial:
     """The proposal of a study (or of its trials): the Pareto-front trial with the smallest selection key."""
     front = trials.best_trials if isinstance(trials, optuna.Study) else pareto_front(trials)
-    return min(front, key=lambda t: selection_key(t, names))
+    return min(front, key=lambda t: selection_key(t, names, ef_max))
+
+
+def proposal(member: Member, trials: list[FrozenTrial], names: list[str], ef_max: float) -> Proposal:
+    """The selected trial of a study as a Proposal (failed with a reason if its structure cannot be built)."""
+    trial = select_trial(trials, names, ef_max)
+    values = dict(zip(names, trial.values, strict=True))
+    meta = {"sample": member.index, "source": member.source, "trial": trial.number,
+            "constraints_met": satisfies(values, ef_max), "objectives": values,
+            "reason": trial.user_attrs.get("failed", "")}
+    try:
+        structure = member.space.structure(trial.params)
+    except (ValueError, ArithmeticError) as e:
+        return Proposal(None, None, None, meta | {"reason": f"structure cannot be built: {e}"})
+    return Proposal(structure, trial.user_attrs.get("band_gap"), trial.user_attrs.get("formation_energy"), meta)
+
+
+def incumbent_history(trials: list[list[FrozenTrial]], names: list[str], ef_max: float) -> dict[str, np.ndarray]:
+    """(trials, samples) arrays of the incumbent (selection key over trials so far): its ŷ_bg (eV),
+    ŷ_f (eV/atom), t, L_bg + L_f (``loss``), and the best L_bg so far (``best_l_bg``)."""
+    n_rows = max(len(ts) for ts in trials)
+    keys = ("band_gap", "formation_energy", "loss", "best_l_bg", "tolerance_factor")
+    hist = {k: np.full((n_rows, len(trials)), np.nan) for k in keys}
+    for j, done in enumerate(trials):
+        best, best_bg = None, math.inf
+        for r, t in enumerate(done):
+            if best is None or selection_key(t, names, ef_max) < selection_key(best, names, ef_max):
+                best = t
+            best_bg = min(best_bg, t.values[0])
+            v = dict(zip(names, best.values, strict=True))
+            hist["loss"][r, j] = v[L_BG] + v[L_F]
+            hist["best_l_bg"][r, j] = best_bg
+            for k in ("band_gap", "formation_energy", "tolerance_factor"):
+                val = best.user_attrs.get(k)
+                hist[k][r, j] = np.nan if val is None else val
+    return hist

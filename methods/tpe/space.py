@@ -16,10 +16,10 @@ import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from pymatgen.core import Lattice, Structure
 
-from benchmark.tasks import Task
-from data.elements import SYMBOLS
-from data.masks import oxidation_mask
-from data.templates import PerovskiteCell
+from smoacs_bench.data.elements import SYMBOLS
+from smoacs_bench.data.masks import oxidation_mask
+from smoacs_bench.data.task import Task
+from smoacs_bench.data.templates import PerovskiteCell
 
 ROLE_STATES = {"A": (1, 2), "B": (2, 4), "X": (-1, -2)}      # paper A.7
 

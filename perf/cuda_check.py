@@ -1,6 +1,6 @@
 """CUDA path check: CPU vs CUDA predictions agree, and forward/backward and SMOACS step timings.
 
-    python benchmarks/cuda_check.py            # prints figures; exits non-zero if CUDA disagrees with CPU
+    python perf/cuda_check.py            # prints figures; exits non-zero if CUDA disagrees with CPU
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import time
 import numpy as np
 import torch
 
-from benchmark.tasks import get_task
-from data.templates import random_perovskites
-from methods import get_method
-from methods.predictors import SoftCrystals, get_predictor
+from smoacs_bench.data.task import get_task
+from smoacs_bench.data.templates import random_perovskites
+from smoacs_bench.methods import get_method
+from smoacs_bench.methods.predictors import SoftCrystals, get_predictor
 
 
 def timed(fn, repeats: int = 5) -> float:

@@ -1,7 +1,7 @@
 """Cost of one SMOACS step vs one bare forward+backward of the two predictors, on the same batch,
 and the wall time of a full run. Goal (issue): ratio <= 1.3; 256 x 200 in <= 3 min on 2 CPU cores.
 
-    python benchmarks/smoacs_step.py [--n-samples 256] [--steps 20] [--full] [--task perovskite]
+    python perf/smoacs_step.py [--n-samples 256] [--steps 20] [--full] [--task perovskite]
 
 The step is timed with the optimiser's own pieces (soft forward pass with masks and temperature,
 both predictors, tolerance loss, backward, Adam, projection); the bare pass feeds the same
@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from benchmark.tasks import get_task
-from methods import get_method
-from methods.predictors import build_neighbor_graph
-from methods.smoacs import CrystalState, initial_crystals
+from smoacs_bench.data.task import get_task
+from smoacs_bench.methods import get_method
+from smoacs_bench.methods.predictors import build_neighbor_graph
+from smoacs_bench.methods.smoacs import CrystalState, initial_crystals
 
 
 def main() -> None:

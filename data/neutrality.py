@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from data.oxidation import OxidationTable, ours
+from .oxidation import OxidationTable, ours
 
 
 def neutral_assignment(site_states: Sequence[Sequence[int]]) -> list[int] | None:

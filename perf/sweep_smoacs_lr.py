@@ -2,7 +2,7 @@
 tuned for Crystalformer/ALIGNN). Scores each setting by the success rate of the judged proposals
 (then bg_ok + ef_ok as a tie-break) on one task and target.
 
-    python benchmarks/sweep_smoacs_lr.py --task perovskite --target-bg 1.5 --n-samples 64 --steps 200 \
+    python perf/sweep_smoacs_lr.py --task perovskite --target-bg 1.5 --n-samples 64 --steps 200 \
         --out results/sweeps/perovskite_lr_sweep.csv
 """
 
@@ -14,11 +14,11 @@ import time
 
 import pandas as pd
 
-from benchmark.tasks import get_task
-from evaluation.criteria import evaluate
-from evaluation.io import write_csv
-from evaluation.summary import summarize
-from methods import get_method
+from smoacs_bench.data.task import get_task
+from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.evaluation.io import write_csv
+from smoacs_bench.evaluation.summary import summarize
+from smoacs_bench.methods import get_method
 
 GRID = {
     "lr_lattice": [0.01, 0.05, 0.2],      # Å per Adam step

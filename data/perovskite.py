@@ -14,8 +14,8 @@ import numpy as np
 from pymatgen.core import Species, Structure
 from scipy.optimize import linear_sum_assignment
 
-from data.oxidation import OxidationTable, ours
-from data.templates import ROLE_PATTERNS, PerovskiteCell
+from .oxidation import OxidationTable, ours
+from .templates import ROLE_PATTERNS, PerovskiteCell
 
 
 def periodic_deviation(frac: np.ndarray, ideal: np.ndarray) -> np.ndarray:

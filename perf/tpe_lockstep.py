@@ -15,8 +15,8 @@ Modes 1-3 propose identical structures (same per-trial seeds, same one-structure
 batch predictions, whose float32 noise (~1e-6 eV) can tip a late TPE split; the script counts the
 proposals identical to mode 1's.
 
-Run: python benchmarks/tpe_lockstep.py                      (16 studies x 100 trials, ~6 min on 2 cores)
-     python benchmarks/tpe_lockstep.py --studies 64 --trials 200 --modes lockstep workers
+Run: python perf/tpe_lockstep.py                      (16 studies x 100 trials, ~6 min on 2 cores)
+     python perf/tpe_lockstep.py --studies 64 --trials 200 --modes lockstep workers
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.tasks import TASKS, get_task
-from methods import get_method
+from smoacs_bench.data.task import TASKS, get_task
+from smoacs_bench.methods import get_method
 
 MODES = ("plain", "split-once", "round-journal", "lockstep", "workers")
 

@@ -2,7 +2,7 @@
 
 Batches: 256 five-site perovskites (a, b, c ~ U(2, 10) Å, 90° angles, ideal coordinates,
 random softmax atom_probs) and 32 three-by-three-by-three 135-site supercells of the same.
-Usage: python3 benchmarks/predictor_forward.py [--device cuda] [--repeats 3]
+Usage: python3 perf/predictor_forward.py [--device cuda] [--repeats 3]
 Models come from $SMOACS_MODEL_DIR (default /work/shared/models/matgl).
 """
 
@@ -15,8 +15,8 @@ import warnings
 
 import torch
 
-from data.templates import PerovskiteCell
-from methods.predictors import (
+from smoacs_bench.data.templates import PerovskiteCell
+from smoacs_bench.methods.predictors import (
     SoftCrystals,
     band_gap_predictor,
     build_neighbor_graph,

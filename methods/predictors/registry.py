@@ -1,0 +1,77 @@
+"""Predictors by name, and the one place that loads a method's pair of predictors.
+
+A predictor is registered under a name (``megnet-bandgap``) with its property (``band_gap`` in eV or
+``formation_energy`` in eV/atom) and its model family, which labels table rows (``SMOACS(MEGNet)``).
+Every method and the shared judge load predictors through :func:`get_predictor` /
+:func:`load_pair`, and restrict elements with :func:`allowed_elements`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from smoacs_bench.data.elements import K
+
+from .base import Predictor
+from .megnet import band_gap_predictor, formation_energy_predictor
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """A registered predictor: how to build it, what it predicts, and its family's display name."""
+
+    factory: Callable[..., Predictor]
+    prop: str        # "band_gap" (eV) or "formation_energy" (eV/atom)
+    family: str      # shown in labels, e.g. "MEGNet"
+
+
+PREDICTORS: dict[str, PredictorSpec] = {
+    "megnet-bandgap": PredictorSpec(band_gap_predictor, "band_gap", "MEGNet"),
+    "megnet-eform": PredictorSpec(formation_energy_predictor, "formation_energy", "MEGNet"),
+}
+
+# The shared judge's predictors and every method's default: (band gap, formation energy).
+DEFAULT_PAIR: tuple[str, str] = ("megnet-bandgap", "megnet-eform")
+
+
+def _spec(name: str) -> PredictorSpec:
+    try:
+        return PREDICTORS[name]
+    except KeyError:
+        raise KeyError(f"unknown predictor {name!r}; known: {sorted(PREDICTORS)}") from None
+
+
+def get_predictor(name: str, device: torch.device | str | None = None) -> Predictor:
+    """Instantiate a registered predictor by name (see ``PREDICTORS``)."""
+    return _spec(name).factory(device=device)
+
+
+def load_pair(band_gap: str = DEFAULT_PAIR[0], formation_energy: str = DEFAULT_PAIR[1],
+              device: torch.device | str | None = None, frozen: bool = True) -> tuple[Predictor, Predictor]:
+    """(band-gap predictor in eV, formation-energy predictor in eV/atom), in eval mode; with
+    ``frozen`` their weights get no gradients (the optimiser differentiates the inputs only)."""
+    for name, prop in ((band_gap, "band_gap"), (formation_energy, "formation_energy")):
+        if _spec(name).prop != prop:
+            raise ValueError(f"predictor {name!r} predicts {_spec(name).prop}, not {prop}")
+    pair = (get_predictor(band_gap, device).eval(), get_predictor(formation_energy, device).eval())
+    if frozen:
+        for p in pair:
+            p.requires_grad_(False)
+    return pair
+
+
+def allowed_elements(predictors: Sequence[Predictor]) -> np.ndarray:
+    """(K,) bool: the elements every one of ``predictors`` can embed."""
+    mask = torch.ones(K, dtype=torch.bool)
+    for p in predictors:
+        mask &= p.supported_elements.cpu()[:K].bool()
+    return mask.numpy()
+
+
+def family_label(names: Sequence[str]) -> str:
+    """Display name of the predictors' families, e.g. "MEGNet" or "MEGNet/ALIGNN" (order kept)."""
+    return "/".join(dict.fromkeys(_spec(n).family for n in names))

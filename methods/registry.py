@@ -1,0 +1,58 @@
+"""Methods by name: the built-in ones, installed plugins and ``package.module:Class``.
+
+Adding a baseline is one module with a :class:`~smoacs_bench.methods.base.Method` subclass: register
+it here, expose it through the entry-point group ``smoacs_bench.methods`` of your own package, or
+name it on the command line as ``--method package.module:Class``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import entry_points
+
+from .base import Method
+
+ENTRY_POINT_GROUP = "smoacs_bench.methods"
+
+METHODS: dict[str, str] = {
+    "smoacs": "smoacs_bench.methods.smoacs:SMOACS",
+    "tpe": "smoacs_bench.methods.tpe:TPE",
+    "tpe-n": "smoacs_bench.methods.tpe:TPEWithoutNeutrality",
+    "tpe+n": "smoacs_bench.methods.tpe:TPEExactNeutrality",
+}
+
+
+def plugin_methods() -> dict[str, str]:
+    """Methods installed by other packages under the entry-point group ``smoacs_bench.methods``."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_methods() -> dict[str, str]:
+    """Name -> ``module:Class`` of every built-in and installed method."""
+    return METHODS | plugin_methods()
+
+
+def _load(target: str, name: str) -> type[Method]:
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"method {name!r}: cannot import {target!r} ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ValueError(f"method {name!r}: {target!r} is not a subclass of smoacs_bench.methods.Method")
+    return cls
+
+
+def get_method_class(name: str) -> type[Method]:
+    """The class of a method: a registered or installed name, or ``package.module:Class``."""
+    known = available_methods()
+    if name in known:
+        return _load(known[name], name)
+    if ":" in name:
+        return _load(name, name)
+    raise ValueError(f"unknown method {name!r}; choose from {', '.join(known)} or give package.module:Class")
+
+
+def get_method(name: str, **config) -> Method:
+    """Instantiate a method by name with its keyword configuration."""
+    return get_method_class(name)(**config)

@@ -1,0 +1,33 @@
+"""Settings of one TPE run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smoacs_bench.methods.predictors import DEFAULT_PAIR
+
+
+@dataclass
+class TPEConfig:
+    """Settings of one TPE run. ``storage``: a folder for the run's journals (e.g. ``OUT/tpe_journal``)
+    or an Optuna storage URL; None keeps the studies in memory (journals take ~8 kB per trial on the
+    5-site task, ~170 kB on the 135-site task); a path ending in ``.log`` is one Optuna
+    ``JournalFileBackend`` file for all studies (fsync per operation: slower, kept for comparison).
+    ``group_size``: studies advanced in lockstep, whose
+    structures go to the predictors in one call; 1 is the plain Optuna loop, one study after
+    another. ``workers``: processes running groups at once. ``batch_size``: structures per predictor
+    forward pass."""
+
+    trials: int = 200
+    storage: str | None = None
+    group_size: int = 32
+    workers: int = 1
+    batch_size: int = 256
+    n_startup_trials: int = 10         # Optuna's default
+    multivariate: bool = False         # Optuna's default for multi-objective TPE
+    split_once: bool = True            # SplitOnceTPESampler (same samples, faster); False: Optuna's TPESampler
+    band_gap_model: str = DEFAULT_PAIR[0]
+    formation_energy_model: str = DEFAULT_PAIR[1]
+    device: str | None = None          # default: CUDA when available
+    pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
+    progress: bool = True

@@ -1,0 +1,168 @@
+"""Running groups of TPE studies in lockstep: ask every study, predict every structure in one batched
+call per model, tell every study; groups one after another or in worker processes.
+
+Each trial gets a fresh sampler (``SplitOnceTPESampler``) seeded from (run seed, sample index, number
+of COMPLETE trials so far), and predictions run on one torch thread under deterministic kernels, so a
+run's output depends on its seed and group size (which fixes the batches) but not on the number of
+worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from queue import Empty
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from pymatgen.core import Structure
+
+from smoacs_bench.data.task import Task
+from smoacs_bench.evaluation.geometry import lattice_problem
+from smoacs_bench.methods.base import deterministic
+from smoacs_bench.methods.predictors import Predictor, load_pair
+
+from .config import TPEConfig
+from .sampler import SplitOnceTPESampler
+from .study import Member, OpenStudy, group_storage, objectives, open_study, trial_seed
+
+PredictorPair = tuple[Predictor, Predictor]
+
+
+@dataclass
+class Job:
+    """One group of studies to run in lockstep (picklable: it may go to a worker process)."""
+
+    group: int
+    members: list[Member]
+    task: Task
+    seed: int
+    names: list[str]
+    identity: dict[str, Any]
+
+
+@dataclass
+class GroupResult:
+    trials: dict[int, list[FrozenTrial]]  # sample index -> COMPLETE trials in trial order
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def new_timings() -> dict[str, float]:
+    return {"sampler_s": 0.0, "predictor_s": 0.0, "objectives_s": 0.0, "predictor_calls": 0}
+
+
+_WORKER_PREDICTORS: dict[str, PredictorPair] = {}
+
+
+def _run_group_in_worker(config: dict[str, Any], job: Job, queue) -> GroupResult:
+    """Worker-process entry: the predictors (loaded once per process) run one group."""
+    cfg = TPEConfig(**config)
+    key = json.dumps([cfg.band_gap_model, cfg.formation_energy_model, cfg.device])
+    if key not in _WORKER_PREDICTORS:
+        _WORKER_PREDICTORS[key] = load_pair(cfg.band_gap_model, cfg.formation_energy_model, device=cfg.device)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with deterministic():
+        return run_group(cfg, _WORKER_PREDICTORS[key], job, queue.put)
+
+
+def run_jobs(cfg: TPEConfig, predictors: Callable[[], PredictorPair], jobs: list[Job],
+             report: Callable[[int], Any]) -> list[GroupResult]:
+    """Run every group: in this process (``predictors()`` gives the pair), or in ``cfg.workers``
+    spawned processes that load their own pair."""
+    workers = min(cfg.workers, len(jobs))
+    if workers <= 1:
+        return [run_group(cfg, predictors(), job, report) for job in jobs]
+    ctx = multiprocessing.get_context("spawn")  # fork + torch/OpenMP threads is unsafe
+    config = asdict(cfg) | {"workers": 1, "progress": False}
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_run_group_in_worker, config, job, queue) for job in jobs]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            try:
+                while True:
+                    report(queue.get_nowait())
+            except Empty:
+                pass
+            for f in done:
+                if f.exception() is not None:
+                    pool.shutdown(cancel_futures=True)
+                    raise f.exception()
+        return [f.result() for f in futures]
+
+
+def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Callable[[int], Any]) -> GroupResult:
+    """Advance the studies of one group in lockstep until each has ``cfg.trials`` COMPLETE trials."""
+    storage, journal = group_storage(cfg.storage, job.group)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # predictions independent of how many processes share the machine
+    timings = new_timings()
+    try:
+        studies = [open_study(storage, m, len(job.names), job.identity, cfg.storage) for m in job.members]
+        if journal is not None:
+            journal.flush()
+        report(sum(min(s.n_complete, cfg.trials) for s in studies))
+        while active := [s for s in studies if s.n_complete < cfg.trials]:
+            run_round(cfg, predictors, active, job.task, job.seed, job.names, timings)
+            if journal is not None:
+                journal.flush()
+            report(len(active))
+        done = {s.member.index: sorted(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                                       key=lambda t: t.number) for s in studies}
+    finally:
+        torch.set_num_threads(threads)
+        if journal is not None:
+            journal.close()
+    return GroupResult(done, timings)
+
+
+def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
+              names: list[str], timings: dict) -> None:
+    """One trial of every active study: ask all, predict all structures in one call per model, tell all."""
+    t0 = time.perf_counter()
+    asked = []
+    for s in active:
+        sampler = SplitOnceTPESampler if cfg.split_once else optuna.samplers.TPESampler
+        s.study.sampler = sampler(
+            seed=trial_seed(seed, s.member.index, s.n_complete), n_startup_trials=cfg.n_startup_trials,
+            multivariate=cfg.multivariate)
+        asked.append(s.study.ask(s.member.space.distributions))
+    t1 = time.perf_counter()
+    structures: list[Structure | None] = []
+    for s, trial in zip(active, asked, strict=True):
+        try:
+            st = s.member.space.structure(trial.params)
+            structures.append(None if lattice_problem(st) else st)
+        except (ValueError, ArithmeticError):
+            structures.append(None)
+    ok = [k for k, st in enumerate(structures) if st is not None]
+    bg = np.full(len(active), np.nan)
+    ef = np.full(len(active), np.nan)
+    t2 = time.perf_counter()
+    if ok:
+        bg_model, ef_model = predictors
+        batch = [structures[k] for k in ok]
+        bg[ok] = bg_model.predict_structures(batch, batch_size=cfg.batch_size)
+        ef[ok] = ef_model.predict_structures(batch, batch_size=cfg.batch_size)
+        timings["predictor_calls"] += 1
+    t3 = time.perf_counter()
+    results = [objectives(st, b, e, task, s.member.space)
+               for s, st, b, e in zip(active, structures, bg, ef, strict=True)]
+    t4 = time.perf_counter()
+    for s, trial, (values, attrs) in zip(active, asked, results, strict=True):
+        for key, val in attrs.items():
+            trial.set_user_attr(key, val)
+        s.study.tell(trial, [values[n] for n in names])
+        s.n_complete += 1
+    t5 = time.perf_counter()
+    timings["sampler_s"] += (t1 - t0) + (t5 - t4)
+    timings["objectives_s"] += (t2 - t1) + (t4 - t3)
+    timings["predictor_s"] += t3 - t2

@@ -1,0 +1,158 @@
+"""Setting up the TPE studies: one member per sample, its storage, its study, and the objectives.
+
+A member is a sample's start (from the task's pool, as SMOACS draws it), search space and the
+params enqueued as its first trial. Each study is stored with the run's identity and a fingerprint of
+its start, so resuming a journal written by another run or from other starts fails clearly.
+The objectives of a trial (:func:`objectives`) use the task's own thresholds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import InMemoryStorage, JournalStorage
+from optuna.trial import TrialState
+from pymatgen.core import Structure
+
+from smoacs_bench.data.elements import SYMBOLS
+from smoacs_bench.data.neutrality import check_species
+from smoacs_bench.data.perovskite import role_pattern_assignment, tolerance_factor
+from smoacs_bench.data.task import Task
+
+from .journal import RoundJournal
+from .space import SearchSpace, free_initial_params, free_space, perovskite_space
+
+L_BG, L_F, L_NEUTRAL, L_T = "L_bg", "L_f", "L_neutral", "L_t"
+FAILED = {L_BG: 1e3, L_F: 1e3, L_NEUTRAL: 1.0, L_T: 1.0}  # objective values of a failed trial
+
+
+def objective_names(task: Task, neutrality: bool) -> list[str]:
+    """The objectives of a study, in order: L_bg = max(0, |y - ŷ_bg| - h) (eV), L_f = ŷ_f (eV/atom)
+    (Eq. 13), L_neutral (Eq. A.1, 0/1) unless the variant drops it, L_t (Eq. A.2, 0/1) on perovskites."""
+    return [L_BG, L_F] + ([L_NEUTRAL] if neutrality else []) + ([L_T] if task.is_perovskite else [])
+
+
+def trial_seed(seed: int, sample: int, n_complete: int) -> int:
+    """Stable 32-bit seed of the sampler for trial ``n_complete`` of study ``sample``."""
+    digest = hashlib.blake2b(f"{seed}/{sample}/{n_complete}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+@dataclass
+class Member:
+    """One sample: its index, where its start came from, its search space and enqueued first params."""
+
+    index: int
+    source: str
+    space: SearchSpace
+    initial: dict[str, Any]
+
+    def fingerprint(self) -> str:
+        """Short hash of the start (enqueued params and number of sites), stored with the study."""
+        text = json.dumps([self.space.n_sites, self.initial], sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class OpenStudy:
+    """One sample's open study and its number of COMPLETE trials."""
+
+    member: Member
+    study: optuna.Study
+    n_complete: int
+
+
+def members(task: Task, starts: list[tuple[str, Structure]], allowed: np.ndarray) -> list[Member]:
+    """One :class:`Member` per (source, start structure): search space and enqueued initial params.
+    ``allowed``: (K,) bool elements the predictors can embed."""
+    if task.is_perovskite:
+        space = perovskite_space(task, allowed)
+        zero = {f"{q}{i}": 0.0 for i in range(space.n_sites) for q in "xyz"}
+        return [Member(i, src, space, dict(zip("abc", map(float, st.lattice.abc), strict=True)) | zero)
+                for i, (src, st) in enumerate(starts)]
+    symbols = {SYMBOLS[k] for k in np.flatnonzero(allowed)}
+    return [Member(i, src, free_space(task, allowed, len(st)), free_initial_params(st, task, symbols))
+            for i, (src, st) in enumerate(starts)]
+
+
+def group_storage(where: str | None, group: int) -> tuple[Any, RoundJournal | None]:
+    """(Optuna storage, journal backend to flush after each round or None) of one group of studies.
+
+    ``where``: None (in memory), an Optuna URL, a ``*.log`` Optuna journal file, or a folder holding
+    one :class:`RoundJournal` per group (``group-<g>.log``).
+    """
+    if where is None:
+        return InMemoryStorage(), None
+    if "://" in where:
+        return where, None
+    if where.endswith(".log"):  # Optuna's own journal file (absolute: its symlink lock needs it)
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(where).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(Path(where).resolve()))), None
+    folder = Path(where)
+    if folder.is_file():
+        raise ValueError(f"TPE storage {where!r} is a file; give a folder (one journal per group of studies) "
+                         "or an Optuna storage URL")
+    backend = RoundJournal(folder / f"group-{group:03d}.log")
+    return JournalStorage(backend), backend
+
+
+def open_study(storage, member: Member, n_objectives: int, identity: dict[str, Any],
+               where: str | None) -> OpenStudy:
+    """Create or load study "sample-<i>", fail its stale RUNNING trials, enqueue the start if needed.
+    ``where`` (the storage as configured) only appears in error messages."""
+    i = member.index
+    study = optuna.create_study(storage=storage, study_name=f"sample-{i}",
+                                directions=["minimize"] * n_objectives, load_if_exists=True)
+    stored = study.user_attrs.get("run")
+    if stored is None:
+        study.set_user_attr("run", identity)
+        study.set_user_attr("start", member.fingerprint())
+    elif stored != identity:
+        raise ValueError(f"storage {where!r} holds study sample-{i} of another run: "
+                         f"{stored} != {identity}; use a fresh storage folder (or --force to start over)")
+    elif study.user_attrs.get("start", member.fingerprint()) != member.fingerprint():
+        raise ValueError(f"storage {where!r} holds study sample-{i} started from another structure "
+                         f"than this run's {member.source!r} (other initial structures, or a draw of another "
+                         "size from a finite pool); use a fresh storage folder (or --force to start over)")
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL)  # asked before a kill, never told (URL storages)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+    n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    if not trials:
+        study.enqueue_trial(member.initial)
+    return OpenStudy(member, study, n_complete)
+
+
+def objectives(structure: Structure | None, bg: float, ef: float, task: Task,
+               space: SearchSpace) -> tuple[dict[str, float], dict[str, Any]]:
+    """(objective values by name, user attributes) of one trial; failed trials get ``FAILED``.
+
+    ``bg`` in eV, ``ef`` in eV/atom; the tolerance window is the task's criterion (c).
+    """
+    if structure is None or not (math.isfinite(bg) and math.isfinite(ef)):
+        why = "unusable lattice" if structure is None else "prediction is not finite"
+        return dict(FAILED), {"band_gap": None, "formation_energy": None, "failed": why}
+    species = [site.specie.symbol for site in structure]
+    neut = check_species(species)
+    values = {L_BG: max(0.0, abs(task.target_bg - bg) - task.margin), L_F: float(ef),
+              L_NEUTRAL: 0.0 if neut.neutral else 1.0}
+    attrs: dict[str, Any] = {"band_gap": float(bg), "formation_energy": float(ef), "neutral": neut.neutral}
+    if task.is_perovskite:
+        ox = role_pattern_assignment(species, space.roles) or neut.ox_states
+        with warnings.catch_warnings():  # pymatgen warns for every missing ionic radius
+            warnings.simplefilter("ignore", UserWarning)
+            t = tolerance_factor(species, space.roles, ox)[0] if ox is not None else math.nan
+        lo, hi = task.tolerance_range
+        values[L_T] = 0.0 if math.isfinite(t) and lo <= t <= hi else 1.0
+        attrs["tolerance_factor"] = t if math.isfinite(t) else None
+    return values, attrs
