@@ -1,6 +1,6 @@
 # smoacs-bench: `make run` sets up and runs the main job, `make test` sets up and runs the tests.
 PYTHON ?= python3
-SMOACS_MODEL_DIR ?= $(abspath ../shared/models/matgl)
+SMOACS_MODEL_DIR ?= $(abspath ../shared/models)
 SMOACS_DATA_DIR ?= $(abspath ../shared/data)
 export SMOACS_MODEL_DIR SMOACS_DATA_DIR
 STAMP := .setup.stamp

@@ -9,6 +9,15 @@ from pathlib import Path
 from smoacs_bench.data.task import TASKS
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smoacs-bench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-bg", type=float, default=1.5, help="target band gap, eV (default 1.5)")
     p.add_argument("--margin", type=float, default=0.04, help="band-gap margin h, eV (default 0.04)")
@@ -16,6 +25,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="smoacs-bench", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="judge structure files with the paper's criteria")
@@ -25,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions", help="CSV with columns file, band_gap, formation_energy "
                     "(default: predict with the MEGNet models)")
     ev.add_argument("--out", required=True, help="output CSV, one row per file")
+    ev.add_argument("--no-crossjudge", action="store_true",
+                    help="skip the independent formation-energy judge (CDVAE DimeNet++, $SMOACS_MODEL_DIR/cdvae-mp20)")
     ev.set_defaults(func=cmd_evaluate)
 
     run = sub.add_parser("run", help="run a method on a task and judge its proposals")
@@ -46,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--force", action="store_true", help="re-run even if the folder holds this run")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-crossjudge", action="store_true",
+                     help="skip the independent formation-energy judge (CDVAE DimeNet++, $SMOACS_MODEL_DIR/cdvae-mp20)")
     run.set_defaults(func=cmd_run)
 
     tab = sub.add_parser("table", help="render runs as a paper-style table")
@@ -88,11 +102,26 @@ def _parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """One-line errors for numbers out of range (no traceback, no run folder)."""
+    if getattr(args, "n_samples", 1) < 1:
+        raise SystemExit(f"--n-samples must be >= 1, got {args.n_samples}")
+    if args.margin <= 0:
+        raise SystemExit(f"--margin must be > 0 eV, got {args.margin}")
+    if args.target_bg < 0:
+        raise SystemExit(f"--target-bg must be >= 0 eV, got {args.target_bg}")
+    for flag in ("steps", "trials", "batch_size", "workers"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from smoacs_bench.methods import get_method_class
 
     from .runner import run_experiment
 
+    _check_numbers(args)
     try:
         cls = get_method_class(args.method)
     except ValueError as err:
@@ -122,7 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config["progress"] = not args.no_progress
     try:
         s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
-                           args.out, config, label=args.label, force=args.force)
+                           args.out, config, label=args.label, force=args.force,
+                           crossjudge=not args.no_crossjudge)
     except ValueError as err:
         raise SystemExit(f"smoacs-bench run: {err}") from None
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
@@ -135,17 +165,21 @@ def cmd_table(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from smoacs_bench.evaluation.captions import caption_for
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
     from smoacs_bench.evaluation.io import atomic_write_text
     from smoacs_bench.evaluation.layouts import layout_for_task
     from smoacs_bench.evaluation.render import render_table
 
-    frames = []
+    frames, runs = [], []
     for run in args.runs:
         path = Path(run) / "summary.csv"
         if not path.exists():
             print(f"skipped: {run} has no summary.csv (run unfinished?)", file=sys.stderr)
             continue
-        frames.append(pd.read_csv(path))
+        summary = pd.read_csv(path)
+        frames.append(summary)
+        if (Path(run) / "samples.csv").exists():
+            runs.append((summary.iloc[0].to_dict(), pd.read_csv(Path(run) / "samples.csv")))
     if not frames:
         raise SystemExit("no run with a summary.csv among --runs")
     df = pd.concat(frames, ignore_index=True)
@@ -153,6 +187,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     text = render_table(df, layout, args.format, with_paper=args.with_paper)
     if args.format == "md" and not args.no_caption:
         text = text.rstrip("\n") + "\n\n" + caption_for(layout, df, with_paper=args.with_paper) + "\n"
+        diffs = differences_markdown(paired_differences(runs)) if layout != "diversity" else ""
+        if diffs:
+            text += "\n" + diffs
     if args.out:
         atomic_write_text(args.out, text)
     else:
@@ -166,14 +203,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .judge import judge_files
 
-    df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions)
+    _check_numbers(args)
+    df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions,
+                               crossjudge=not args.no_crossjudge)
     write_csv(df, args.out)
     for msg in problems:
         print(f"skipped/flagged: {msg}", file=sys.stderr)
     n = len(df)
-    print(f"{n} structures, {int(df['success'].sum())} successful "
+    unreadable = int(df["formula"].isna().sum())
+    print(f"{n} files: {n - unreadable} judged, {unreadable} unreadable; {int(df['success'].sum())} successful "
           f"({df['success'].mean():.3f}); {len(problems)} problem(s); wrote {Path(args.out)}")
-    return 0
+    return 0 if unreadable < n else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,11 +31,12 @@ def default_predict(structures: Sequence[Structure]) -> tuple[list[float], list[
 
 def judge_files(paths: Sequence[str | Path], task: Task, target_bg: float, margin: float,
                 predictions: str | Path | None = None,
-                predict: PredictFn | None = None) -> tuple[pd.DataFrame, list[str]]:
+                predict: PredictFn | None = None, crossjudge: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """One evaluation row per file, plus the problems met (bad files, bad prediction rows).
 
     Predictions come from ``predictions`` (CSV: file, band_gap, formation_energy) when given,
-    else from ``predict`` (default: the MEGNet predictors) on the readable structures.
+    else from ``predict`` (default: the MEGNet predictors) on the readable structures. With
+    ``crossjudge`` the independent judge's formation energies fill the ``*_crossjudge`` columns.
     """
     problems: list[str] = []
     read = [read_structure(p) for p in paths]
@@ -63,5 +64,13 @@ def judge_files(paths: Sequence[str | Path], task: Task, target_bg: float, margi
                 bgs[i] = b if math.isfinite(b) else None
                 efs[i] = e if math.isfinite(e) else None
     names = [str(p) for p in paths]
-    df = evaluate(structures, bgs, efs, task.criteria(target_bg, margin), names=names, reasons=reasons)
+    cross = None
+    if crossjudge:
+        from .runner import crossjudge_energies
+
+        cross, note = crossjudge_energies(structures)
+        if cross is None:
+            problems.append(f"cross-judge {note}")
+    df = evaluate(structures, bgs, efs, task.criteria(target_bg, margin), names=names, reasons=reasons,
+                  ef_crossjudge=cross)
     return df, problems

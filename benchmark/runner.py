@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -39,6 +40,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
+_CROSSJUDGE: list = []  # the loaded judge, once per process
+
+
+def crossjudge_energies(structures: list) -> tuple[list[float] | None, str]:
+    """The independent judge's formation energies (eV/atom; NaN where it cannot judge) and a note naming
+    it, or (None, why) when its weights are not there."""
+    from smoacs_bench.methods.predictors.cdvae import MODEL_SUBDIR, load_cdvae_judge
+
+    if not _CROSSJUDGE:
+        try:
+            _CROSSJUDGE.append(load_cdvae_judge())
+        except FileNotFoundError as err:
+            print(f"cross-judge skipped: {err}", file=sys.stderr)
+            return None, f"unavailable: {err}"
+    ok = [i for i, st in enumerate(structures) if st is not None]
+    values = [float("nan")] * len(structures)
+    for i, v in zip(ok, _CROSSJUDGE[0].predict_structures([structures[i] for i in ok]), strict=True):
+        values[i] = float(v)
+    return values, f"CDVAE DimeNet++ (MP-20 formation_energy_per_atom, {MODEL_SUBDIR})"
+
+
 def method_options(cls: type[Method], config: dict[str, Any]) -> dict[str, Any]:
     """``config`` checked against the options ``cls`` declares; an unknown key raises ValueError naming them.
     A method without ``config_class`` accepts any keys."""
@@ -58,8 +80,12 @@ def _settings(method: str, task: str, target_bg: float, margin: float, n_samples
 
 def run_experiment(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
                    out_dir: str | Path, method_config: dict[str, Any] | None = None,
-                   label: str | None = None, force: bool = False) -> dict[str, Any]:
+                   label: str | None = None, force: bool = False, crossjudge: bool = True) -> dict[str, Any]:
     """Run, evaluate and write everything; returns the summary dict.
+
+    Every proposal is judged by the shared evaluator on the method's own predictions (the shared
+    predictors for SMOACS and TPE) and, with ``crossjudge``, by the independent formation-energy judge
+    (CDVAE's DimeNet++ on MP-20, ``$SMOACS_MODEL_DIR/cdvae-mp20``); without it those columns are NaN.
 
     ``method`` is a registered name or ``package.module:Class``; ``method_config`` holds its options
     (checked against what it declares). A method with a ``state_dir`` gets ``storage`` inside ``out_dir``
@@ -86,11 +112,14 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     proposals = m.propose(the_task, n_samples, seed)
     wall = time.perf_counter() - t0
 
-    rows = evaluate([p.structure for p in proposals], [p.band_gap for p in proposals],
+    structures = [p.structure for p in proposals]
+    cross, cross_note = crossjudge_energies(structures) if crossjudge else (None, "not run (--no-crossjudge)")
+    rows = evaluate(structures, [p.band_gap for p in proposals],
                     [p.formation_energy for p in proposals], the_task.criteria(),
                     names=[f"structures/{i}.cif" for i in range(len(proposals))],
-                    reasons=[p.meta.get("reason", "") for p in proposals])
+                    reasons=[p.meta.get("reason", "") for p in proposals], ef_crossjudge=cross)
     rows.insert(0, "sample", np.arange(len(proposals)))
+    rows.insert(1, "source", [str(p.meta.get("source", "")) for p in proposals])
     (out / "structures").mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(proposals):
         if p.structure is not None:
@@ -100,6 +129,9 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     reference, reference_label = novelty_reference()
     summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
                         novelty_reference=reference_label)
+    resolved = m.config()
+    summary.update(seed=seed, selection=resolved.get("selection", "final"), neutrality=the_task.neutrality,
+                   predictors=",".join(m.predictor_names()), crossjudge=cross_note)
     summary["wall_time_s"] = round(wall, 1)
     write_csv(pd.DataFrame([summary]), out / "summary.csv")
 
@@ -109,7 +141,8 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         np.savez_compressed(out / "history.npz", **{k: np.asarray(v, dtype=np.float16) for k, v in history.items()})
         plot_history(history, the_task.criteria(), out / "history.png", xlabel=m.history_unit,
                      title=f"{name} on {task}, target {target_bg} ± {margin} eV, {n_samples} samples")
-    config = {"settings": settings, "method_config_resolved": m.config(), "versions": _versions(),
+    config = {"settings": settings, "method_config_resolved": resolved, "crossjudge": cross_note,
+              "versions": _versions(),
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
     return summary

@@ -1,14 +1,16 @@
 """Perovskite criteria (paper Section 4.3, A.7): tolerance factor, lattice angles, coordinates.
 
-Sites are matched one-to-one to the ideal positions of the task's n x n x n perovskite cell by
-an optimal assignment on the periodic coordinate deviation, so that a CIF whose sites come in
-another order is judged fairly; the matched ideal site gives each site its role (A, B or X).
+Sites are matched one-to-one to the ideal positions of the task's n x n x n perovskite cell after
+the global translation that fits best (:func:`match_perovskite`), so that a CIF in another setting
+(A at the origin, as the Materials Project and perov_5 write SrTiO3), another site order or another
+supercell registry is judged fairly; the matched ideal site gives each site its role (A, B or X).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.core import Species, Structure
@@ -24,19 +26,95 @@ def periodic_deviation(frac: np.ndarray, ideal: np.ndarray) -> np.ndarray:
     return np.minimum(d, 1.0 - d)
 
 
-def match_sites(structure: Structure, cell: PerovskiteCell) -> tuple[np.ndarray, float]:
-    """Ideal-site index of every site and the largest coordinate deviation under that matching.
+@dataclass(frozen=True)
+class PerovskiteMatch:
+    """How a crystal's sites sit on the ideal n x n x n perovskite positions.
 
-    Raises ValueError if the structure does not have the cell's number of sites.
+    ``ideal_index[s]``: the ideal position of site ``s``; ``roles[s]``: its role (A, B or X);
+    ``translation``: the fractional shift (3,) applied to every site before matching (the setting,
+    e.g. A rather than B at the origin, and for supercells the registry); ``max_dev``: the largest
+    periodic coordinate deviation from the ideal positions after that shift.
     """
-    if len(structure) != cell.n_sites:
-        raise ValueError(f"{len(structure)} sites, a {cell.n}x{cell.n}x{cell.n} perovskite has {cell.n_sites}")
+
+    ideal_index: np.ndarray
+    roles: tuple[str, ...]
+    translation: np.ndarray
+    max_dev: float
+
+
+def bottleneck_assignment(cost: np.ndarray) -> tuple[np.ndarray, float]:
+    """The one-to-one assignment of rows to columns minimising the largest cost (exact), and that cost.
+
+    Starts from the min-sum assignment and bisects over the cost values below its maximum; each test
+    is a min-sum assignment on the 0/1 matrix ``cost > threshold``.
+    """
+    rows, cols = linear_sum_assignment(cost)
+    best_cols, best = cols, float(cost[rows, cols].max())
+    values = np.unique(cost[cost < best])
+    lo, hi = 0, len(values)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        over = cost > values[mid]
+        r, c = linear_sum_assignment(over)
+        if not over[r, c].any():
+            best_cols, best, hi = c, float(values[mid]), mid
+        else:
+            lo = mid + 1
+    order = np.empty(len(best_cols), dtype=int)
+    order[rows] = best_cols
+    return order, best
+
+
+def _centre(frac: np.ndarray, ideal: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The translation, per axis, that centres the residuals of ``frac + t`` about their ideal sites."""
+    r = (frac + t - ideal + 0.5) % 1.0 - 0.5
+    return t - 0.5 * (r.max(axis=0) + r.min(axis=0))
+
+
+def match_perovskite(frac_coords: np.ndarray, cell: PerovskiteCell, n_references: int = 8) -> PerovskiteMatch:
+    """Match sites to the ideal positions of ``cell`` independently of origin and setting.
+
+    Minimises the largest periodic deviation over a global translation and the site-to-position
+    assignment: candidate translations put a reference site (every site of a cell with <= 10 sites,
+    else ``n_references`` spread over the list) exactly on each of the five unit-cell positions
+    (translations by whole unit cells of a supercell map the ideal positions onto themselves); for each,
+    sites are assigned by min-sum assignment and the translation is re-centred per axis; the best
+    candidate then gets the exact minimax (bottleneck) assignment and a last re-centring.
+    Raises ValueError if the number of sites is not the cell's.
+    """
+    frac = np.asarray(frac_coords, dtype=float)
+    if len(frac) != cell.n_sites:
+        raise ValueError(f"{len(frac)} sites, a {cell.n}x{cell.n}x{cell.n} perovskite has {cell.n_sites}")
     ideal = cell.frac_coords
-    dev = periodic_deviation(structure.frac_coords[:, None, :], ideal[None, :, :]).max(axis=2)
-    rows, cols = linear_sum_assignment(dev)
-    match = np.empty(len(structure), dtype=int)
-    match[rows] = cols
-    return match, float(dev[rows, cols].max())
+    n = len(frac)
+    refs = np.arange(n) if n <= 10 else np.unique(np.linspace(0, n - 1, n_references).astype(int))
+    best: tuple[float, np.ndarray] | None = None
+    for r in refs:
+        for base in ideal[:: cell.n ** 3][:5]:  # the five unit-cell positions (scaled to the supercell)
+            t = (base - frac[r]) % (1.0 / cell.n)
+            for _ in range(2):
+                dev = periodic_deviation((frac + t)[:, None, :], ideal[None, :, :]).max(axis=2)
+                rows, cols = linear_sum_assignment(dev)
+                order = np.empty(n, dtype=int)
+                order[rows] = cols
+                t = _centre(frac, ideal[order], t)
+            d = float(periodic_deviation(frac + t, ideal[order]).max())
+            if best is None or d < best[0] - 1e-12:
+                best = (d, t)
+    t = best[1]
+    dev = periodic_deviation((frac + t)[:, None, :], ideal[None, :, :]).max(axis=2)
+    order, _ = bottleneck_assignment(dev)
+    t = _centre(frac, ideal[order], t)
+    dev = periodic_deviation((frac + t)[:, None, :], ideal[None, :, :]).max(axis=2)
+    order, max_dev = bottleneck_assignment(dev)
+    roles = tuple(cell.roles[j] for j in order)
+    return PerovskiteMatch(order, roles, (t + 0.5) % 1.0 - 0.5, float(max_dev))
+
+
+def match_sites(structure: Structure, cell: PerovskiteCell) -> tuple[np.ndarray, float]:
+    """Ideal-site index of every site and the largest coordinate deviation (see :func:`match_perovskite`)."""
+    m = match_perovskite(structure.frac_coords, cell)
+    return m.ideal_index, m.max_dev
 
 
 def angles_ok(structure: Structure, lo: float = 85.0, hi: float = 95.0) -> bool:

@@ -33,7 +33,7 @@ from pymatgen.core import Structure
 from .datasets import Record, load_dataset
 from .neutrality import check_species
 from .patterns import oxidation_patterns
-from .perovskite import match_sites
+from .perovskite import match_perovskite
 from .templates import PerovskiteCell, random_perovskites
 
 MAX_SITES = 10  # paper A.6: initial structures with up to 10 sites
@@ -203,29 +203,23 @@ def as_ideal_perovskite(structure: Structure, tol: float = 0.05, angle_tol: floa
     """The structure as an A, B, X, X, X perovskite unit cell, or None.
 
     Accepted: 5 sites, all angles within 90 ± ``angle_tol``°, and every site within ``tol``
-    (fractional, per coordinate) of the ideal positions, either as given or after translating one site
-    to the origin (perov_5 CIFs put the A atom at the origin). Sites are re-ordered to the ideal order
-    and each coordinate is the periodic image nearest its ideal value (so it may be slightly negative).
+    (fractional, per coordinate) of the ideal positions after the best translation
+    (:func:`~.perovskite.match_perovskite`; perov_5 CIFs put the A atom at the origin). Sites are
+    re-ordered to the ideal order, translated, and each coordinate is the periodic image nearest its
+    ideal value (so it may be slightly negative).
     """
     cell = PerovskiteCell(1)
     if len(structure) != cell.n_sites or not structure.is_ordered:
         return None
     if any(abs(a - 90.0) > angle_tol for a in structure.lattice.angles):
         return None
-    frac = structure.frac_coords
-    best = None
-    for shift in [np.zeros(3), *(-frac)]:
-        moved = Structure(structure.lattice, structure.species, (frac + shift) % 1.0)
-        match, dev = match_sites(moved, cell)
-        if dev <= tol and (best is None or dev < best[0]):
-            best = (dev, moved, match)
-    if best is None:
+    match = match_perovskite(structure.frac_coords, cell)
+    if match.max_dev > tol:
         return None
-    _, moved, match = best
-    order = np.argsort(match)
-    frac = moved.frac_coords[order]
+    order = np.argsort(match.ideal_index)
+    frac = (structure.frac_coords + match.translation)[order]
     frac = cell.frac_coords + (frac - cell.frac_coords + 0.5) % 1.0 - 0.5  # nearest image of the ideal site
-    return Structure(structure.lattice, [moved.species[i] for i in order], frac)
+    return Structure(structure.lattice, [structure.species[i] for i in order], frac)
 
 
 class DatasetPerovskitePool(Pool):

@@ -32,6 +32,7 @@ class Criteria:
     coord_eps: float = 0.15         # fractional units
     tolerance_range: tuple[float, float] = (0.8, 1.0)
     angle_range: tuple[float, float] = (85.0, 95.0)  # degrees
+    neutrality: str = "any"         # "any" (exact DP) or "pattern" (one task pattern on A/B/X); data.rules
 
     @property
     def is_perovskite(self) -> bool:
@@ -54,6 +55,7 @@ class Task:
     tolerance_range: tuple[float, float] = (0.8, 1.0)   # criterion (c)
     tolerance_target: float = 0.9    # the SMOACS loss term |t - 0.9| (Eq. 17)
     judged_angle_range: tuple[float, float] = (85.0, 95.0)  # degrees, criterion (d)
+    neutrality: str = "pattern"      # criterion (a): "pattern" (perovskite tasks) or "any" (data.rules)
     default_pool: str = "perovskite"  # data.pools.get_pool name of the start structures
     table_layout: str = "table3"     # evaluation.layouts name of the paper table it is reported in
     paper_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
@@ -78,7 +80,8 @@ class Task:
         target_bg = self.target_bg if target_bg is None else target_bg
         margin = self.margin if margin is None else margin
         common = {"target_bg": target_bg, "margin": margin, "ef_max": self.ef_max, "min_dist": self.min_dist,
-                  "tolerance_range": self.tolerance_range, "angle_range": self.judged_angle_range}
+                  "tolerance_range": self.tolerance_range, "angle_range": self.judged_angle_range,
+                  "neutrality": self.neutrality}
         if self.is_perovskite:
             return Criteria(perovskite=self.cell, coord_eps=self.coord_eps, **common)
         return Criteria(**common)
@@ -92,7 +95,7 @@ class Task:
 TASKS: dict[str, Task] = {
     "free": Task(
         "free", None, (2.0, 10.0), (30.0, 150.0), None,
-        default_pool="aflow", table_layout="table2",
+        neutrality="any", default_pool="aflow", table_layout="table2",
         paper_tables={"metrics": ("A.2", "A.10", "A.15"), "diversity": ("A.3",)},
         method_defaults={"smoacs": {"lr_lattice": 0.05, "lr_angles": 0.5, "lr_coords": 0.005, "lr_atoms": 0.02,
                                     "lr_ox": 0.02}}),

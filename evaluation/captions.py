@@ -13,7 +13,7 @@ import pandas as pd
 
 from smoacs_bench.data.task import TASKS, Task
 
-from .layouts import missing, to_frame
+from .layouts import missing, row_label, to_frame
 
 
 def _num(x: float) -> str:
@@ -55,6 +55,56 @@ def _samples_phrase(df: pd.DataFrame) -> str:
 def _margins_phrase(df: pd.DataFrame) -> str:
     ms = sorted({float(m) for m in df["margin"] if not missing(m)})
     return " or ".join(f"± {m:.2f} eV" for m in ms) if ms else "± margin"
+
+
+NEUTRALITY_RULES = {
+    "pattern": "(a) neutral = the A, B and X sites (matched to the ideal perovskite positions whatever the "
+               "origin) take the charges of one task pattern, [+2, +4, -2] or [+1, +2, -1], allowed by the "
+               "paper's 'Ours' table; 'neut (any)' reports any neutral 'Ours' assignment (exact DP) instead",
+    "any": "(a) neutral = some assignment of the paper's 'Ours' oxidation numbers sums to zero (exact DP)",
+}
+SELECTIONS = {
+    "final": "'final' (SMOACS: the last step; TPE: the Pareto-front trial meeting most constraints, then the "
+             "smallest L_bg + L_f)",
+    "best": "'best' (the step or trial meeting the most criteria by the method's own predictors, then the "
+            "smallest loss)",
+}
+
+
+def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
+    """Sentences naming the protocol of our rows: neutrality rule, selection, predictors, judges, seeds,
+    samples, intervals, and the cross-judge's offset."""
+    ours = df[df["source"] == "ours"]
+    if ours.empty:
+        return []
+    out = [f"Protocol: {NEUTRALITY_RULES.get(task.neutrality, task.neutrality)}."]
+    sels = [x for x in dict.fromkeys(ours["selection"].fillna("final"))]
+    out.append("Selection rule: " + "; ".join(SELECTIONS.get(x, x) for x in sels) + ".")
+    preds = sorted({p for p in ours.get("predictors", pd.Series(dtype=str)).dropna() if p})
+    out.append("Every method optimises with, and every row is judged on, the same predictors"
+               + (f" ({'; '.join(preds)})" if preds else "") + ": MEGNet band gap (PBE fidelity) and MEGNet "
+               "formation energy (MP-2018.6.1), not the paper's Crystalformer/ALIGNN.")
+    if "judge_offset" in ours and ours["judge_offset"].notna().any():
+        off = float(ours["judge_offset"].astype(float).mean())
+        out.append("'success (cross-judge)' re-judges (B) with an independent model, CDVAE's DimeNet++ trained on "
+                   f"MP-20 formation energies; on these proposals its E_f is {abs(off):.2f} eV/atom "
+                   f"{'below' if off < 0 else 'above'} MEGNet's on average.")
+        gaps = ours.assign(label=[row_label(r) for r in ours.to_dict("records")])
+        gaps = gaps.assign(gap=gaps["success"].astype(float) - gaps["success_crossjudge"].astype(float))
+        per = gaps.groupby("label", sort=False)["gap"].mean().dropna()
+        if len(per):
+            out.append("Exploitation gap (own-judge success minus cross-judged success, mean over rows): "
+                       + ", ".join(f"{k} {v:+.3f}" for k, v in per.items()) + ".")
+    seeds = sorted({int(x) for v in ours.get("seeds", pd.Series(dtype=str)).dropna() for x in str(v).split(",")
+                    if x.strip().lstrip("-").isdigit()})
+    n_seeds = sorted({int(v) for v in ours.get("n_seeds", pd.Series(dtype=float)).dropna()})
+    if seeds:
+        out.append(f"Seeds: {', '.join(map(str, seeds))}; rows pool {' or '.join(map(str, n_seeds))} seed(s). "
+                   "Intervals are 95 %: Wilson for a single run, mean ± t-interval over seeds.")
+    small = sorted({int(n) for n in ours["n_samples"] if not missing(n) and int(n) < 256})
+    if small:
+        out.append(f"Rows with {', '.join(map(str, small))} samples per seed are smaller than the paper's 256.")
+    return out
 
 
 def _caption_task(layout: str, df: pd.DataFrame) -> Task:
@@ -110,6 +160,7 @@ def caption_for(
         ]
     if layout != "diversity":
         parts.append("Higher scores are better across all metrics.")
+    parts += _protocol(df, task)
     if with_paper or any(str(m).startswith("S(") for m in df["method"]):
         parts.append("S(Cry) and S(ALI) denote SMOACS utilizing the Crystalformer and ALIGNN models, "
                      "respectively.")

@@ -116,6 +116,12 @@ def names_of(paths: Sequence[str | Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a file so that readers see either the old or the whole new content, never a part."""
     path = Path(path)
@@ -124,6 +130,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; result files follow the umask like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

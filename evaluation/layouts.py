@@ -15,6 +15,7 @@ import pandas as pd
 from smoacs_bench.data.task import TASKS
 
 from .paper import paper_rows
+from .stats import seed_interval, wilson
 
 BASE_COLS: list[tuple[str, str]] = [
     ("success", "success rate"),
@@ -36,17 +37,23 @@ DIVERSITY_COLS: list[tuple[str, str]] = [
     ("unique_in_success", "unique rate in success"),
     ("unique_novel_in_success", "unique and novel rate in success"),
 ]
+PROTOCOL_COLS: list[tuple[str, str]] = [  # beyond the paper: the generic DP and the independent judge
+    ("neutral_any", "neut (any)"),
+    ("success_crossjudge", "success (cross-judge)"),
+]
 LAYOUTS: dict[str, list[tuple[str, str]]] = {
-    "table2": BASE_COLS,
-    "table3": BASE_COLS + PEROVSKITE_COLS,
-    "table4": BASE_COLS + PEROVSKITE_COLS,
+    "table2": BASE_COLS + PROTOCOL_COLS,
+    "table3": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS,
+    "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS,
     "diversity": DIVERSITY_COLS,
 }
+RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS)) + ("unique_rate",)
+COUNT_KEYS = ("n_success", "n_unique_success", "n_unique_novel_success")
 SUMMARY_COLS = (
-    "method", "task", "target_bg", "margin", "n_samples",
-    *(k for k, _ in BASE_COLS + PEROVSKITE_COLS),
-    "unique_rate", "n_success", "n_unique_success", "n_unique_novel_success", "novelty_reference",
+    "method", "task", "target_bg", "margin", "n_samples", *RATE_KEYS, *COUNT_KEYS, "novelty_reference",
+    "selection", "seed",
 )
+RUN_KEYS = ("method", "task", "target_bg", "margin", "selection", "n_samples")  # one table row: seeds pooled
 
 
 def layout_for_task(task: str) -> str:
@@ -57,16 +64,47 @@ def layout_for_task(task: str) -> str:
         raise KeyError(f"unknown task {task!r}; known: {', '.join(TASKS)}") from None
 
 
-def to_frame(summaries: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def to_frame(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], aggregate: bool = True) -> pd.DataFrame:
+    """Summaries as table rows; with ``aggregate`` our runs that differ only by seed become one row
+    (mean rate and the 95 % t-interval over seeds, ``<rate>_half``), and a single run gets 95 % Wilson
+    intervals (``<rate>_lo``, ``<rate>_hi``)."""
     df = summaries.copy() if isinstance(summaries, pd.DataFrame) else pd.DataFrame(list(summaries))
     for col in SUMMARY_COLS:
         if col not in df:
             df[col] = None
     if "source" not in df:
         df["source"] = "ours"
+    df["source"] = df["source"].fillna("ours")
+    df["selection"] = df["selection"].fillna("final")
     for col in ("note", "predictor", "novelty_reference", "task"):
         df[col] = df[col].fillna("") if col in df else ""
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    return _aggregate(df) if aggregate else df
+
+
+def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    ours = df[df["source"] == "ours"]
+    rows = []
+    for _, part in ours.groupby(list(RUN_KEYS), sort=False, dropna=False):
+        row = part.iloc[0].to_dict()
+        seeds = sorted({int(x) for x in part["seed"] if not missing(x)})
+        row["n_seeds"] = max(len(part), 1)
+        row["seeds"] = ",".join(map(str, seeds))
+        for key in RATE_KEYS:
+            values = [float(v) for v in part[key] if not missing(v)]
+            if not values:
+                continue
+            if len(part) > 1:
+                row[key], row[f"{key}_half"] = seed_interval(values)
+            else:
+                n = int(row["n_samples"]) if not missing(row["n_samples"]) else 0
+                row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(values[0] * n), n)
+        for key in COUNT_KEYS:
+            counts = [v for v in part[key] if not missing(v)]
+            row[key] = int(sum(counts)) if counts else None
+        rows.append(row)
+    out = pd.concat([pd.DataFrame(rows), df[df["source"] != "ours"]], ignore_index=True) if rows else df
+    return out.reset_index(drop=True)
 
 
 def missing(v: Any) -> bool:
@@ -90,6 +128,7 @@ def _fraction(k: Any, n: Any) -> str:
 
 
 def cell(row: Mapping[str, Any], key: str, decimals: int) -> str:
+    """A cell: the rate with its 95 % interval (Wilson ``lo-hi`` for one run, ``± half`` over seeds)."""
     if key == "unique_in_success":
         return _fraction(row.get("n_unique_success"), row.get("n_success"))
     if key == "unique_novel_in_success":
@@ -97,7 +136,19 @@ def cell(row: Mapping[str, Any], key: str, decimals: int) -> str:
     v = row.get(key)
     if missing(v):
         return _notes(row).get(key, "-")
-    return f"{float(v):.{decimals}f}"
+    text = f"{float(v):.{decimals}f}"
+    half, lo, hi = row.get(f"{key}_half"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if not missing(half):
+        return f"{text} ± {float(half):.{decimals}f}"
+    if not missing(lo) and not missing(hi):
+        return f"{text} ({float(lo):.2f}-{float(hi):.2f})"
+    return text
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """The method column: the run's label, with the selection rule when it is not the paper's."""
+    sel = row.get("selection")
+    return f"{row['method']} [{sel}]" if row.get("source", "ours") == "ours" and sel and sel != "final" else str(row["method"])
 
 
 def groups(df: pd.DataFrame, layout: str, with_paper: bool) -> list[pd.DataFrame]:

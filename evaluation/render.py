@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from .layouts import LAYOUTS, cell, groups, to_frame
+from .layouts import LAYOUTS, cell, groups, row_label, to_frame
 
 _TEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -26,7 +26,7 @@ def _display_rows(groups: list[pd.DataFrame], cols: list[tuple[str, str]], decim
         rows = []
         for i, row in enumerate(part.to_dict("records")):
             target = f"{float(row['target_bg']):.2f} ± {float(row['margin']):.2f}" if i == 0 else ""
-            rows.append([target, str(row["method"]), *(cell(row, k, decimals) for k, _ in cols)])
+            rows.append([target, row_label(row), *(cell(row, k, decimals) for k, _ in cols)])
         out.append(rows)
     return out
 
@@ -37,8 +37,11 @@ def _render_csv(groups: list[pd.DataFrame], layout: str) -> str:
                       "novelty_reference"]
     else:
         value_cols = [k for k, _ in LAYOUTS[layout]]
-    cols = ["task", "target_bg", "margin", "method", "source", "n_samples", *value_cols]
-    frame = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=cols)
+    frame = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame()
+    value_cols = [c for k in value_cols for c in (k, f"{k}_lo", f"{k}_hi", f"{k}_half")
+                  if c == k or c in frame]  # intervals where there are any
+    cols = ["task", "target_bg", "margin", "method", "selection", "source", "n_samples", "n_seeds", "seeds",
+            *value_cols]
     return frame.reindex(columns=cols).to_csv(index=False, lineterminator="\n")
 
 

@@ -7,22 +7,36 @@ import pandas as pd
 from .criteria import Criteria
 from .diversity import diversity_counts, unique_rate
 
-RATE_COLUMNS = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok",
-                "perovskite_ok", "tolerance_ok", "angles_ok", "coords_ok")
+RATE_COLUMNS = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "neutral_any", "min_dist_ok",
+                "perovskite_ok", "tolerance_ok", "angles_ok", "coords_ok", "success_crossjudge", "ef_ok_crossjudge")
 PEROVSKITE_ONLY = ("perovskite_ok", "tolerance_ok", "angles_ok", "coords_ok")
+CROSSJUDGE = ("success_crossjudge", "ef_ok_crossjudge")
 
 
 def summarize(rows: pd.DataFrame, method: str, task: str, criteria: Criteria,
               reference: frozenset[str] | None = None, novelty_reference: str = "") -> dict:
-    """Rates over all rows (failed proposals count as failures) and diversity counts."""
+    """Rates over all rows (failed proposals count as failures), diversity counts, and the independent
+    judge's view: ``success_crossjudge``, ``exploitation_gap`` (success minus cross-judged success) and
+    ``judge_offset`` (mean cross-judge minus own-judge E_f, eV/atom); NaN when no cross-judge ran."""
     n = len(rows)
     out: dict = {"method": method, "task": task, "target_bg": criteria.target_bg, "margin": criteria.margin,
                  "n_samples": n}
+    judged = "ef_crossjudge" in rows and rows["ef_crossjudge"].notna().any()
     for col in RATE_COLUMNS:
         if col in PEROVSKITE_ONLY and not criteria.is_perovskite:
             out[col] = None
+        elif col in CROSSJUDGE and not judged:
+            out[col] = float("nan")  # no independent judge ran: unknown, not zero
+        elif col not in rows:
+            out[col] = float("nan")
         else:
             out[col] = float(rows[col].fillna(False).astype(bool).mean()) if n else float("nan")
+    out["exploitation_gap"] = out["success"] - out["success_crossjudge"] if judged else float("nan")
+    if judged:
+        both = rows[["ef_crossjudge", "formation_energy"]].apply(pd.to_numeric, errors="coerce").dropna()
+        out["judge_offset"] = float((both["ef_crossjudge"] - both["formation_energy"]).mean()) if len(both) else float("nan")
+    else:
+        out["judge_offset"] = float("nan")
     formulas = [f if isinstance(f, str) else None for f in rows["formula"]]
     out["unique_rate"] = unique_rate(formulas)
     out.update(diversity_counts(formulas, list(rows["success"].astype(bool)), reference))

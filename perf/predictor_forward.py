@@ -3,13 +3,12 @@
 Batches: 256 five-site perovskites (a, b, c ~ U(2, 10) Å, 90° angles, ideal coordinates,
 random softmax atom_probs) and 32 three-by-three-by-three 135-site supercells of the same.
 Usage: python3 perf/predictor_forward.py [--device cuda] [--repeats 3]
-Models come from $SMOACS_MODEL_DIR (default /work/shared/models/matgl).
+Models come from $SMOACS_MODEL_DIR/matgl (run with SMOACS_MODEL_DIR=../shared/models).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import warnings
 
@@ -67,7 +66,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    os.environ.setdefault("SMOACS_MODEL_DIR", "/work/shared/models/matgl")
     warnings.filterwarnings("ignore", message="Incompatible model version")
     predictors = [formation_energy_predictor(args.device), band_gap_predictor(0, args.device)]
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "

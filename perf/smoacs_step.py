@@ -1,5 +1,6 @@
 """Cost of one SMOACS step vs one bare forward+backward of the two predictors, on the same batch,
-and the wall time of a full run. Goal (issue): ratio <= 1.3; 256 x 200 in <= 3 min on 2 CPU cores.
+and the wall time of a full run. The step rebuilds the neighbour graph, as SMOACS now does every step
+(``rebuild_every=1``). Goals: ratio <= 1.05; 256 x 200 in <= 3 min on 2 CPU cores.
 
     python perf/smoacs_step.py [--n-samples 256] [--steps 20] [--full] [--task perovskite]
 
@@ -48,9 +49,12 @@ def main() -> None:
             t.requires_grad_(True)
         (bg_model(c, graph) + ef_model(c, graph)).sum().backward()
 
+    cutoff = max(bg_model.cutoff, ef_model.cutoff)
+
     def step():
         c, p, w = state.soft(0.01)
-        loss = torch.relu((bg_model(c, graph) - 1.5).abs() - 0.04) + ef_model(c, graph)
+        g = build_neighbor_graph(c.detach(), cutoff)  # rebuilt every step
+        loss = torch.relu((bg_model(c, g) - 1.5).abs() - 0.04) + ef_model(c, g)
         if state.tolerance:
             loss = loss + (state.tolerance_factor(p, w) - 0.9).abs()
         opt.zero_grad()
@@ -74,7 +78,8 @@ def main() -> None:
     print(f"{args.task}, {args.n_samples} samples, {graph.num_edges} edges, {args.device}, "
           f"{torch.get_num_threads()} threads")
     print(f"  bare forward+backward of both predictors: {t_bare * 1e3:8.1f} ms")
-    print(f"  one SMOACS step:                          {t_step * 1e3:8.1f} ms   ratio {t_step / t_bare:.2f}")
+    print(f"  one SMOACS step (graph rebuilt):          {t_step * 1e3:8.1f} ms   ratio {t_step / t_bare:.2f} "
+          "(goal <= 1.05)")
     print(f"  neighbour-graph build (5 Å):              {t_graph * 1e3:8.1f} ms")
     if args.full:
         full = get_method("smoacs", progress=False, device=args.device)

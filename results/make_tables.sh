@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Render every committed table from the run folders (no computation): bash results/make_tables.sh
-# Per method and task: <dir>/table.{md,csv,tex} (md beside the paper's rows; SMOACS folders also diversity.md);
-# comparison_<task>.md puts SMOACS and the TPE variants under the same predictor side by side.
+# Per method and task: <dir>/table.{md,csv,tex} (md beside the paper's rows, seeds pooled with 95 % intervals;
+# SMOACS folders also diversity.md); comparison_<task>.md puts the methods side by side under the same
+# predictors, with a paired bootstrap of the success difference underneath.
 set -euo pipefail
 cd "$(dirname "$0")"
 table() { smoacs-bench table "$@"; }
 done_runs() { for d in "$@"; do [ -f "$d/summary.csv" ] && echo "$d"; done; return 0; }
-for dir in smoacs_perovskite smoacs_free smoacs_perovskite3x3x3 tpe_perovskite tpe_free tpe-n_perovskite3x3x3 \
-           tpe+n_perovskite3x3x3; do
-  mapfile -t runs < <(done_runs "$dir"/bg*)
+for dir in smoacs_perovskite smoacs_perovskite_best smoacs_free smoacs_free_n64 smoacs_perovskite3x3x3 \
+           tpe_perovskite tpe_perovskite_best tpe_free; do
+  mapfile -t runs < <(done_runs "$dir"/seed*/bg*)
   [ ${#runs[@]} -gt 0 ] || continue
   table --runs "${runs[@]}" --format md --with-paper --out "$dir/table.md"
   table --runs "${runs[@]}" --format csv --out "$dir/table.csv"
@@ -17,8 +18,17 @@ for dir in smoacs_perovskite smoacs_free smoacs_perovskite3x3x3 tpe_perovskite t
     table --runs "${runs[@]}" --layout diversity --format md --with-paper --out "$dir/diversity.md";;
   esac
 done
-table --runs smoacs_perovskite/bg* tpe_perovskite/bg* --format md --out comparison_perovskite.md
-table --runs smoacs_free/bg* tpe_free/bg* --format md --out comparison_free.md
-table --runs smoacs_free/bg* tpe_free/bg* --layout diversity --format md --out comparison_free_diversity.md
-table --runs smoacs_perovskite3x3x3/bg* tpe-n_perovskite3x3x3/bg* tpe+n_perovskite3x3x3/bg* --format md \
-  --out comparison_perovskite3x3x3.md
+compare() {  # compare OUT RUN_DIRS...
+  local out=$1; shift
+  mapfile -t runs < <(done_runs "$@")
+  [ ${#runs[@]} -gt 0 ] && table --runs "${runs[@]}" --format md --out "$out" "${EXTRA[@]}"
+  return 0
+}
+EXTRA=()
+compare comparison_perovskite.md smoacs_perovskite/seed*/bg* tpe_perovskite/seed*/bg* \
+  smoacs_perovskite_best/seed*/bg* tpe_perovskite_best/seed*/bg*
+compare comparison_free.md smoacs_free_n64/seed*/bg* tpe_free/seed*/bg*
+EXTRA=(--layout diversity)
+compare comparison_free_diversity.md smoacs_free_n64/seed*/bg* tpe_free/seed*/bg*
+EXTRA=()
+compare comparison_perovskite3x3x3.md smoacs_perovskite3x3x3/seed*/bg*

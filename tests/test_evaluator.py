@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
 from smoacs_bench.benchmark.cli import main
-from smoacs_bench.data.perovskite import match_sites, role_pattern_assignment, tolerance_factor
+from smoacs_bench.data.perovskite import match_sites, role_pattern_assignment
 from smoacs_bench.data.task import get_task
 from smoacs_bench.data.templates import PerovskiteCell
 from smoacs_bench.evaluation.criteria import Criteria, evaluate, evaluate_structure
@@ -45,23 +45,39 @@ def test_tolerance_factors_match_the_paper(a, b, t_paper):
     assert row["tolerance_ok"] and row["perovskite_ok"] and row["success"]
 
 
-def test_tolerance_uses_the_perovskite_pattern_and_falls_back_to_any_neutral_assignment():
+def test_perovskite_neutrality_is_the_task_pattern_rule_without_fallback():
     roles = PerovskiteCell(1).roles
     assert role_pattern_assignment(["Cs", "Pb", "I", "I", "I"], roles) == (1, 2, -1, -1, -1)
     assert role_pattern_assignment(["La", "Al", "O", "O", "O"], roles) is None  # La+3 Al+3
     row = evaluate_structure(perov("La", "Al", "O"), 1.5, -1.0, PEROV)
-    assert row["neutral"] and row["ox_states"] == "La+3 Al+3 O-2 O-2 O-2"
-    t, _ = tolerance_factor(["La", "Al", "O", "O", "O"], roles, (3, 3, -2, -2, -2))
-    assert row["tolerance_factor"] == pytest.approx(t)
+    assert not row["neutral"] and row["neutral_any"] and not row["success"]
+    assert np.isnan(row["tolerance_factor"]) and not row["tolerance_ok"]
+    assert "no task oxidation pattern" in row["reason"] and "tolerance factor not judged" in row["reason"]
+    free = evaluate_structure(perov("La", "Al", "O"), 1.5, -1.0, FREE)
+    assert free["neutral"] and free["ox_states"] == "La+3 Al+3 O-2 O-2 O-2"
+
+
+def test_a_mixed_anion_crystal_is_neutral_on_the_free_task_only():
+    # KHfFOS-like: K+1 on A, Hf+4 on B, X = F-1, O-2, S-2: sums to zero, but in no single task pattern
+    s = Structure(Lattice.cubic(4.1), ["K", "Hf", "F", "O", "S"], PerovskiteCell(1).frac_coords)
+    row = evaluate_structure(s, 1.5, -1.0, PEROV)
+    assert row["neutral_any"] and not row["neutral"] and not row["valid_structure"] and not row["success"]
+    assert np.isnan(row["tolerance_factor"])
+    assert evaluate_structure(s, 1.5, -1.0, FREE)["neutral"]
 
 
 def test_perovskite_angles_and_coordinates():
     s = perov("Sr", "Ti", "O")
     s.translate_sites([2], [0.14, 0.0, 0.0], frac_coords=True)
+    s.translate_sites([1], [-0.14, 0.0, 0.0], frac_coords=True)  # a spread of 0.28: 0.14 from the best fit
     assert evaluate_structure(s, 1.5, -1.0, PEROV)["coords_ok"]
-    s.translate_sites([2], [0.02, 0.0, 0.0], frac_coords=True)  # 0.16 > 0.15
+    s.translate_sites([2], [0.04, 0.0, 0.0], frac_coords=True)  # spread 0.32: 0.16 > 0.15 whatever the origin
     row = evaluate_structure(s, 1.5, -1.0, PEROV)
+    assert row["max_coord_dev"] == pytest.approx(0.16)
     assert not row["coords_ok"] and not row["perovskite_ok"] and not row["success"]
+    one = perov("Sr", "Ti", "O")
+    one.translate_sites([2], [0.2, 0.0, 0.0], frac_coords=True)  # one site off: half is absorbed by the origin
+    assert evaluate_structure(one, 1.5, -1.0, PEROV)["max_coord_dev"] == pytest.approx(0.1)
     wrapped = perov("Sr", "Ti", "O")
     wrapped.replace(1, "Ti", [0.95, 0.97, 0.02])  # 0.05 away from the origin through the boundary
     assert evaluate_structure(wrapped, 1.5, -1.0, PEROV)["coords_ok"]
@@ -69,6 +85,46 @@ def test_perovskite_angles_and_coordinates():
                      PerovskiteCell(1).frac_coords)
     row = evaluate_structure(skew, 1.5, -1.0, PEROV)
     assert not row["angles_ok"] and row["coords_ok"]
+
+
+A_AT_ORIGIN = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]  # A, B, X, X, X
+
+
+@pytest.mark.parametrize(("a", "b", "x", "abc", "t_expected"), [
+    # t from pymatgen ionic radii at the pattern charges (Cs+ 1.81 Å gives 0.807 for CsPbI3)
+    ("Sr", "Ti", "O", 3.905, 0.910), ("Cs", "Pb", "I", 6.29, 0.807), ("Ba", "Ti", "O", 4.00, 0.970)])
+@pytest.mark.parametrize("setting", ["B at the origin", "A at the origin", "shifted", "2x2x2 supercell"])
+def test_textbook_perovskites_in_any_setting(a, b, x, abc, t_expected, setting):
+    if setting == "B at the origin":
+        s = perov(a, b, x, (abc, abc, abc))
+    else:
+        s = Structure(Lattice.cubic(abc), [a, b, x, x, x], A_AT_ORIGIN)
+    if setting == "shifted":
+        s.translate_sites(range(5), [0.31, 0.77, 0.05])
+    elif setting == "2x2x2 supercell":
+        s.make_supercell(2)  # judged as 40 sites cannot be the 5-site task; as 3x3x3 neither
+    row = evaluate_structure(s, 1.5, -1.0, PEROV)
+    if setting == "2x2x2 supercell":
+        assert not row["neutral"] and row["neutral_any"] and "40 sites" in row["reason"]
+        return
+    assert row["neutral"] and row["coords_ok"] and row["angles_ok"] and row["max_coord_dev"] == pytest.approx(0)
+    assert row["tolerance_factor"] == pytest.approx(t_expected, abs=0.03)
+    assert row["success"]
+    assert not evaluate_structure(s, 2.5, -1.0, PEROV)["success"]  # band gap outside the window
+
+
+@pytest.mark.parametrize("shift", [[0, 0, 0], [0.5, 0.5, 0.5], [1 / 3, 0, 0], [0.27, 0.61, 0.93]])
+def test_3x3x3_supercells_in_any_setting_and_registry(shift):
+    crit = get_task("perovskite3x3x3").criteria(1.5, 0.04)
+    s = Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"], A_AT_ORIGIN)
+    s.make_supercell(3)
+    s.translate_sites(range(len(s)), shift)
+    row = evaluate_structure(s, 1.5, -1.0, crit)
+    assert row["neutral"] and row["coords_ok"] and row["max_coord_dev"] == pytest.approx(0, abs=1e-9)
+    assert row["tolerance_factor"] == pytest.approx(0.910, abs=0.03) and row["success"]
+    s.replace(0, "K")  # one A site K+1 while the others are Sr+2: no single pattern fits
+    row = evaluate_structure(s, 1.5, -1.0, crit)
+    assert not row["neutral"] and not row["success"]
 
 
 def test_site_order_does_not_matter_for_perovskite_checks():
@@ -87,6 +143,7 @@ def test_supercell_uses_the_supercell_ideal_positions():
     row = evaluate_structure(s, 1.5, -1.0, crit)
     assert row["n_sites"] == 135 and row["neutral"] and row["coords_ok"] and row["success"]
     s.translate_sites([100], [0.06, 0, 0], frac_coords=True)  # ε = 0.05 for the 3x3x3 task
+    s.translate_sites([3], [-0.06, 0, 0], frac_coords=True)  # a spread of 0.12 cannot be absorbed by the origin
     assert not evaluate_structure(s, 1.5, -1.0, crit)["coords_ok"]
     unit = perov("Sr", "Ti", "O")
     assert "135" in evaluate_structure(unit, 1.5, -1.0, crit)["reason"]
@@ -176,3 +233,22 @@ def test_a_cif_with_nearly_coincident_atoms_is_read_and_fails_b(tmp_path):
     assert why == "" and len(read) == 4  # pymatgen's default tolerance would merge and reject these
     row = evaluate_structure(read, 1.5, -1.0, FREE)
     assert not row["min_dist_ok"] and row["min_dist"] < 0.01 and not row["success"]
+
+
+def test_real_perov5_structures_are_matched_whatever_their_setting(data_dir):
+    """perov_5 puts A at the origin and holds relaxed, sometimes strongly distorted cells. An independent
+    check (best translation per axis, best assignment) finds 77 of the first 100 of test.csv within ±0.15."""
+    from smoacs_bench.data.datasets import load_cdvae_csv
+
+    records, problems = load_cdvae_csv(data_dir / "perov_5" / "test.csv", limit=100)
+    assert len(records) == 100 and not problems
+    structures = [r.structure for r in records]
+    df = evaluate(structures, [None] * 100, [None] * 100, PEROV)
+    assert df["angles_ok"].all()
+    assert df["coords_ok"].sum() >= 77
+    # mixed anions (TiOsOFN, PtBiON2, ...) fit no single task pattern; SnZrO3 (Sn+2 Zr+4 O-2) does, but
+    # pymatgen has no Sn2+ radius, so its t is NaN with that reason (never another assignment's radii)
+    sn = next(i for i, r in enumerate(records) if r.structure.composition.reduced_composition == Composition("SnZrO3"))
+    assert df.loc[sn, "neutral"] and df.loc[sn, "coords_ok"] and np.isnan(df.loc[sn, "tolerance_factor"])
+    assert "no ionic radius for Sn+2" in df.loc[sn, "reason"]
+    assert not df.loc[0, "neutral"] and df.loc[0, "formula"].startswith("Ti")

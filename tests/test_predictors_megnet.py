@@ -29,7 +29,7 @@ N_PEROV = 24
 
 @pytest.fixture(scope="module")
 def matgl_models(model_dir) -> dict:
-    return {key: load_matgl_model(model_dir / name)
+    return {key: load_matgl_model(name)
             for key, name in (("eform", FORMATION_ENERGY_MODEL), ("bandgap", BAND_GAP_MODEL))}
 
 

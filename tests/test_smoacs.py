@@ -14,7 +14,7 @@ from smoacs_bench.data.task import get_task
 from smoacs_bench.evaluation.criteria import evaluate
 from smoacs_bench.methods import get_method
 from smoacs_bench.methods.smoacs import CrystalState, initial_crystals
-from smoacs_bench.methods.smoacs.schedules import rebuild_steps, temperature
+from smoacs_bench.methods.smoacs.schedules import cosine_factor, mutate_steps, rebuild_steps, temperature
 
 needs_models = pytest.mark.usefixtures("model_dir")
 PEROV = get_task("perovskite", 1.5, 0.04)
@@ -39,6 +39,31 @@ def test_schedules():
     assert rebuild_steps(3, 32) == [1, 2] and rebuild_steps(1, 5) == []
     gaps = np.diff(steps)
     assert gaps[:5].mean() < gaps[-5:].mean()  # dense early, sparse late (sine schedule)
+
+
+def test_copy_and_mutate_schedule_scales_with_the_run():
+    assert mutate_steps(200) == [100, 150] and mutate_steps(20) == [10, 15] and mutate_steps(1) == []
+    assert cosine_factor(0, 200) == 1.0 and cosine_factor(100, 200) == pytest.approx(0.5)
+
+
+def test_copy_samples_copies_geometry_and_masks_and_redraws_the_logits():
+    state = make_state(4)
+    with torch.no_grad():
+        state.coords.add_(0.05)  # move away from ideal, inside ±ε
+        state.abc[1] = torch.tensor([3.0, 4.0, 5.0])
+        state.masks[5:10] = state.masks[5:10].roll(1, dims=-1)  # sample 1 gets other masks
+    src_atoms = state.atoms[5:10].clone()
+    state.copy_samples([(2, 1)], torch.Generator().manual_seed(0), noise=7e-5, scale=0.002)
+    assert torch.allclose(state.abc[2], torch.tensor([3.0, 4.0, 5.0]), atol=5e-4)
+    assert not torch.equal(state.abc[2], state.abc[1])  # noise was added
+    assert torch.allclose(state.coords[10:15], state.coords[5:10], atol=5e-4)
+    assert torch.equal(state.masks[10:15], state.masks[5:10]) and torch.equal(state.ideal[10:15], state.ideal[5:10])
+    assert torch.equal(state.atoms[5:10], src_atoms)  # the source is untouched
+    assert state.atoms[10:15].max() <= 0.002 and not torch.equal(state.atoms[10:15], src_atoms)
+    with pytest.raises(ValueError, match="different numbers of sites"):
+        bad = make_state(2)
+        bad.ptr = np.array([0, 5, 7])
+        bad.copy_samples([(1, 0)], torch.Generator(), noise=0.0)
 
 
 def test_every_element_an_argmax_can_pick_is_allowed_at_its_oxidation_state():
@@ -81,6 +106,25 @@ def test_ten_step_cpu_run_of_four_samples(smoacs):
 
 
 @needs_models
+def test_best_selection_meets_at_least_the_criteria_of_the_last_step():
+    kw = dict(steps=8, progress=False, device="cpu", copy_mutate=True, mutate_at=(0.5,))
+    final = get_method("smoacs", **kw).propose(PEROV, 6, seed=4)
+    m = get_method("smoacs", selection="best", **kw)
+    best = m.propose(PEROV, 6, seed=4)
+
+    def met(props):
+        df = evaluate([p.structure for p in props], [p.band_gap for p in props],
+                      [p.formation_energy for p in props], PEROV.criteria())
+        return (df[["bg_ok", "ef_ok", "min_dist_ok", "tolerance_ok"]].sum(axis=1)).to_numpy()
+
+    assert (met(best) >= met(final)).all()
+    assert all(0 <= p.meta["step"] <= 7 for p in best) and all(p.meta["step"] == 7 for p in final)
+    assert m.config()["mutations"] == [{"samples_from": 0, "step": 4, "copied": m.config()["mutations"][0]["copied"]}]
+    with pytest.raises(ValueError, match="selection"):
+        get_method("smoacs", selection="median")
+
+
+@needs_models
 def test_loss_descends_at_a_fixed_temperature():
     fixed = get_method("smoacs", steps=12, progress=False, device="cpu", t_start=0.01, t_end=0.01)
     fixed.propose(PEROV, 6, seed=2)
@@ -107,7 +151,9 @@ def test_a_nan_sample_is_reported_and_the_rest_go_on(smoacs, monkeypatch):
             return drawn
 
     monkeypatch.setattr(mod, "get_pool", Poisoned)
-    props = smoacs.propose(PEROV, 3, seed=0)
+    mutated = smoacs.propose(PEROV, 3, seed=0)  # copy-and-mutate replaces the frozen sample by a copy
+    assert not mutated[1].failed and "after: loss became NaN at step 0" in mutated[1].meta["copies"][0]
+    props = get_method("smoacs", steps=10, progress=False, device="cpu", copy_mutate=False).propose(PEROV, 3, seed=0)
     assert props[1].failed and "NaN" in props[1].meta["reason"] and "step 0" in props[1].meta["reason"]
     assert not props[0].failed and not props[2].failed
     assert np.isfinite([props[0].band_gap, props[2].band_gap]).all()

@@ -123,20 +123,47 @@ def test_layout_for_task() -> None:
 def test_md_rendering() -> None:
     md = render_table(OURS, "table2", "md")
     lines = md.strip().splitlines()
-    assert lines[0] == "| Target BG (eV) | method | success rate | (A)BG | (B) E_f | (C)STR | (a) neut | (b) 0.5Å |"
+    assert lines[0] == ("| Target BG (eV) | method | success rate | (A)BG | (B) E_f | (C)STR | (a) neut | (b) 0.5Å "
+                        "| neut (any) | success (cross-judge) |")
     assert len(lines) == 4
-    # sorted by target: 0.5 first, missing E_f shown as "-"
-    assert lines[2] == "| 0.50 ± 0.04 | TPE(MEGNet) | 0.000 | 0.900 | - | 0.100 | 0.100 | 0.900 |"
+    # sorted by target: 0.5 first; every rate with its 95 % Wilson interval; missing E_f shown as "-"
+    assert lines[2] == ("| 0.50 ± 0.04 | TPE(MEGNet) | 0.000 (0.00-0.06) | 0.900 (0.81-0.96) | - | 0.100 (0.04-0.19) "
+                        "| 0.100 (0.04-0.19) | 0.900 (0.81-0.96) | - | - |")
     cells = [c.strip() for c in lines[3].strip("|").split("|")]
-    assert cells[:4] == ["1.50 ± 0.04", "SMOACS(MEGNet)", "0.406", "0.500"]
-    assert render_table(OURS, "table2", "md", decimals=2).splitlines()[3].split("|")[3].strip() == "0.41"
+    assert cells[:4] == ["1.50 ± 0.04", "SMOACS(MEGNet)", "0.406 (0.29-0.53)", "0.500 (0.38-0.62)"]
+    assert render_table(OURS, "table2", "md", decimals=2).splitlines()[3].split("|")[3].strip() == "0.41 (0.29-0.53)"
+
+
+def test_seeds_are_pooled_into_one_row_with_a_t_interval() -> None:
+    runs = [dict(OURS[0], seed=k, success=v) for k, v in enumerate((0.40, 0.45, 0.41))]
+    md = render_table(runs, "table2", "md")
+    row = md.strip().splitlines()[2]
+    assert row.count("SMOACS(MEGNet)") == 1 and "| 0.420 ± 0.066 |" in row  # t(2) = 4.30, sd 0.0265
+    df = pd.read_csv(io.StringIO(render_table(runs, "table2", "csv")))
+    assert df.loc[0, "n_seeds"] == 3 and df.loc[0, "seeds"] == "0,1,2"
+    assert df.loc[0, "success_half"] == pytest.approx(4.3027 * 0.026458 / 3 ** 0.5, rel=1e-3)
+    best = render_table([dict(OURS[0], selection="best")], "table2", "md")
+    assert "| SMOACS(MEGNet) [best] |" in best
+
+
+def test_wilson_and_paired_bootstrap() -> None:
+    from smoacs_bench.evaluation.stats import paired_bootstrap, wilson
+
+    lo, hi = wilson(108, 256)
+    assert (round(lo, 3), round(hi, 3)) == (0.363, 0.483)
+    assert wilson(0, 64)[0] == 0.0 and wilson(64, 64)[1] == 1.0
+    a, b = [1, 1, 0, 1] * 50, [0, 1, 0, 0] * 50
+    diff, lo, hi = paired_bootstrap(a, b)
+    assert diff == pytest.approx(0.5) and lo < 0.5 < hi and hi - lo < 0.2
+    same = paired_bootstrap(a, a)
+    assert same == (0.0, 0.0, 0.0)
 
 
 def test_md_perovskite_columns() -> None:
     md = render_table([dict(OURS[0], task="perovskite", coords_ok=0.25)], "table3", "md")
     header, _, row = md.strip().splitlines()
-    assert header.endswith("| (D)PS | (c) tole | (d) angles | (e) coord |")
-    assert row.endswith("| - | - | - | 0.250 |")
+    assert header.endswith("| (D)PS | (c) tole | (d) angles | (e) coord | neut (any) | success (cross-judge) |")
+    assert row.endswith("| - | - | - | 0.250 (0.16-0.37) | - | - |")
 
 
 def test_csv_rendering_roundtrip() -> None:
@@ -152,11 +179,11 @@ def test_csv_rendering_roundtrip() -> None:
 def test_tex_rendering() -> None:
     tex = render_table(OURS, "table3", "tex")
     lines = tex.strip().splitlines()
-    assert lines[0] == r"\begin{tabular}{llrrrrrrrrrr}"
+    assert lines[0] == r"\begin{tabular}{llrrrrrrrrrrrr}"
     assert lines[1] == r"\toprule" and lines[-2] == r"\bottomrule" and lines[-1] == r"\end{tabular}"
     body = [ln for ln in lines if ln.endswith(r"\\")]
     assert len(body) == 3  # header + 2 rows
-    assert all(ln.count("&") == 11 for ln in body)
+    assert all(ln.count("&") == 13 for ln in body)
     assert r"E\_f" in body[0] and r"0.5\AA{}" in body[0]
     assert r"1.50 $\pm$ 0.04" in tex and "±" not in tex and "Å" not in tex
     # one \midrule under the header plus one between the two target groups
@@ -167,8 +194,8 @@ def test_diversity_rendering() -> None:
     md = render_table(OURS, "diversity", "md")
     lines = md.strip().splitlines()
     assert lines[0].endswith("| unique rate in success | unique and novel rate in success |")
-    assert lines[2].endswith("| 0.000 | 1.000 | - | - |")
-    assert lines[3].endswith("| 0.406 | 0.969 | 25/26 | 20/26 |")
+    assert lines[2].endswith("| 0.000 (0.00-0.06) | 1.000 (0.94-1.00) | - | - |")
+    assert lines[3].endswith("| 0.406 (0.29-0.53) | 0.969 (0.89-0.99) | 25/26 | 20/26 |")
     df = pd.read_csv(io.StringIO(render_table(OURS, "diversity", "csv")))
     assert df.loc[1, ["n_success", "n_unique_success", "n_unique_novel_success"]].tolist() == [26, 25, 20]
 
@@ -179,7 +206,7 @@ def test_with_paper_matches_target_only() -> None:
     assert [ln.split("|")[2].strip() for ln in lines] == [
         "SMOACS(MEGNet)", "S(Cry) (paper)", "S(ALI) (paper)", "TPE (paper)", "FTCP (paper)",
     ]
-    assert lines[1] == "|  | S(Cry) (paper) | 0.387 | 0.543 | 0.672 | 0.824 | 0.980 | 0.824 |"
+    assert lines[1] == "|  | S(Cry) (paper) | 0.387 | 0.543 | 0.672 | 0.824 | 0.980 | 0.824 | - | - |"
     assert "0.328" not in md  # the 0.5 eV paper rows stay out
     df = pd.read_csv(io.StringIO(render_table([OURS[0]], "table2", "csv", with_paper=True)))
     assert (df["target_bg"] == 1.5).all() and df["source"].tolist() == ["ours"] + ["paper"] * 4
@@ -209,3 +236,25 @@ def test_captions() -> None:
     div = caption_for("diversity", OURS)
     assert "MEGNet mp.2018.6.1" in div and "unique rate in success" in div
     assert "\n" not in div
+
+
+def test_paired_differences_pair_by_seed_sample_and_start() -> None:
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
+
+    def run(method, seed, success, sources):
+        summary = {"method": method, "task": "perovskite", "target_bg": 1.5, "margin": 0.04, "seed": seed}
+        samples = pd.DataFrame({"sample": range(len(success)), "source": sources, "success": success})
+        return summary, samples
+
+    src = [f"generated:0:{i}" for i in range(4)]
+    runs = [run("SMOACS(MEGNet)", 0, [True, True, False, True], src),
+            run("TPE(MEGNet)", 0, [False, True, False, False], src[:3] + ["elsewhere"]),
+            run("SMOACS(MEGNet)", 1, [True, False], src[:2]),
+            run("TPE(MEGNet)", 1, [False, False], src[:2])]
+    diffs = paired_differences(runs)
+    assert len(diffs) == 1
+    r = diffs.iloc[0]
+    assert (r["method_a"], r["method_b"], r["n_pairs"], r["n_unpaired"]) == ("SMOACS(MEGNet)", "TPE(MEGNet)", 5, 1)
+    assert r["difference"] == pytest.approx(2 / 5) and r["lo"] <= r["difference"] <= r["hi"]
+    text = differences_markdown(diffs)
+    assert "SMOACS(MEGNet) − TPE(MEGNet) = +0.400" in text and "1 samples started elsewhere" in text

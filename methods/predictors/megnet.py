@@ -154,7 +154,8 @@ def _finite_samples(crystals: SoftCrystals) -> torch.Tensor:
 
 
 def load_matgl_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
-    """Load a matgl model: an existing directory; else ``$SMOACS_MODEL_DIR/<name>``; else by name.
+    """Load a matgl model: an existing directory; else ``$SMOACS_MODEL_DIR/matgl/<name>`` or
+    ``$SMOACS_MODEL_DIR/<name>``; else by name.
 
     The last step is matgl's own lookup (download from its hub). Raises FileNotFoundError
     naming the model and the underlying error when loading fails.
@@ -165,10 +166,11 @@ def load_matgl_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
     torch.serialization.add_safe_globals([Normalizer])
     path = Path(name_or_path)
     env_dir = os.environ.get(MODEL_DIR_ENV)
+    candidates = [Path(env_dir) / "matgl" / path.name, Path(env_dir) / path.name] if env_dir else []
     if path.is_dir():
         source: str | Path = path
-    elif env_dir and (Path(env_dir) / path.name).is_dir():
-        source = Path(env_dir) / path.name
+    elif found := next((c for c in candidates if c.is_dir()), None):
+        source = found
     else:
         source = str(name_or_path)
     try:
@@ -180,7 +182,7 @@ def load_matgl_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
         cause = err.__cause__ or err
         raise FileNotFoundError(
             f"could not load matgl model {path.name!r} (tried {str(source)!r}): set {MODEL_DIR_ENV} to a "
-            f"directory containing '{path.name}/' (model.json, model.pt, state.pt) or allow matgl to "
+            f"directory containing 'matgl/{path.name}/' (model.json, model.pt, state.pt) or allow matgl to "
             f"download it. {MODEL_DIR_ENV}={env_dir!r}; underlying error: {type(cause).__name__}: {cause}"
         ) from err
 

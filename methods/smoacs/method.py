@@ -19,9 +19,16 @@ from tqdm.auto import tqdm
 from smoacs_bench.data.pools import Drawn, get_pool
 from smoacs_bench.data.task import Task
 from smoacs_bench.methods.base import Method, Proposal, deterministic
-from smoacs_bench.methods.predictors import DEFAULT_PAIR, allowed_elements, build_neighbor_graph, load_pair
+from smoacs_bench.methods.predictors import (
+    DEFAULT_PAIR,
+    SoftCrystals,
+    allowed_elements,
+    bond_vectors,
+    build_neighbor_graph,
+    load_pair,
+)
 
-from .schedules import rebuild_steps, temperature
+from .schedules import cosine_factor, mutate_steps, rebuild_steps, temperature
 from .state import CrystalState, InitialCrystal
 
 
@@ -40,13 +47,23 @@ class SMOACSConfig:
     lam: float = 1.0                   # λ, weight of the formation energy
     t_start: float = 0.01
     t_end: float = 0.0001
-    n_rebuilds: int = 32
+    rebuild_every: int = 1             # steps between neighbour-graph rebuilds; 0: sine schedule of n_rebuilds
+    n_rebuilds: int = 32               # only with rebuild_every = 0 (the schedule before this was measured)
+    copy_mutate: bool = True           # the authors' copy-and-mutate step (README "SMOACS as implemented")
+    mutate_at: tuple[float, ...] = (0.5, 0.75)  # fractions of the run: steps 100 and 150 of 200
+    keep_best: float = 0.1             # share of the samples missing a target kept at a copy-and-mutate step
+    mutate_noise: float = 7e-5         # σ of the noise on copied lattice (Å), angles (°) and coordinates
+    reinit_at_temperature: bool = True  # copies' logits near-uniform at the current temperature (else at t_start)
+    selection: str = "final"           # "final": the last step; "best": the step meeting most criteria
     batch_size: int = 256              # samples optimised together
     band_gap_model: str = DEFAULT_PAIR[0]
     formation_energy_model: str = DEFAULT_PAIR[1]
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     progress: bool = True
+
+
+SELECTIONS = ("final", "best")
 
 
 @dataclass
@@ -73,6 +90,11 @@ class SMOACS(Method):
 
     def __init__(self, **config: Any):
         self.cfg = SMOACSConfig(**config)
+        if self.cfg.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.cfg.selection!r}")
+        if self.cfg.steps < 1 or self.cfg.rebuild_every < 0:
+            raise ValueError(f"steps must be >= 1 and rebuild_every >= 0, got {self.cfg.steps}, "
+                             f"{self.cfg.rebuild_every}")
         dev = self.cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(dev)
         self._predictors = None
@@ -82,7 +104,8 @@ class SMOACS(Method):
 
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg) | {"device": str(self.device), "pool_used": self._pool_info,
-                                   "learning_rates_used": self._lrs}
+                                   "learning_rates_used": self._lrs,
+                                   "mutations": self._artifacts.get("mutations", [])}
 
     def predictor_names(self) -> tuple[str, ...]:
         return (self.cfg.band_gap_model, self.cfg.formation_energy_model)
@@ -120,12 +143,14 @@ class SMOACS(Method):
         initial = [d.crystal for d in drawn]
         gen = torch.Generator().manual_seed(seed)
         run = _Run()
+        self._mutations: list[dict[str, int]] = []
         with deterministic():
             for start in range(0, n_samples, self.cfg.batch_size):
                 self._optimize(initial[start:start + self.cfg.batch_size], task, gen, run, offset=start)
         for p, d in zip(run.proposals, drawn, strict=True):
             p.meta["source"] = d.source
         self._artifacts = {"history": {k: np.concatenate(v, axis=1) for k, v in run.history.items()}}
+        self._artifacts["mutations"] = self._mutations
         self._artifacts["history"]["temperature"] = np.array(
             [temperature(s, self.cfg.steps, self.cfg.t_start, self.cfg.t_end) for s in range(self.cfg.steps)])
         return run.proposals
@@ -143,32 +168,52 @@ class SMOACS(Method):
             angle_range=task.angle_range, coord_eps=task.coord_eps, generator=gen,
             tolerance=task.is_perovskite, device=self.device)
         lrs = self._lrs
-        groups = [{"params": [state.abc], "lr": lrs["lr_lattice"]},
-                  {"params": [state.coords], "lr": lrs["lr_coords"]},
-                  {"params": [state.atoms], "lr": lrs["lr_atoms"]},
-                  {"params": [state.ox], "lr": lrs["lr_ox"]}]
+        groups = [([state.abc], lrs["lr_lattice"]), ([state.coords], lrs["lr_coords"]),
+                  ([state.atoms], lrs["lr_atoms"]), ([state.ox], lrs["lr_ox"])]
         if not state.fixed_angles:
-            groups.append({"params": [state.angles], "lr": lrs["lr_angles"]})
-        opt = torch.optim.Adam(groups)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-        rebuild = set(rebuild_steps(cfg.steps, cfg.n_rebuilds))
+            groups.append(([state.angles], lrs["lr_angles"]))
+
+        def new_optimizer() -> torch.optim.Adam:
+            return torch.optim.Adam([{"params": ps, "lr": lr} for ps, lr in groups])
+
+        opt = new_optimizer()
+        if cfg.rebuild_every >= 1:
+            rebuild = set(range(0, cfg.steps, cfg.rebuild_every))
+        else:  # the sine schedule of earlier versions (last rebuild at step 147 of 200)
+            rebuild = {0, *rebuild_steps(cfg.steps, cfg.n_rebuilds)}
+        mutate = set(mutate_steps(cfg.steps, tuple(cfg.mutate_at))) if cfg.copy_mutate else set()
         cutoff = max(bg_model.cutoff, ef_model.cutoff)  # one graph serves both predictors
         n_b = state.num_samples
         alive = torch.ones(n_b, dtype=torch.bool, device=self.device)
         reasons = [""] * n_b
         hist = {k: np.full((cfg.steps, n_b), np.nan, dtype=np.float32)
                 for k in ("band_gap", "formation_energy", "loss", "tolerance_factor")}
-        graph = None
+        best = _Best(n_b, state) if cfg.selection == "best" else None
+        graph, last = None, None
+        copies: list[list[str]] = [[] for _ in range(n_b)]
         bar = tqdm(range(cfg.steps), desc=f"SMOACS {task.name} {offset}-{offset + n_b - 1}",
                    disable=not cfg.progress, leave=False)
         for step in bar:
+            if step in mutate and last is not None:
+                pairs = self._copy_pairs(state, task, alive, *last, gen)
+                scale = temperature(step, cfg.steps, cfg.t_start, cfg.t_end) if cfg.reinit_at_temperature else None
+                state.copy_samples(pairs, gen, cfg.mutate_noise, scale)
+                for dst, src in pairs:
+                    if reasons[dst]:
+                        copies[dst].append(f"replaced at step {step} after: {reasons[dst]}")
+                    alive[dst], reasons[dst] = True, ""
+                    copies[dst].append(f"copy of sample {offset + src} at step {step}")
+                self._mutations.append({"samples_from": offset, "step": step, "copied": len(pairs)})
+                opt = new_optimizer()
+                graph = None
             temp = temperature(step, cfg.steps, cfg.t_start, cfg.t_end)
             crystals, p, w = state.soft(temp)
-            if step == 0 or step in rebuild:
+            if graph is None or step in rebuild:
                 graph = build_neighbor_graph(crystals.detach(), cutoff)
             bg = bg_model(crystals, graph)
             ef = ef_model(crystals, graph)
             loss = torch.relu((bg - task.target_bg).abs() - task.margin) + cfg.lam * ef
+            t = None
             if state.tolerance:
                 t = state.tolerance_factor(p, w)
                 loss = loss + (t - task.tolerance_target).abs()
@@ -181,19 +226,79 @@ class SMOACS(Method):
             opt.zero_grad()
             torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
             self._sanitize_grads(state, alive)
+            factor = cosine_factor(step, cfg.steps)
+            for group, (_, lr) in zip(opt.param_groups, groups, strict=True):
+                group["lr"] = lr * factor
             opt.step()
-            sched.step()
             state.project()
+            last = (bg.detach(), ef.detach(), None if t is None else t.detach(), loss.detach())
             hist["band_gap"][step] = bg.detach().cpu().numpy()
             hist["formation_energy"][step] = ef.detach().cpu().numpy()
             hist["loss"][step] = loss.detach().cpu().numpy()
+            if best is not None:
+                best.update(step, *self._discrete(state, task, alive))
             if cfg.progress:
                 live = loss.detach()[alive]
                 bar.set_postfix(loss=f"{float(live.mean()) if live.numel() else float('nan'):.3f}",
                                 failed=int((~alive).sum()))
         for k, v in hist.items():
             run.history.setdefault(k, []).append(v)
-        run.proposals += self._finalize(state, alive, reasons, hist, offset)
+        run.proposals += self._finalize(state, alive, reasons, hist, offset, best)
+        for p, history in zip(run.proposals[-n_b:], copies, strict=True):
+            if history:
+                p.meta["copies"] = history
+
+    def _copy_pairs(self, state: CrystalState, task: Task, alive: torch.Tensor, bg: torch.Tensor,
+                    ef: torch.Tensor, t: torch.Tensor | None, loss: torch.Tensor,
+                    gen: torch.Generator) -> list[tuple[int, int]]:
+        """(overwritten sample, kept sample) pairs of the copy-and-mutate step, from the last step's
+        optimisation-time predictions: kept are the samples meeting the band-gap window, the E_f
+        threshold and (perovskites) the tolerance window, plus the best ``keep_best`` of the rest by
+        loss; every other sample becomes a copy of a random kept sample with as many sites."""
+        meets = alive & ((bg - task.target_bg).abs() <= task.margin) & (ef < task.ef_max)
+        if t is not None:
+            lo, hi = task.tolerance_range
+            meets &= (t >= lo) & (t <= hi)
+        rest = torch.nonzero(alive & ~meets).flatten()
+        n_best = int(np.ceil(self.cfg.keep_best * rest.numel()))
+        kept = meets.clone()
+        if n_best:
+            kept[rest[torch.argsort(loss[rest], stable=True)[:n_best]]] = True
+        kept_idx = torch.nonzero(kept).flatten().tolist()
+        sites = np.array(state.n_sites)
+        pairs = []
+        for dst in torch.nonzero(~kept).flatten().tolist():
+            same = [k for k in kept_idx if sites[k] == sites[dst]]
+            if same:
+                pairs.append((dst, same[int(torch.randint(len(same), (1,), generator=gen))]))
+        return pairs
+
+    @torch.no_grad()
+    def _discrete(self, state: CrystalState, task: Task, alive: torch.Tensor):
+        """The crystal an argmax would give now, predicted on a fresh graph by the method's own predictors:
+        (crystals, chosen patterns, band gap eV, E_f eV/atom, criteria met, loss). Criteria counted:
+        (A) band gap, (B) E_f, (b) distances >= the task's minimum, (c) tolerance on perovskite tasks;
+        neutrality, angles and coordinates hold by construction."""
+        bg_model, ef_model = self.predictors
+        crystals, chosen = state.discretize()
+        ok = alive & torch.isfinite(crystals.lattice).all(dim=(1, 2))
+        crystals.lattice = torch.where(ok[:, None, None], crystals.lattice, 5.0 * torch.eye(3, device=self.device))
+        graph = build_neighbor_graph(crystals, max(bg_model.cutoff, ef_model.cutoff))
+        bg, ef = bg_model(crystals, graph), ef_model(crystals, graph)
+        dist = bond_vectors(crystals, graph).norm(dim=1)
+        d_min = torch.full((state.num_samples,), torch.inf, device=self.device)
+        d_min = d_min.scatter_reduce(0, crystals.batch[graph.src], dist, reduce="amin")
+        met = ((bg - task.target_bg).abs() <= task.margin).int() + (ef < task.ef_max).int()
+        met += (d_min >= task.min_dist).int()
+        loss = torch.relu((bg - task.target_bg).abs() - task.margin) + self.cfg.lam * ef
+        if state.tolerance:
+            t = state.discrete_tolerance(crystals, torch.as_tensor(chosen, device=self.device))
+            lo, hi = task.tolerance_range
+            met += ((t >= lo) & (t <= hi)).int()
+            loss = loss + (t - task.tolerance_target).abs()
+        met = torch.where(ok & torch.isfinite(loss), met, -1)
+        loss = torch.where(torch.isfinite(loss), loss, torch.inf)
+        return crystals, chosen, bg, ef, met, loss
 
     @staticmethod
     def _sanitize_grads(state: CrystalState, alive: torch.Tensor) -> None:
@@ -208,11 +313,17 @@ class SMOACS(Method):
 
     @torch.no_grad()
     def _finalize(self, state: CrystalState, alive: torch.Tensor, reasons: list[str],
-                  hist: dict[str, np.ndarray], offset: int) -> list[Proposal]:
-        """Discretise, predict the one-hot crystals on a fresh graph, and package proposals."""
+                  hist: dict[str, np.ndarray], offset: int, best: _Best | None = None) -> list[Proposal]:
+        """Discretise (the last step, or each sample's best step), predict the one-hot crystals on a
+        fresh graph, and package proposals."""
         bg_model, ef_model = self.predictors
-        crystals, chosen = state.discretize()
-        ok = alive & torch.isfinite(crystals.lattice).all(dim=(1, 2))
+        if best is not None:
+            crystals, chosen, steps = best.crystals(), best.chosen.cpu().numpy(), best.step.cpu().numpy()
+            ok = best.met >= 0
+        else:
+            crystals, chosen = state.discretize()
+            steps = np.full(state.num_samples, self.cfg.steps - 1)
+            ok = alive & torch.isfinite(crystals.lattice).all(dim=(1, 2))
         for b in torch.nonzero(~ok).flatten().tolist():
             reasons[b] = reasons[b] or "final lattice is not finite"
         # failed samples get a harmless lattice so that the batch can still be predicted
@@ -225,9 +336,42 @@ class SMOACS(Method):
         out = []
         for b in range(state.num_samples):
             meta = {"sample": offset + b, "pattern": int(chosen[b]), "reason": reasons[b],
-                    "final_loss": float(hist["loss"][-1, b])}
+                    "final_loss": float(hist["loss"][-1, b]), "step": int(steps[b])}
             if ok_np[b]:
                 out.append(Proposal(structures[b], float(bg[b]), float(ef[b]), meta))
             else:
                 out.append(Proposal(None, None, None, meta))
         return out
+
+
+class _Best:
+    """Per sample, the discrete crystal of the step meeting the most criteria (by the method's own
+    predictors), ties broken by the smallest loss, then the earliest step."""
+
+    def __init__(self, n_b: int, state: CrystalState):
+        dev = state.abc.device
+        self.batch = state.batch
+        self.met = torch.full((n_b,), -1, dtype=torch.long, device=dev)
+        self.loss = torch.full((n_b,), torch.inf, device=dev)
+        self.step = torch.zeros(n_b, dtype=torch.long, device=dev)
+        self.chosen = torch.zeros(n_b, dtype=torch.long, device=dev)
+        self.lattice = torch.zeros(n_b, 3, 3, device=dev)
+        self.frac = torch.zeros_like(state.coords)
+        self.probs = torch.zeros_like(state.atoms)
+
+    def update(self, step: int, crystals, chosen, bg, ef, met, loss) -> None:
+        met = met.long()
+        better = (met > self.met) | ((met == self.met) & (loss < self.loss))
+        if not better.any():
+            return
+        self.met = torch.where(better, met, self.met)
+        self.loss = torch.where(better, loss, self.loss)
+        self.step = torch.where(better, step, self.step)
+        self.chosen = torch.where(better, torch.as_tensor(chosen, device=better.device), self.chosen)
+        self.lattice = torch.where(better[:, None, None], crystals.lattice, self.lattice)
+        site = better[self.batch]
+        self.frac = torch.where(site[:, None], crystals.frac_coords, self.frac)
+        self.probs = torch.where(site[:, None], crystals.atom_probs, self.probs)
+
+    def crystals(self):
+        return SoftCrystals(self.lattice.clone(), self.frac.clone(), self.probs.clone(), self.batch)

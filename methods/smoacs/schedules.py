@@ -29,3 +29,13 @@ def rebuild_steps(n_steps: int, n_rebuilds: int) -> list[int]:
         if t is not None and t > 0 and (not out or t > out[-1]):
             out.append(t)
     return out
+
+
+def cosine_factor(step: int, n_steps: int) -> float:
+    """Cosine annealing of the learning rates: 1 at step 0, falling to 0 at ``n_steps``."""
+    return 0.5 * (1.0 + math.cos(math.pi * step / n_steps)) if n_steps > 0 else 1.0
+
+
+def mutate_steps(n_steps: int, fractions: tuple[float, ...] = (0.5, 0.75)) -> list[int]:
+    """Steps of the copy-and-mutate step: ``fractions`` of the run (steps 100 and 150 of 200)."""
+    return sorted({int(round(f * n_steps)) for f in fractions if 0 < round(f * n_steps) < n_steps})

@@ -83,6 +83,8 @@ class CrystalState(torch.nn.Module):
         self.atoms = torch.nn.Parameter(t_start * torch.rand(n_s, K, generator=generator).to(device))
         self.ox = torch.nn.Parameter(t_start * torch.rand(n_b, d_max, generator=generator).to(device))
         self.n_sites = n_sites
+        self.ptr = np.concatenate([[0], np.cumsum(n_sites)])
+        self.t_start = t_start
 
     @property
     def num_samples(self) -> int:
@@ -111,6 +113,19 @@ class CrystalState(torch.nn.Module):
         return (r[:, 0] + r[:, 2]) / (2.0**0.5 * (r[:, 1] + r[:, 2]))
 
     @torch.no_grad()
+    def discrete_tolerance(self, crystals: SoftCrystals, chosen: torch.Tensor) -> torch.Tensor:
+        """Goldschmidt t per sample of one-hot ``crystals`` (from :meth:`discretize`) at the radii of the
+        chosen patterns, (B,)."""
+        elem = crystals.atom_probs.argmax(dim=1)
+        sites = torch.arange(self.batch.numel(), device=elem.device)
+        r_site = self.radii[sites, chosen[self.batch], elem]
+        idx = self.batch * 3 + self.roles
+        sums = torch.zeros(self.num_samples * 3, device=r_site.device).index_add(0, idx, r_site)
+        counts = torch.zeros_like(sums).index_add(0, idx, torch.ones_like(r_site)).clamp(min=1)
+        r = (sums / counts).view(-1, 3)
+        return (r[:, 0] + r[:, 2]) / (2.0**0.5 * (r[:, 1] + r[:, 2]))
+
+    @torch.no_grad()
     def project(self) -> None:
         """Keep parameters in range after a step: lengths/angles clipped, coordinates near ideal."""
         self.abc.clamp_(*self.abc_range)
@@ -118,6 +133,36 @@ class CrystalState(torch.nn.Module):
             self.angles.clamp_(*self.angle_range)
         if self.coord_eps is not None:
             self.coords.copy_(torch.clamp(self.coords, self.ideal - self.coord_eps, self.ideal + self.coord_eps))
+
+    @torch.no_grad()
+    def copy_samples(self, pairs: list[tuple[int, int]], generator: torch.Generator, noise: float,
+                     scale: float | None = None) -> None:
+        """Overwrite sample ``dst`` with a copy of sample ``src`` for each (dst, src) pair of equal site
+        count: geometry plus Gaussian noise of standard deviation ``noise`` (Å, degrees, fractional),
+        masks, patterns, radii, roles and ideal coordinates copied; element and pattern logits
+        re-initialised to ``scale * U(0, 1)`` (default ``t_start``; the current temperature gives a
+        near-uniform distribution at that temperature), as in the copy-and-mutate step of the authors'
+        optimiser."""
+        dev = self.abc.device
+        scale = self.t_start if scale is None else scale
+
+        def jitter(x: torch.Tensor) -> torch.Tensor:
+            return x + noise * torch.randn(x.shape, generator=generator).to(dev)
+
+        for dst, src in pairs:
+            a, b = slice(self.ptr[dst], self.ptr[dst + 1]), slice(self.ptr[src], self.ptr[src + 1])
+            if a.stop - a.start != b.stop - b.start:
+                raise ValueError(f"samples {dst} and {src} have different numbers of sites")
+            self.abc[dst] = jitter(self.abc[src])
+            if not self.fixed_angles:
+                self.angles[dst] = jitter(self.angles[src])
+            self.coords[a] = jitter(self.coords[b])
+            for name in ("masks", "radii", "ideal", *(("roles",) if self.tolerance else ())):
+                getattr(self, name)[a] = getattr(self, name)[b]
+            self.valid[dst] = self.valid[src]
+            self.atoms[a] = scale * torch.rand(self.atoms[a].shape, generator=generator).to(dev)
+            self.ox[dst] = scale * torch.rand(self.ox[dst].shape, generator=generator).to(dev)
+        self.project()
 
     @torch.no_grad()
     def discretize(self) -> tuple[SoftCrystals, np.ndarray]:

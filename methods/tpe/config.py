@@ -30,4 +30,5 @@ class TPEConfig:
     formation_energy_model: str = DEFAULT_PAIR[1]
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
+    selection: str = "final"           # "final": the Pareto rule; "best": the trial meeting most criteria
     progress: bool = True

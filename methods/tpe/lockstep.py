@@ -154,8 +154,7 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
         ef[ok] = ef_model.predict_structures(batch, batch_size=cfg.batch_size)
         timings["predictor_calls"] += 1
     t3 = time.perf_counter()
-    results = [objectives(st, b, e, task, s.member.space)
-               for s, st, b, e in zip(active, structures, bg, ef, strict=True)]
+    results = [objectives(st, b, e, task) for st, b, e in zip(structures, bg, ef, strict=True)]
     t4 = time.perf_counter()
     for s, trial, (values, attrs) in zip(active, asked, results, strict=True):
         for key, val in attrs.items():

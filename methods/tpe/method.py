@@ -59,8 +59,11 @@ class TPE(Method):
 
     def __init__(self, initial_structures: Sequence[Structure] | None = None, **config: Any):
         self.cfg = TPEConfig(**config)
-        if self.cfg.group_size < 1 or self.cfg.workers < 1:
-            raise ValueError(f"group_size and workers must be >= 1, got {self.cfg.group_size}, {self.cfg.workers}")
+        if self.cfg.group_size < 1 or self.cfg.workers < 1 or self.cfg.trials < 1:
+            raise ValueError(f"trials, group_size and workers must be >= 1, got {self.cfg.trials}, "
+                             f"{self.cfg.group_size}, {self.cfg.workers}")
+        if self.cfg.selection not in ("final", "best"):
+            raise ValueError(f"selection must be final or best, got {self.cfg.selection!r}")
         self.initial_structures = list(initial_structures) if initial_structures is not None else None
         self.device = self.cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._predictors = None
@@ -128,7 +131,7 @@ class TPE(Method):
             for k in timings:
                 timings[k] += r.timings[k]
         timings["wall_s"] = wall
-        proposals = [proposal(m, trials[m.index], names, task.ef_max) for m in group]
+        proposals = [proposal(m, trials[m.index], names, task, self.cfg.selection) for m in group]
         self._artifacts = {"history": incumbent_history([trials[m.index] for m in group], names, task.ef_max),
                            "timings": {k: round(v, 3) for k, v in timings.items()}}
         return proposals

@@ -17,6 +17,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from smoacs_bench.data.task import Task
+from smoacs_bench.evaluation.criteria import evaluate_structure
 from smoacs_bench.methods.base import Proposal
 
 from .study import L_BG, L_F, L_NEUTRAL, L_T, Member
@@ -52,9 +54,38 @@ def select_trial(trials: optuna.Study | Sequence[FrozenTrial], names: Sequence[s
     return min(front, key=lambda t: selection_key(t, names, ef_max))
 
 
-def proposal(member: Member, trials: list[FrozenTrial], names: list[str], ef_max: float) -> Proposal:
-    """The selected trial of a study as a Proposal (failed with a reason if its structure cannot be built)."""
-    trial = select_trial(trials, names, ef_max)
+def criteria_met(trial: FrozenTrial, member: Member, task: Task) -> int:
+    """How many of the task's criteria the trial's structure meets by the study's own predictions, judged
+    by the shared evaluator: (A), (B), (a), (b), and (c), (d), (e) on perovskite tasks; -1 if it failed."""
+    bg, ef = trial.user_attrs.get("band_gap"), trial.user_attrs.get("formation_energy")
+    if bg is None or ef is None:
+        return -1
+    try:
+        structure = member.space.structure(trial.params)
+    except (ValueError, ArithmeticError):
+        return -1
+    row = evaluate_structure(structure, bg, ef, task.criteria())
+    keys = ("bg_ok", "ef_ok", "neutral", "min_dist_ok") + (
+        ("tolerance_ok", "angles_ok", "coords_ok") if task.is_perovskite else ())
+    return sum(bool(row[k]) for k in keys)
+
+
+def best_trial(trials: Sequence[FrozenTrial], names: Sequence[str], member: Member, task: Task) -> FrozenTrial:
+    """The ``best`` selection rule: the trial meeting most criteria (:func:`criteria_met`), then the smallest
+    L_bg + L_f, then the lowest trial number."""
+    def key(t: FrozenTrial) -> tuple[int, float, int]:
+        v = dict(zip(names, t.values, strict=True))
+        return (-criteria_met(t, member, task), v[L_BG] + v[L_F], t.number)
+
+    return min((t for t in trials if t.state == TrialState.COMPLETE), key=key)
+
+
+def proposal(member: Member, trials: list[FrozenTrial], names: list[str], task: Task,
+             selection: str = "final") -> Proposal:
+    """The selected trial of a study as a Proposal (failed with a reason if its structure cannot be built).
+    ``selection``: "final" (the Pareto rule of :func:`select_trial`) or "best" (:func:`best_trial`)."""
+    ef_max = task.ef_max
+    trial = select_trial(trials, names, ef_max) if selection == "final" else best_trial(trials, names, member, task)
     values = dict(zip(names, trial.values, strict=True))
     meta = {"sample": member.index, "source": member.source, "trial": trial.number,
             "constraints_met": satisfies(values, ef_max), "objectives": values,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from optuna.trial import TrialState
 from pymatgen.core import Structure
 
 from smoacs_bench.data.elements import SYMBOLS
-from smoacs_bench.data.neutrality import check_species
-from smoacs_bench.data.perovskite import role_pattern_assignment, tolerance_factor
+from smoacs_bench.data.rules import judge_neutrality, pattern_tolerance_factor
 from smoacs_bench.data.task import Task
 
 from .journal import RoundJournal
@@ -133,25 +131,24 @@ def open_study(storage, member: Member, n_objectives: int, identity: dict[str, A
     return OpenStudy(member, study, n_complete)
 
 
-def objectives(structure: Structure | None, bg: float, ef: float, task: Task,
-               space: SearchSpace) -> tuple[dict[str, float], dict[str, Any]]:
+def objectives(structure: Structure | None, bg: float, ef: float, task: Task) -> tuple[dict[str, float], dict[str, Any]]:
     """(objective values by name, user attributes) of one trial; failed trials get ``FAILED``.
 
-    ``bg`` in eV, ``ef`` in eV/atom; the tolerance window is the task's criterion (c).
+    ``bg`` in eV, ``ef`` in eV/atom. L_neutral is the evaluator's neutrality rule for the task
+    (:func:`~smoacs_bench.data.rules.judge_neutrality`); L_t uses the pattern's radii and the task's
+    window (c), so a crystal that fits no task pattern has L_t = 1.
     """
     if structure is None or not (math.isfinite(bg) and math.isfinite(ef)):
         why = "unusable lattice" if structure is None else "prediction is not finite"
         return dict(FAILED), {"band_gap": None, "formation_energy": None, "failed": why}
     species = [site.specie.symbol for site in structure]
-    neut = check_species(species)
+    criteria = task.criteria()
+    verdict = judge_neutrality(species, structure.frac_coords, criteria)  # the evaluator's rule, not a copy
     values = {L_BG: max(0.0, abs(task.target_bg - bg) - task.margin), L_F: float(ef),
-              L_NEUTRAL: 0.0 if neut.neutral else 1.0}
-    attrs: dict[str, Any] = {"band_gap": float(bg), "formation_energy": float(ef), "neutral": neut.neutral}
+              L_NEUTRAL: 0.0 if verdict.neutral else 1.0}
+    attrs: dict[str, Any] = {"band_gap": float(bg), "formation_energy": float(ef), "neutral": verdict.neutral}
     if task.is_perovskite:
-        ox = role_pattern_assignment(species, space.roles) or neut.ox_states
-        with warnings.catch_warnings():  # pymatgen warns for every missing ionic radius
-            warnings.simplefilter("ignore", UserWarning)
-            t = tolerance_factor(species, space.roles, ox)[0] if ox is not None else math.nan
+        t = pattern_tolerance_factor(species, verdict)[0] if criteria.neutrality == "pattern" else math.nan
         lo, hi = task.tolerance_range
         values[L_T] = 0.0 if math.isfinite(t) and lo <= t <= hi else 1.0
         attrs["tolerance_factor"] = t if math.isfinite(t) else None
