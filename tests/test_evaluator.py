@@ -252,3 +252,16 @@ def test_real_perov5_structures_are_matched_whatever_their_setting(data_dir):
     assert df.loc[sn, "neutral"] and df.loc[sn, "coords_ok"] and np.isnan(df.loc[sn, "tolerance_factor"])
     assert "no ionic radius for Sn+2" in df.loc[sn, "reason"]
     assert not df.loc[0, "neutral"] and df.loc[0, "formula"].startswith("Ti")
+
+
+def test_cross_judged_success_replaces_only_criterion_b():
+    s = perov("Sr", "Ti", "O")
+    rows = evaluate([s, s, s], [1.5, 1.5, 2.5], [-1.0, -1.0, -1.0], PEROV, ef_crossjudge=[-0.7, -0.3, -0.7])
+    assert rows["success"].tolist() == [True, True, False]
+    assert rows["ef_ok_crossjudge"].tolist() == [True, False, True]
+    assert rows["success_crossjudge"].tolist() == [True, False, False]
+    summary = summarize(rows, "m", "perovskite", PEROV)
+    assert summary["success_crossjudge"] == pytest.approx(1 / 3) and summary["exploitation_gap"] == pytest.approx(1 / 3)
+    assert summary["judge_offset"] == pytest.approx((0.3 + 0.7 + 0.3) / 3)
+    unjudged = summarize(evaluate([s], [1.5], [-1.0], PEROV), "m", "perovskite", PEROV)
+    assert np.isnan(unjudged["success_crossjudge"]) and np.isnan(unjudged["exploitation_gap"])

@@ -29,9 +29,22 @@ class PredictorSpec:
     family: str      # shown in labels, e.g. "MEGNet"
 
 
+def _crystalformer(checkpoint: str) -> Callable[..., Predictor]:
+    def build(device: torch.device | str | None = None) -> Predictor:
+        from .crystalformer import load_crystalformer
+
+        return load_crystalformer(checkpoint, device=device)
+
+    return build
+
+
 PREDICTORS: dict[str, PredictorSpec] = {
     "megnet-bandgap": PredictorSpec(band_gap_predictor, "band_gap", "MEGNet"),
     "megnet-eform": PredictorSpec(formation_energy_predictor, "formation_energy", "MEGNet"),
+    # official MEGNet-dataset checkpoints in $SMOACS_MODEL_DIR/crystalformer/ (downloaded when missing)
+    "crystalformer-bandgap": PredictorSpec(_crystalformer("megnet-bandgap-layer4.ckpt"), "band_gap", "Crystalformer"),
+    "crystalformer-eform": PredictorSpec(_crystalformer("megnet-e_form-layer4.ckpt"), "formation_energy",
+                                         "Crystalformer"),
 }
 
 # The shared judge's predictors and every method's default: (band gap, formation energy).
