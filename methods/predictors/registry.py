@@ -38,6 +38,15 @@ def _crystalformer(checkpoint: str) -> Callable[..., Predictor]:
     return build
 
 
+def _alignn(name: str) -> Callable[..., Predictor]:
+    def build(device: torch.device | str | None = None) -> Predictor:
+        from .alignn import load_alignn
+
+        return load_alignn(name, device=device)
+
+    return build
+
+
 PREDICTORS: dict[str, PredictorSpec] = {
     "megnet-bandgap": PredictorSpec(band_gap_predictor, "band_gap", "MEGNet"),
     "megnet-eform": PredictorSpec(formation_energy_predictor, "formation_energy", "MEGNet"),
@@ -45,6 +54,9 @@ PREDICTORS: dict[str, PredictorSpec] = {
     "crystalformer-bandgap": PredictorSpec(_crystalformer("megnet-bandgap-layer4.ckpt"), "band_gap", "Crystalformer"),
     "crystalformer-eform": PredictorSpec(_crystalformer("megnet-e_form-layer4.ckpt"), "formation_energy",
                                          "Crystalformer"),
+    # official figshare zips in $SMOACS_MODEL_DIR/alignn/; needs the CGCNN table data/cgcnn_atom_init.json
+    "alignn-bandgap": PredictorSpec(_alignn("mp_gappbe_alignn"), "band_gap", "ALIGNN"),
+    "alignn-eform": PredictorSpec(_alignn("mp_e_form_alignn"), "formation_energy", "ALIGNN"),
 }
 
 # The shared judge's predictors and every method's default: (band gap, formation energy).
