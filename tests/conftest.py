@@ -31,3 +31,19 @@ def model_dir() -> Path:
 def data_dir() -> Path:
     """Directory of data sets (perov_5/...): $SMOACS_DATA_DIR."""
     return _env_dir("SMOACS_DATA_DIR", "data sets")
+
+
+def find_fixture(name: str, files: tuple[str, ...]) -> tuple[Path | None, str]:
+    """The folder of the authors' fixture ``name`` holding ``files``: $SMOACS_FIXTURE_DIR/<name> (or the
+    variable itself), else <parent of $SMOACS_DATA_DIR>/fixtures/<name>; (None, why) when not found."""
+    env = os.environ.get("SMOACS_FIXTURE_DIR")
+    if env:
+        tried = [Path(env) / name, Path(env)]
+    elif os.environ.get("SMOACS_DATA_DIR"):
+        tried = [Path(os.environ["SMOACS_DATA_DIR"]).resolve().parent / "fixtures" / name]
+    else:
+        return None, "set SMOACS_FIXTURE_DIR or SMOACS_DATA_DIR (fixtures are at <SMOACS_DATA_DIR>/../fixtures)"
+    for d in tried:
+        if all((d / f).is_file() for f in files):
+            return d, ""
+    return None, f"{name} fixture ({', '.join(files)}) not found in {[str(d) for d in tried]}"

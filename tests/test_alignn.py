@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import find_fixture
 from pymatgen.core import Lattice, Structure
 
 from smoacs_bench.methods.predictors import alignn as al
@@ -24,17 +24,8 @@ from smoacs_bench.methods.predictors.crystals import SoftCrystals
 
 
 def _layout_path() -> tuple[Path | None, str]:
-    env = os.environ.get("SMOACS_FIXTURE_DIR")
-    if env:
-        tried = [Path(env) / "alignn", Path(env)]
-    elif os.environ.get("SMOACS_DATA_DIR"):
-        tried = [Path(os.environ["SMOACS_DATA_DIR"]).resolve().parent / "fixtures" / "alignn"]
-    else:
-        return None, "set SMOACS_FIXTURE_DIR or SMOACS_DATA_DIR (fixtures are at <SMOACS_DATA_DIR>/../fixtures)"
-    for d in tried:
-        if (d / "alignn_megnet_state_dict_layout.json").is_file():
-            return d / "alignn_megnet_state_dict_layout.json", ""
-    return None, f"ALIGNN layout fixture not found in {[str(d) for d in tried]}"
+    folder, why = find_fixture("alignn", ("alignn_megnet_state_dict_layout.json",))
+    return (folder / "alignn_megnet_state_dict_layout.json", "") if folder else (None, why)
 
 
 @pytest.fixture(scope="module")

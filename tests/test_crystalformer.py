@@ -8,12 +8,12 @@ fixtures folder or its ``crystalformer`` subfolder), else ``<parent of $SMOACS_D
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import find_fixture
 from pymatgen.core import Lattice, Structure
 
 from smoacs_bench.methods.predictors import SoftCrystals
@@ -30,17 +30,7 @@ DTYPES = {"f64": torch.float64, "f32": torch.float32}
 
 
 def _fixture_dir() -> tuple[Path | None, str]:
-    env = os.environ.get("SMOACS_FIXTURE_DIR")
-    if env:
-        tried = [Path(env) / "crystalformer", Path(env)]
-    elif os.environ.get("SMOACS_DATA_DIR"):
-        tried = [Path(os.environ["SMOACS_DATA_DIR"]).resolve().parent / "fixtures" / "crystalformer"]
-    else:
-        return None, "set SMOACS_FIXTURE_DIR or SMOACS_DATA_DIR (fixtures are at <SMOACS_DATA_DIR>/../fixtures)"
-    for d in tried:
-        if (d / "state_dict.pt").is_file() and (d / "outputs.npz").is_file():
-            return d, ""
-    return None, f"Crystalformer fixture (state_dict.pt, outputs.npz) not found in {[str(d) for d in tried]}"
+    return find_fixture("crystalformer", ("state_dict.pt", "outputs.npz"))
 
 
 @pytest.fixture(scope="module")
