@@ -1,4 +1,16 @@
-"""Command-line entry point ``smoacs-bench``."""
+"""smoacs-bench: inverse crystal design benchmark (SMOACS, TPE, FTCP and plugins, one shared judge).
+
+examples:
+  smoacs-bench run --method smoacs --task perovskite --target-bg 1.5 --n-samples 256 --out runs/s15
+  smoacs-bench run --method tpe --task perovskite --target-bg 1.5 --n-samples 64 --trials 200 --out runs/t15
+  smoacs-bench run --method ftcp --task free --target-bg 1.5 --n-samples 256 --out runs/f15
+  smoacs-bench table --runs runs/s15 runs/t15 runs/f15 --with-paper
+  smoacs-bench evaluate my_cifs/*.cif --task free --target-bg 1.5 --out judged.csv
+  smoacs-bench train ftcp --dataset perov_5 --epochs 200 --out models/my-ftcp
+  smoacs-bench heldout --model models/ftcp-perov_5
+
+Models: $SMOACS_MODEL_DIR (matgl/, cdvae-mp20/, crystalformer/, alignn/); data: $SMOACS_DATA_DIR (perov_5/, ...).
+"""
 
 from __future__ import annotations
 
@@ -24,13 +36,14 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="smoacs-bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="smoacs-bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="judge structure files with the paper's criteria")
     ev.add_argument("files", nargs="+", help="structure files (CIF, POSCAR, ...)")
-    ev.add_argument("--task", choices=list(TASKS), default="free")
+    ev.add_argument("--task", choices=list(TASKS), default="free", help="task whose criteria judge (default free)")
     _add_target(ev)
     ev.add_argument("--predictions", help="CSV with columns file, band_gap, formation_energy "
                     "(default: predict with the MEGNet models)")
@@ -40,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     run = sub.add_parser("run", help="run a method on a task and judge its proposals")
-    run.add_argument("--method", default="smoacs", help="registered method (default smoacs)")
-    run.add_argument("--task", choices=list(TASKS), default="perovskite")
+    run.add_argument("--method", default="smoacs", help="registered method (smoacs, tpe, tpe-n, tpe+n, ftcp), an "
+                     "installed plugin, or package.module:Class (default smoacs)")
+    run.add_argument("--task", choices=list(TASKS), default="perovskite", help="task (default perovskite)")
     _add_target(run)
-    run.add_argument("--n-samples", type=int, default=256)
+    run.add_argument("--n-samples", type=int, default=256, help="proposals to make and judge (default 256)")
     run.add_argument("--steps", type=int, help="budget of a method that counts steps (SMOACS; default 200)")
     run.add_argument("--trials", type=int, help="budget of a method that counts trials (TPE; default 200)")
     run.add_argument("--batch-size", type=int, help="samples optimised together, for methods with that option "
@@ -53,11 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "groups of studies; default 1; results do not depend on it)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="any other method setting, e.g. --param lr_lattice=0.05 (repeatable)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--label", help="method name to show in tables")
+    run.add_argument("--seed", type=int, default=0, help="seed of the start structures and the method (default 0)")
+    run.add_argument("--label", help="method name to show in tables (default: e.g. SMOACS(MEGNet), FTCP(perov_5))")
     run.add_argument("--out", required=True, help="output folder")
-    run.add_argument("--force", action="store_true", help="re-run even if the folder holds this run")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--force", action="store_true",
+                     help="re-run even if the folder holds this run (also deletes resumable state, e.g. TPE journals)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-crossjudge", action="store_true",
                      help="skip the independent formation-energy judge (CDVAE DimeNet++, $SMOACS_MODEL_DIR/cdvae-mp20)")
     run.set_defaults(func=cmd_run)
@@ -72,12 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
     tab.add_argument("--out", help="write to this file instead of printing")
     tab.set_defaults(func=cmd_table)
 
+    tr = sub.add_parser("train", help="train a method's own model (FTCP's VAE) on a dataset")
+    tr.add_argument("method", help="a method with a model to train (ftcp)")
+    tr.add_argument("--dataset", required=True, help="perov_5, megnet, or any CDVAE-format folder in $SMOACS_DATA_DIR")
+    tr.add_argument("--epochs", type=int, default=200, help="epochs (default 200, the paper's)")
+    tr.add_argument("--batch-size", type=int, default=256)
+    tr.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4, the paper's)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
+    tr.add_argument("--limit", type=int, help="read only the first N rows of each dataset file")
+    tr.add_argument("--float16", action="store_true", help="store the final weights as float16 (half the size)")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--out", required=True, help="model folder (a killed run resumes there)")
+    tr.set_defaults(func=cmd_train)
+
+    ho = sub.add_parser("heldout", help="held-out MAE and reconstruction of a trained FTCP model (Table 1 row)")
+    ho.add_argument("--model", required=True, help="FTCP model folder")
+    ho.add_argument("--split", choices=["test", "val", "train"], default="test")
+    ho.add_argument("--out", help="write the Markdown table here (default: print)")
+    ho.set_defaults(func=cmd_heldout)
+
     data = sub.add_parser("data", help="datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     dl = data_sub.add_parser("download", help="download a dataset and validate it")
     dl.add_argument("dataset", choices=["megnet"], help="megnet: mp.2018.6.1.json (figshare file 15087992)")
     dl.add_argument("--dest", help="folder to put it in (default: $SMOACS_DATA_DIR)")
     dl.set_defaults(func=cmd_data_download)
+
+    from .reproduce import add_parser as add_reproduce_parser
+
+    add_reproduce_parser(sub)
     return ap
 
 
@@ -90,6 +128,42 @@ def cmd_data_download(args: argparse.Namespace) -> int:
         print(f"smoacs-bench data download: {err}", file=sys.stderr)
         return 1
     print(f"ready: {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from smoacs_bench.methods.registry import get_method_class
+
+    try:
+        cls = get_method_class(args.method)
+        if not cls.trainable:
+            raise ValueError(f"method {args.method!r} has no model to train")
+        cls.train_model(args.dataset, args.out, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                        lr=args.lr, limit=args.limit, float16=args.float16, progress=not args.no_progress,
+                        command="smoacs-bench " + " ".join(sys.argv[1:]))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"smoacs-bench train: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_heldout(args: argparse.Namespace) -> int:
+    from smoacs_bench.evaluation.io import atomic_write_text
+    from smoacs_bench.methods.ftcp.heldout import heldout, heldout_markdown
+    from smoacs_bench.methods.ftcp.model import load_model
+
+    try:
+        trained_on = load_model(args.model).trained_on
+        text = heldout_markdown(heldout(args.model, args.split), trained_on, args.split)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"smoacs-bench heldout: {err}", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
     return 0
 
 
@@ -153,11 +227,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
                            args.out, config, label=args.label, force=args.force,
                            crossjudge=not args.no_crossjudge)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"smoacs-bench run: {err}") from None
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
             "tolerance_ok", "angles_ok", "coords_ok", "unique_rate")
     print("  ".join(f"{k}={s[k]:.3f}" for k in keys if s.get(k) is not None and s[k] == s[k]))
+    out = Path(args.out)
+    print(f"results: {out}/ (samples.csv, summary.csv, structures/, run.log)\n"
+          f"next: smoacs-bench table --runs {out} [more run folders] --with-paper")
     return 0
 
 

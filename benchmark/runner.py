@@ -2,7 +2,8 @@
 
 Output folder: ``config.json`` (settings, versions, wall time), ``samples.csv`` (one evaluation row
 per sample), ``summary.csv`` (rates of every criterion and diversity), ``structures/<sample>.cif``,
-``history.npz`` and ``history.png`` when the method records an optimisation history.
+``history.npz`` and ``history.png`` when the method records an optimisation history, and ``run.log`` (the
+warnings raised while proposing and judging, counted, instead of on the console).
 Files are written atomically and ``config.json`` last, so a folder with a config is complete; a
 second call with the same settings returns the stored summary instead of recomputing.
 """
@@ -14,6 +15,8 @@ import platform
 import shutil
 import sys
 import time
+import warnings
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,14 @@ def crossjudge_energies(structures: list) -> tuple[list[float] | None, str]:
     for i, v in zip(ok, _CROSSJUDGE[0].predict_structures([structures[i] for i in ok]), strict=True):
         values[i] = float(v)
     return values, f"CDVAE DimeNet++ (MP-20 formation_energy_per_atom, {MODEL_SUBDIR})"
+
+
+def _warnings_log(caught: list) -> str:
+    """Distinct warnings of a run with their counts, most frequent first."""
+    counts = Counter(f"{w.category.__name__}: {str(w.message).strip()} ({Path(w.filename).name}:{w.lineno})"
+                     for w in caught)
+    lines = [f"{n:6d} x {text}" for text, n in counts.most_common()]
+    return f"{len(caught)} warnings, {len(counts)} distinct\n" + "\n".join(lines) + "\n"
 
 
 def method_options(cls: type[Method], config: dict[str, Any]) -> dict[str, Any]:
@@ -108,30 +119,36 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)
     m = cls(**method_config)
-    t0 = time.perf_counter()
-    proposals = m.propose(the_task, n_samples, seed)
-    wall = time.perf_counter() - t0
+    with warnings.catch_warnings(record=True) as caught:   # pymatgen & co. go to run.log, not the console
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        proposals = m.propose(the_task, n_samples, seed)
+        wall = time.perf_counter() - t0
 
-    structures = [p.structure for p in proposals]
-    cross, cross_note = crossjudge_energies(structures) if crossjudge else (None, "not run (--no-crossjudge)")
-    rows = evaluate(structures, [p.band_gap for p in proposals],
-                    [p.formation_energy for p in proposals], the_task.criteria(),
-                    names=[f"structures/{i}.cif" for i in range(len(proposals))],
-                    reasons=[p.meta.get("reason", "") for p in proposals], ef_crossjudge=cross)
+        structures = [p.structure for p in proposals]
+        cross, cross_note = crossjudge_energies(structures) if crossjudge else (None, "not run (--no-crossjudge)")
+        rows = evaluate(structures, [p.band_gap for p in proposals],
+                        [p.formation_energy for p in proposals], the_task.criteria(),
+                        names=[f"structures/{i}.cif" for i in range(len(proposals))],
+                        reasons=[p.meta.get("reason", "") for p in proposals], ef_crossjudge=cross)
     rows.insert(0, "sample", np.arange(len(proposals)))
     rows.insert(1, "source", [str(p.meta.get("source", "")) for p in proposals])
+    own_keys = sorted({k for p in proposals for k in p.meta.get("own_predictions", {})})
+    for k in own_keys:  # a method's own view (FTCP's property branch); the judge does not use it
+        rows[f"own_{k}"] = [p.meta.get("own_predictions", {}).get(k, np.nan) for p in proposals]
     (out / "structures").mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(proposals):
         if p.structure is not None:
             atomic_write_text(out / "structures" / f"{i}.cif", p.structure.to(fmt="cif"))
     write_csv(rows, out / "samples.csv")
+    atomic_write_text(out / "run.log", _warnings_log(caught))
     name = label or m.label
     reference, reference_label = novelty_reference()
     summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
                         novelty_reference=reference_label)
     resolved = m.config()
     summary.update(seed=seed, selection=resolved.get("selection", "final"), neutrality=the_task.neutrality,
-                   predictors=",".join(m.predictor_names()), crossjudge=cross_note)
+                   predictors=",".join(m.predictor_names()), crossjudge=cross_note, method_note=m.caption_note())
     summary["wall_time_s"] = round(wall, 1)
     write_csv(pd.DataFrame([summary]), out / "summary.csv")
 

@@ -81,9 +81,11 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
     sels = [x for x in dict.fromkeys(ours["selection"].fillna("final"))]
     out.append("Selection rule: " + "; ".join(SELECTIONS.get(x, x) for x in sels) + ".")
     preds = sorted({p for p in ours.get("predictors", pd.Series(dtype=str)).dropna() if p})
-    out.append("Every method optimises with, and every row is judged on, the same predictors"
+    out.append("Every row is judged on the same predictors, and SMOACS and TPE optimise with them"
                + (f" ({'; '.join(preds)})" if preds else "") + ": MEGNet band gap (PBE fidelity) and MEGNet "
                "formation energy (MP-2018.6.1), not the paper's Crystalformer/ALIGNN.")
+    notes = ours["method_note"].dropna() if "method_note" in ours else pd.Series(dtype=str)
+    out.extend(dict.fromkeys(str(n) for n in notes if str(n).strip()))
     if "judge_offset" in ours and ours["judge_offset"].notna().any():
         off = float(ours["judge_offset"].astype(float).mean())
         out.append("'success (cross-judge)' re-judges (B) with an independent model, CDVAE's DimeNet++ trained on "

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .stats import paired_bootstrap
+from .stats import paired_bootstrap, unpaired_bootstrap
 
 
 def _key(summary: Mapping[str, Any]) -> tuple:
@@ -27,7 +27,9 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
     the number of paired samples, mean(A) - mean(B) of ``column`` and its bootstrap interval.
 
     ``runs``: (summary row, samples.csv) per run folder. Samples pair when seed and sample index are equal
-    and, where both record it, the start (``source``) too; unpaired samples are counted, not used.
+    and, where both record it, the start (``source``) too; unpaired samples are counted, not used. When no
+    sample pairs (methods that do not start from the shared pool, e.g. FTCP), the row compares all samples
+    of both with an independent bootstrap and says so (``paired`` False).
     """
     by_key: dict[tuple, dict[str, list[pd.DataFrame]]] = {}
     for summary, samples in runs:
@@ -46,11 +48,18 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
                 both = both[same]
             else:
                 unpaired = 0
-            x = both[f"{column}_a"].fillna(False).astype(bool)
-            y = both[f"{column}_b"].fillna(False).astype(bool)
-            diff, lo, hi = paired_bootstrap(x.to_numpy(), y.to_numpy())
+            paired = len(both) > 0
+            if paired:
+                x = both[f"{column}_a"].fillna(False).astype(bool)
+                y = both[f"{column}_b"].fillna(False).astype(bool)
+                diff, lo, hi = paired_bootstrap(x.to_numpy(), y.to_numpy())
+            else:
+                x = a[column].fillna(False).astype(bool)
+                y = b[column].fillna(False).astype(bool)
+                diff, lo, hi = unpaired_bootstrap(x.to_numpy(), y.to_numpy())
             rows.append({"task": key[0], "target_bg": key[1], "margin": key[2], "method_a": labels[0],
                          "method_b": other, "column": column, "n_pairs": len(both), "n_unpaired": unpaired,
+                         "paired": paired, "n_a": len(a), "n_b": len(b),
                          "difference": diff, "lo": lo, "hi": hi})
     return pd.DataFrame(rows)
 
@@ -59,10 +68,15 @@ def differences_markdown(diffs: pd.DataFrame) -> str:
     """The paired differences as a Markdown paragraph list (empty string when there are none)."""
     if diffs.empty:
         return ""
-    lines = ["Paired bootstrap (same start structures; 10,000 resamples of pairs), difference in success rate:"]
+    lines = ["Paired bootstrap (same start structures; 10,000 resamples of pairs), difference in success rate; "
+             "methods with no shared start (FTCP samples training crystals) get an unpaired bootstrap:"]
     for r in diffs.to_dict("records"):
         what = "success" if r["column"] == "success" else r["column"]
-        extra = f"; {r['n_unpaired']} samples started elsewhere, left out" if r["n_unpaired"] else ""
+        if r.get("paired", True):
+            extra = f"; {r['n_unpaired']} samples started elsewhere, left out" if r["n_unpaired"] else ""
+            how = f"{r['n_pairs']} pairs{extra}"
+        else:
+            how = f"unpaired, {r['n_a']} vs {r['n_b']} samples"
         lines.append(f"- {r['target_bg']:.2f} ± {r['margin']:.2f} eV, {what}: {r['method_a']} − {r['method_b']} = "
-                     f"{r['difference']:+.3f} (95 % CI {r['lo']:+.3f} to {r['hi']:+.3f}; {r['n_pairs']} pairs{extra})")
+                     f"{r['difference']:+.3f} (95 % CI {r['lo']:+.3f} to {r['hi']:+.3f}; {how})")
     return "\n".join(lines) + "\n"

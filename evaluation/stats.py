@@ -45,3 +45,18 @@ def paired_bootstrap(a: Sequence[bool], b: Sequence[bool], n_boot: int = 10_000,
     boots = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return float(x.mean()), float(lo), float(hi)
+
+
+def unpaired_bootstrap(a: Sequence[bool], b: Sequence[bool], n_boot: int = 10_000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Success-rate difference mean(a) - mean(b) of two independent samples (different start structures,
+    e.g. FTCP's training crystals against a shared pool) and its 95 % percentile bootstrap interval,
+    resampling each group on its own."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    bx = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    by = y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(axis=1)
+    lo, hi = np.percentile(bx - by, [2.5, 97.5])
+    return float(x.mean() - y.mean()), float(lo), float(hi)

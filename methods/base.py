@@ -58,6 +58,13 @@ class Method(abc.ABC):
     result_neutral: ClassVar[tuple[str, ...]] = ("progress",)
     history_unit: ClassVar[str] = "step"   # what a row of ``artifacts()["history"]`` is
 
+    trainable: ClassVar[bool] = False      # whether ``smoacs-bench train NAME`` trains a model for it
+
+    @classmethod
+    def train_model(cls, dataset: str, out: str, epochs: int, seed: int = 0, **options: Any) -> Any:
+        """Train the method's own model on a dataset into folder ``out`` (methods with ``trainable``)."""
+        raise NotImplementedError(f"method {cls.name!r} has no model to train")
+
     @abc.abstractmethod
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         """``n_samples`` proposals for ``task``; the same seed gives the same proposals."""
@@ -99,6 +106,11 @@ class Method(abc.ABC):
     def artifacts(self) -> dict[str, Any]:
         """Extra results of the last :meth:`propose` call (e.g. optimisation history arrays)."""
         return {}
+
+    def caption_note(self) -> str:
+        """A sentence table captions must carry about this method's rows (how it departs from the paper or
+        from the common protocol); empty when there is none. Called after :meth:`propose`."""
+        return ""
 
 
 @contextmanager

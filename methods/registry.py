@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "tpe": "smoacs_bench.methods.tpe:TPE",
     "tpe-n": "smoacs_bench.methods.tpe:TPEWithoutNeutrality",
     "tpe+n": "smoacs_bench.methods.tpe:TPEExactNeutrality",
+    "ftcp": "smoacs_bench.methods.ftcp:FTCP",
 }
 
 

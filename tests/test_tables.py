@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -258,3 +259,20 @@ def test_paired_differences_pair_by_seed_sample_and_start() -> None:
     assert r["difference"] == pytest.approx(2 / 5) and r["lo"] <= r["difference"] <= r["hi"]
     text = differences_markdown(diffs)
     assert "SMOACS(MEGNet) − TPE(MEGNet) = +0.400" in text and "1 samples started elsewhere" in text
+
+
+def test_methods_without_a_shared_start_get_an_unpaired_comparison() -> None:
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
+    from smoacs_bench.evaluation.stats import unpaired_bootstrap
+
+    def run(method, success, sources):
+        summary = {"method": method, "task": "free", "target_bg": 1.5, "margin": 0.04, "seed": 0}
+        return summary, pd.DataFrame({"sample": range(len(success)), "source": sources, "success": success})
+
+    runs = [run("SMOACS(MEGNet)", [True] * 6 + [False] * 2, [f"aflow:{i}" for i in range(8)]),
+            run("FTCP(perov_5)", [False] * 7 + [True], [f"mp-{i}" for i in range(8)])]
+    r = paired_differences(runs).iloc[0]
+    assert not r["paired"] and r["n_pairs"] == 0 and (r["n_a"], r["n_b"]) == (8, 8)
+    assert r["difference"] == pytest.approx(6 / 8 - 1 / 8) and r["lo"] < r["difference"] < r["hi"]
+    assert "unpaired, 8 vs 8 samples" in differences_markdown(paired_differences(runs))
+    assert np.isnan(unpaired_bootstrap([], [True])[0])

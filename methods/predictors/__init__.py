@@ -17,17 +17,25 @@ from .megnet import (
 )
 from .registry import (
     DEFAULT_PAIR,
+    FAMILIES,
     PREDICTORS,
     PredictorSpec,
     allowed_elements,
     family_label,
+    family_of,
+    family_pair,
     get_predictor,
     load_pair,
+    paper_abbrev,
 )
 
 __all__ = [
     "BAND_GAP_MODEL",
     "DEFAULT_PAIR",
+    "FAMILIES",
+    "family_of",
+    "family_pair",
+    "paper_abbrev",
     "FORMATION_ENERGY_MODEL",
     "NUM_ELEMENTS",
     "PREDICTORS",

@@ -27,6 +27,7 @@ class PredictorSpec:
     factory: Callable[..., Predictor]
     prop: str        # "band_gap" (eV) or "formation_energy" (eV/atom)
     family: str      # shown in labels, e.g. "MEGNet"
+    paper_abbrev: str = ""   # the paper's row abbreviation, e.g. "Cry" for S(Cry)
 
 
 def _crystalformer(checkpoint: str) -> Callable[..., Predictor]:
@@ -51,12 +52,13 @@ PREDICTORS: dict[str, PredictorSpec] = {
     "megnet-bandgap": PredictorSpec(band_gap_predictor, "band_gap", "MEGNet"),
     "megnet-eform": PredictorSpec(formation_energy_predictor, "formation_energy", "MEGNet"),
     # official MEGNet-dataset checkpoints in $SMOACS_MODEL_DIR/crystalformer/ (downloaded when missing)
-    "crystalformer-bandgap": PredictorSpec(_crystalformer("megnet-bandgap-layer4.ckpt"), "band_gap", "Crystalformer"),
+    "crystalformer-bandgap": PredictorSpec(_crystalformer("megnet-bandgap-layer4.ckpt"), "band_gap", "Crystalformer",
+                                           "Cry"),
     "crystalformer-eform": PredictorSpec(_crystalformer("megnet-e_form-layer4.ckpt"), "formation_energy",
-                                         "Crystalformer"),
-    # official figshare zips in $SMOACS_MODEL_DIR/alignn/; needs the CGCNN table data/cgcnn_atom_init.json
-    "alignn-bandgap": PredictorSpec(_alignn("mp_gappbe_alignn"), "band_gap", "ALIGNN"),
-    "alignn-eform": PredictorSpec(_alignn("mp_e_form_alignn"), "formation_energy", "ALIGNN"),
+                                         "Crystalformer", "Cry"),
+    # official figshare zips in $SMOACS_MODEL_DIR/alignn/; uses the CGCNN table data/cgcnn_atom_init.json
+    "alignn-bandgap": PredictorSpec(_alignn("mp_gappbe_alignn"), "band_gap", "ALIGNN", "ALI"),
+    "alignn-eform": PredictorSpec(_alignn("mp_e_form_alignn"), "formation_energy", "ALIGNN", "ALI"),
 }
 
 # The shared judge's predictors and every method's default: (band gap, formation energy).
@@ -95,6 +97,33 @@ def allowed_elements(predictors: Sequence[Predictor]) -> np.ndarray:
     for p in predictors:
         mask &= p.supported_elements.cpu()[:K].bool()
     return mask.numpy()
+
+
+FAMILIES: dict[str, tuple[str, str]] = {   # --param predictors=NAME -> (band gap, formation energy)
+    "megnet": ("megnet-bandgap", "megnet-eform"),
+    "crystalformer": ("crystalformer-bandgap", "crystalformer-eform"),
+    "alignn": ("alignn-bandgap", "alignn-eform"),
+}
+
+
+def family_pair(family: str) -> tuple[str, str]:
+    """The (band gap, formation energy) predictor names of a family shortcut (``--param predictors=...``)."""
+    try:
+        return FAMILIES[family.lower()]
+    except KeyError:
+        raise ValueError(f"unknown predictors {family!r}; choose from {', '.join(FAMILIES)}") from None
+
+
+def family_of(names: Sequence[str]) -> str:
+    """The single family of a pair of predictors (their display name), or "mixed"."""
+    families = {_spec(n).family for n in names}
+    return families.pop() if len(families) == 1 else "mixed"
+
+
+def paper_abbrev(names: Sequence[str]) -> str:
+    """The paper's abbreviation of a pair's family ("Cry", "ALI"), or "" when the paper has none."""
+    abbrevs = {_spec(n).paper_abbrev for n in names}
+    return abbrevs.pop() if len(abbrevs) == 1 else ""
 
 
 def family_label(names: Sequence[str]) -> str:

@@ -25,7 +25,10 @@ from smoacs_bench.methods.predictors import (
     allowed_elements,
     bond_vectors,
     build_neighbor_graph,
+    family_of,
+    family_pair,
     load_pair,
+    paper_abbrev,
 )
 
 from .schedules import cosine_factor, mutate_steps, rebuild_steps, temperature
@@ -58,6 +61,7 @@ class SMOACSConfig:
     batch_size: int = 256              # samples optimised together
     band_gap_model: str = DEFAULT_PAIR[0]
     formation_energy_model: str = DEFAULT_PAIR[1]
+    predictors: str | None = None      # family shortcut (megnet, crystalformer, alignn): sets both models
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     progress: bool = True
@@ -90,6 +94,8 @@ class SMOACS(Method):
 
     def __init__(self, **config: Any):
         self.cfg = SMOACSConfig(**config)
+        if self.cfg.predictors:
+            self.cfg.band_gap_model, self.cfg.formation_energy_model = family_pair(self.cfg.predictors)
         if self.cfg.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.cfg.selection!r}")
         if self.cfg.steps < 1 or self.cfg.rebuild_every < 0:
@@ -110,9 +116,18 @@ class SMOACS(Method):
     def predictor_names(self) -> tuple[str, ...]:
         return (self.cfg.band_gap_model, self.cfg.formation_energy_model)
 
+    @property
+    def label(self) -> str:
+        """``S(Cry)`` / ``S(ALI)`` as in the paper's tables; ``SMOACS(MEGNet)`` for the pair the paper lacks."""
+        abbrev = paper_abbrev(self.predictor_names())
+        return f"S({abbrev})" if abbrev else super().label
+
     def learning_rates(self, task: Task) -> dict[str, float]:
-        """The configured learning rates, the task's defaults where unset (an error where neither is)."""
-        defaults = task.defaults_for(self.name)
+        """The configured learning rates, else the task's defaults for the predictors' family (the paper's
+        A.6-A.8 values for Crystalformer and ALIGNN), else the task's SMOACS defaults (MEGNet, swept here);
+        an error where none is set."""
+        family = family_of(self.predictor_names())
+        defaults = task.defaults_for(self.name) | task.defaults_for(f"{self.name}:{family}")
         out = {}
         for key in ("lr_lattice", "lr_angles", "lr_coords", "lr_atoms", "lr_ox"):
             value = getattr(self.cfg, key)

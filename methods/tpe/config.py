@@ -28,6 +28,7 @@ class TPEConfig:
     split_once: bool = True            # SplitOnceTPESampler (same samples, faster); False: Optuna's TPESampler
     band_gap_model: str = DEFAULT_PAIR[0]
     formation_energy_model: str = DEFAULT_PAIR[1]
+    predictors: str | None = None      # family shortcut (megnet, crystalformer, alignn): sets both models
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     selection: str = "final"           # "final": the Pareto rule; "best": the trial meeting most criteria

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from smoacs_bench.data.pools import get_pool
 from smoacs_bench.data.task import Task
 from smoacs_bench.methods.base import Method, Proposal, deterministic
-from smoacs_bench.methods.predictors import allowed_elements, load_pair
+from smoacs_bench.methods.predictors import allowed_elements, family_pair, load_pair
 
 from .config import TPEConfig
 from .lockstep import Job, new_timings, run_jobs
@@ -59,6 +59,8 @@ class TPE(Method):
 
     def __init__(self, initial_structures: Sequence[Structure] | None = None, **config: Any):
         self.cfg = TPEConfig(**config)
+        if self.cfg.predictors:
+            self.cfg.band_gap_model, self.cfg.formation_energy_model = family_pair(self.cfg.predictors)
         if self.cfg.group_size < 1 or self.cfg.workers < 1 or self.cfg.trials < 1:
             raise ValueError(f"trials, group_size and workers must be >= 1, got {self.cfg.trials}, "
                              f"{self.cfg.group_size}, {self.cfg.workers}")

@@ -1,0 +1,430 @@
+"""The paper's tables as data: one frozen :class:`TableSpec` per table, what ``smoacs-bench reproduce`` runs.
+
+A spec names the task (``data.task.TASKS``), the rows (:class:`MethodRun`: a registered method with its
+options, e.g. SMOACS with Crystalformer predictors or with λ = 5), the band-gap targets and margins (eV), the
+samples and seeds, the selection rule, the layout it is rendered in (``evaluation.layouts``) and the paper
+table it sits beside (``evaluation.paper``). Table 1 (predictor MAE) is not a sampling experiment: its spec
+names the command that makes it (``smoacs-bench heldout``).
+
+Every method optimises with, and is judged by, the MEGNet pair unless a row names other predictors
+(Crystalformer/ALIGNN rows run only where their weights are present; otherwise ``reproduce`` skips them
+with the loader's reason). :func:`estimate_seconds` turns measured 2-core CPU figures into a time estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from smoacs_bench.data.task import get_task
+
+MAIN_TARGETS: tuple[float, ...] = (0.5, 1.5, 2.5)  # eV, Tables 2-4
+APPENDIX_TARGETS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # eV, Tables A.2-A.6
+PROTOCOL_SEEDS: tuple[int, ...] = (0, 1, 2)  # results/run_protocol.sh: rows pool three seeds
+
+# Band-gap MAE of the paper's predictors (Table 1, eV), the margins of Tables A.15/A.16 as printed there.
+MARGIN_CRYSTALFORMER = 0.20
+MARGIN_ALIGNN = 0.22
+MARGIN_FTCP = 0.44
+
+CRYSTALFORMER = (
+    ("band_gap_model", "crystalformer-bandgap"),
+    ("formation_energy_model", "crystalformer-eform"),
+)
+ALIGNN = (("band_gap_model", "alignn-bandgap"), ("formation_energy_model", "alignn-eform"))
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One kind of row of a table: a registered method with its options.
+
+    ``options``: (name, value) pairs passed to the method (checked against the options it declares);
+    ``label``: the row's name in the table (None: the method's own, e.g. ``SMOACS(MEGNet)``);
+    ``variant``: the run folders' tag (default: the method's name); ``margins``: this row's margins (eV)
+    when they are not the table's (Tables A.15/A.16: the predictor's error).
+    """
+
+    method: str
+    options: tuple[tuple[str, Any], ...] = ()
+    label: str | None = None
+    variant: str = ""
+    margins: tuple[float, ...] | None = None
+    note: str = ""
+
+    @property
+    def tag(self) -> str:
+        return self.variant or self.method
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One paper table as an experiment. ``paper``: the id of its published rows (``evaluation.paper``
+    ids, or ``A.11`` kept here); ``command``: for a table that is not a sampling experiment, the command
+    that makes it."""
+
+    id: str
+    title: str
+    task: str = ""
+    runs: tuple[MethodRun, ...] = ()
+    targets: tuple[float, ...] = MAIN_TARGETS  # eV
+    margins: tuple[float, ...] = (0.04,)  # eV
+    samples: int = 256
+    seeds: tuple[int, ...] = (0,)
+    selection: str = "final"  # the selection rule of methods that have one
+    layout: str = ""  # evaluation.layouts name ("" for table1)
+    paper: str | None = None
+    command: str = ""
+    note: str = ""
+
+    @property
+    def is_sampling(self) -> bool:
+        return not self.command
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.method for r in self.runs))
+
+    def margins_for(self, run: MethodRun) -> tuple[float, ...]:
+        return run.margins if run.margins is not None else self.margins
+
+
+def _runs(*methods: str) -> tuple[MethodRun, ...]:
+    return tuple(MethodRun(m) for m in methods)
+
+
+def _mae_runs(task_note: str) -> tuple[MethodRun, ...]:
+    """Tables A.15/A.16: each predictor's band-gap MAE as its margin. The paper's S(Cry), S(ALI) and TPE(Cry)
+    rows need the Crystalformer/ALIGNN weights; the MEGNet rows (our predictors, not in the paper) use the
+    Crystalformer margin so that they sit beside the paper's S(Cry) and TPE rows."""
+    cry, ali = (MARGIN_CRYSTALFORMER,), (MARGIN_ALIGNN,)
+    return (
+        MethodRun("smoacs", CRYSTALFORMER, variant="smoacs-cry", margins=cry, note="the paper's S(Cry)"),
+        MethodRun("smoacs", ALIGNN, variant="smoacs-ali", margins=ali, note="the paper's S(ALI)"),
+        MethodRun(
+            "tpe", CRYSTALFORMER, variant="tpe-cry", margins=cry, note="the paper's TPE (Crystalformer)"
+        ),
+        MethodRun("ftcp", margins=(MARGIN_FTCP,), note="the paper's FTCP (F-Reg margin)"),
+        MethodRun("smoacs", margins=cry, note=f"MEGNet, not in the paper; {task_note}"),
+        MethodRun("tpe", margins=cry, note=f"MEGNet, not in the paper; {task_note}"),
+    )
+
+
+LAMBDAS: tuple[float, ...] = (0.04, 0.2, 1.0, 5.0, 25.0)
+
+# Table A.11 is not among evaluation/paper_tables; its rows as printed (SMOACS with Crystalformer,
+# 2.0 ± 0.04 eV, free task, 128 samples): λ, success, (A)BG, (B) E_f, (C)STR, (a) neut, (b) 0.5Å.
+A11_ROWS: tuple[tuple[float, ...], ...] = (
+    (0.04, 0.086, 0.492, 0.164, 0.617, 0.945, 0.617),
+    (0.2, 0.188, 0.477, 0.328, 0.656, 0.984, 0.656),
+    (1.0, 0.336, 0.453, 0.727, 0.852, 1.000, 0.852),
+    (5.0, 0.266, 0.320, 0.836, 0.875, 0.992, 0.875),
+    (25.0, 0.086, 0.102, 0.859, 0.875, 1.000, 0.875),
+)
+A11_COLUMNS = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok")
+
+
+def lam_label(lam: float) -> str:
+    return f"λ={lam:g}"
+
+
+SPECS: tuple[TableSpec, ...] = (
+    TableSpec(
+        "table1",
+        "Predictor MAE on held-out data (FTCP property branch beside MEGNet)",
+        command="smoacs-bench heldout --model models/ftcp-perov_5",
+        note="not a sampling experiment: the held-out MAE of a trained FTCP model; the paper's Crystalformer "
+        "and ALIGNN rows need their weights and the MEGNet dataset",
+    ),
+    TableSpec(
+        "table2",
+        "Band gap, free structure (main text)",
+        "free",
+        _runs("smoacs", "tpe", "ftcp"),
+        seeds=PROTOCOL_SEEDS,
+        layout="table2",
+        paper="2",
+    ),
+    TableSpec(
+        "table3",
+        "Band gap, 5-site perovskite (main text)",
+        "perovskite",
+        _runs("smoacs", "tpe", "ftcp"),
+        seeds=PROTOCOL_SEEDS,
+        layout="table3",
+        paper="3",
+    ),
+    TableSpec(
+        "table4",
+        "Band gap, 3x3x3 perovskite, 135 sites (main text)",
+        "perovskite3x3x3",
+        _runs("smoacs", "tpe-n"),
+        seeds=PROTOCOL_SEEDS,
+        layout="table4",
+        paper="4",
+        note="TPE(/N): TPE without the neutrality objective, as in the paper; FTCP was not run there",
+    ),
+    TableSpec(
+        "tableA2",
+        "Band gap, free structure, 8 targets",
+        "free",
+        _runs("smoacs", "tpe", "ftcp"),
+        targets=APPENDIX_TARGETS,
+        layout="table2",
+        paper="A.2",
+    ),
+    TableSpec(
+        "tableA3",
+        "Diversity of Table A.2's proposals",
+        "free",
+        _runs("smoacs", "tpe", "ftcp"),
+        targets=APPENDIX_TARGETS,
+        layout="diversity",
+        paper="A.3",
+        note="the same runs as tableA2 (shared run folders under the same --out)",
+    ),
+    TableSpec(
+        "tableA4",
+        "Band gap, 5-site perovskite, 8 targets",
+        "perovskite",
+        _runs("smoacs", "tpe", "ftcp"),
+        targets=APPENDIX_TARGETS,
+        layout="table3",
+        paper="A.4",
+    ),
+    TableSpec(
+        "tableA5",
+        "Diversity of Table A.4's proposals",
+        "perovskite",
+        _runs("smoacs", "tpe", "ftcp"),
+        targets=APPENDIX_TARGETS,
+        layout="diversity",
+        paper="A.5",
+        note="the same runs as tableA4 (shared run folders under the same --out)",
+    ),
+    TableSpec(
+        "tableA6",
+        "Band gap, 3x3x3 perovskite, 8 targets",
+        "perovskite3x3x3",
+        _runs("smoacs", "tpe-n"),
+        targets=APPENDIX_TARGETS,
+        layout="table4",
+        paper="A.6",
+    ),
+    TableSpec(
+        "tableA10",
+        "Margins ± 0.01-0.16 eV at 2.0 eV, free structure",
+        "free",
+        _runs("smoacs", "tpe", "ftcp"),
+        targets=(2.0,),
+        margins=(0.01, 0.02, 0.04, 0.08, 0.16),
+        samples=512,
+        layout="table2",
+        paper="A.10",
+    ),
+    TableSpec(
+        "tableA11",
+        "λ (weight of the formation energy) at 2.0 eV, free structure",
+        "free",
+        tuple(
+            MethodRun(
+                "smoacs",
+                (("lam", lam),),
+                label=f"SMOACS(MEGNet) {lam_label(lam)}",
+                variant=f"smoacs-lam{lam:g}",
+            )
+            for lam in LAMBDAS
+        ),
+        targets=(2.0,),
+        samples=128,
+        layout="table2",
+        paper="A.11",
+        note="the paper used Crystalformer; these rows use the MEGNet pair",
+    ),
+    TableSpec(
+        "tableA15",
+        "Margins = predictor MAE, free structure",
+        "free",
+        _mae_runs("free structure"),
+        layout="table2",
+        paper="A.15",
+    ),
+    TableSpec(
+        "tableA16",
+        "Margins = predictor MAE, 5-site perovskite",
+        "perovskite",
+        _mae_runs("perovskite"),
+        layout="table3",
+        paper="A.16",
+    ),
+)
+TABLES: dict[str, TableSpec] = {s.id: s for s in SPECS}
+
+
+def normalize_table_id(table_id: str) -> str:
+    """'3', 'Table 3', 'A.10', 'tablea10', 'A10' -> 'table3' / 'tableA10'."""
+    tid = str(table_id).strip().replace(" ", "").replace(".", "")
+    low = tid.lower().removeprefix("table")
+    return "table" + (low.upper() if low.startswith("a") else low)
+
+
+def get_spec(table_id: str) -> TableSpec:
+    """The spec of a table; ValueError naming the known ids."""
+    tid = normalize_table_id(table_id)
+    if tid not in TABLES:
+        raise ValueError(f"unknown table {table_id!r}; known: {', '.join(TABLES)}")
+    return TABLES[tid]
+
+
+# -- choosing what to run --------------------------------------------------------------------------------------
+def select_runs(spec: TableSpec, methods: Iterable[str] | None = None) -> tuple[MethodRun, ...]:
+    """The spec's rows of ``methods`` (a registered name selects every row of that method, a variant tag
+    one row); a method the spec does not list is added as a plain row (any registered or plugin method)."""
+    if methods is None:
+        return spec.runs
+    out: list[MethodRun] = []
+    for name in methods:
+        name = name.strip()
+        hits = [r for r in spec.runs if name in (r.method, r.tag)]
+        out += hits or [MethodRun(name)]
+    return tuple(dict.fromkeys(out))
+
+
+def resolve_seeds(spec: TableSpec, seeds: int | Sequence[int] | None = None) -> tuple[int, ...]:
+    """``None``: the spec's seeds; an int N: seeds 0..N-1; a sequence: those seeds."""
+    if seeds is None:
+        return spec.seeds
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        return tuple(range(seeds))
+    out = tuple(dict.fromkeys(int(s) for s in seeds))
+    if not out:
+        raise ValueError("no seed given")
+    return out
+
+
+def resolve_targets(spec: TableSpec, targets: Iterable[float] | None = None) -> tuple[float, ...]:
+    """``None``: the spec's targets; else a subset of them (eV)."""
+    if targets is None:
+        return spec.targets
+    out = []
+    for t in targets:
+        hit = [x for x in spec.targets if math.isclose(x, float(t), abs_tol=1e-9)]
+        if not hit:
+            raise ValueError(
+                f"target {float(t):g} eV is not among {spec.id}'s targets "
+                f"({', '.join(f'{x:g}' for x in spec.targets)} eV)"
+            )
+        out.append(hit[0])
+    return tuple(dict.fromkeys(out))
+
+
+# -- time ------------------------------------------------------------------------------------------------------
+# Measured on 2 CPU cores (README, results/README.md, perf/): seconds per sample at the default budget (200).
+SMOACS_FREE = 130 / 256
+SMOACS_PEROVSKITE = 60 / 256
+SMOACS_PEROVSKITE_3X3X3 = 380 / 64
+TPE_PER_SAMPLE = 350 / 64  # 5-site task; not measured on 135 sites (there it is a lower bound)
+FTCP_PER_SAMPLE = 30 / 256
+CROSSJUDGE_PER_SAMPLE = 12 / 256
+HELDOUT_SECONDS = 60.0  # Table 1: not measured, a rough figure
+DEFAULT_BUDGET = 200
+
+
+def _smoacs_per_sample(task: str) -> float:
+    cells = get_task(task).supercell
+    if cells is None:
+        return SMOACS_FREE
+    return SMOACS_PEROVSKITE if cells == 1 else SMOACS_PEROVSKITE_3X3X3
+
+
+def run_seconds(
+    method: str, task: str, n_samples: int, budget: int | None = None, crossjudge: bool = True
+) -> float:
+    """Estimated wall time (s, 2 CPU cores) of one run; a method without a figure counts as SMOACS."""
+    scale = (budget or DEFAULT_BUDGET) / DEFAULT_BUDGET
+    if method.startswith("tpe"):
+        per = TPE_PER_SAMPLE * scale
+    elif method == "ftcp":
+        per = FTCP_PER_SAMPLE
+    else:
+        per = _smoacs_per_sample(task) * scale
+    return n_samples * (per + (CROSSJUDGE_PER_SAMPLE if crossjudge else 0.0))
+
+
+def estimate_seconds(
+    spec: TableSpec,
+    samples: int | None = None,
+    seeds: int | Sequence[int] | None = None,
+    methods: Iterable[str] | None = None,
+    targets: Iterable[float] | None = None,
+    crossjudge: bool = True,
+    budget: int | None = None,
+) -> float:
+    """Estimated serial wall time (s) of a table's runs on 2 CPU cores, from the measured figures: SMOACS 256
+    samples x 200 steps ≈ 60 s per target and seed on the 5-site perovskite task (free ≈ 130 s, 3x3x3 ≈ 380 s
+    for 64 samples), TPE 64 studies x 200 trials ≈ 350 s, FTCP 256 samples ≈ 30 s, cross-judge ≈ 12 s per 256
+    structures; linear in samples (and in steps/trials with ``budget``)."""
+    if not spec.is_sampling:
+        return HELDOUT_SECONDS
+    n = samples or spec.samples
+    n_seeds = len(resolve_seeds(spec, seeds))
+    n_targets = len(resolve_targets(spec, targets))
+    total = 0.0
+    for run in select_runs(spec, methods):
+        units = n_targets * len(spec.margins_for(run)) * n_seeds
+        total += units * run_seconds(run.method, spec.task, n, budget, crossjudge)
+    return total
+
+
+def format_seconds(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- the paper's rows ------------------------------------------------------------------------------------------
+def paper_frame(
+    spec: TableSpec, targets: Iterable[float] | None = None, margins: Iterable[float] | None = None
+):
+    """The published rows of ``spec``'s paper table at ``targets`` and ``margins`` (eV; default: all), as
+    summary rows (``source == "paper"``) labelled like ``smoacs-bench table --with-paper`` does
+    (``S(Cry) (paper)``, ``TPE [Cry] (paper)``); empty when the table has none."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.paper import load_paper_table
+
+    if not spec.paper:
+        return pd.DataFrame()
+    if spec.paper == "A.11":
+        df = pd.DataFrame([dict(zip(("lam", *A11_COLUMNS), row, strict=True)) for row in A11_ROWS])
+        df = df.assign(
+            source="paper",
+            table="A.11",
+            task=spec.task,
+            target_bg=2.0,
+            margin=0.04,
+            n_samples=128,
+            method=[f"S(Cry) {lam_label(lam)}" for lam in df.pop("lam")],
+        )
+    else:
+        df = load_paper_table(spec.paper)
+    keep = df["task"] == spec.task
+    if targets is not None:
+        wanted = [float(t) for t in targets]
+        keep &= df["target_bg"].apply(lambda t: any(math.isclose(t, x, abs_tol=1e-6) for x in wanted))
+    if margins is not None:
+        wanted_m = [float(m) for m in margins]
+        keep &= df["margin"].apply(lambda m: any(math.isclose(m, x, abs_tol=1e-6) for x in wanted_m))
+    df = df[keep].copy()
+    preds = df["predictor"] if "predictor" in df else pd.Series("", index=df.index)
+    df["method"] = df["method"] + preds.fillna("").map(lambda p: f" [{p}]" if p else "") + " (paper)"
+    return df.reset_index(drop=True)

@@ -1,0 +1,692 @@
+"""``smoacs-bench reproduce TABLE``: run what a paper table needs, reuse what is done, render it beside the paper.
+
+One unit per method row x target x margin x seed, each a :func:`~.runner.run_experiment` call into its own
+folder ``OUT/runs/<task>/<row>_bg<target>_m<margin>_s<seed>_n<samples>[_<budget>]``. A folder that holds a
+complete run with the same settings is reused (never re-run, its files untouched); a TPE run that was killed
+resumes from its journal. The missing units go to an executor (in-process, local processes or Dask:
+:mod:`.executor`). A row whose predictors or model are not here (Crystalformer/ALIGNN weights, an FTCP model
+folder) is skipped with the loader's reason; a unit that raises is reported as failed (its traceback in
+``error.txt`` of its folder) and the others go on.
+
+Products in ``OUT/<table>/``: ``table.md`` (with caption and, for two or more methods, the paired bootstrap),
+``table.csv``, ``table.tex``, ``paired.csv``, ``comparison.png`` and ``report.md`` (what ran, what was reused,
+what was skipped and why, wall times, the table and the plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .executor import Executor, InProcess, Unit, UnitFailed, get_executor
+from .experiments import (
+    SPECS,
+    MethodRun,
+    TableSpec,
+    estimate_seconds,
+    format_seconds,
+    get_spec,
+    paper_frame,
+    resolve_seeds,
+    resolve_targets,
+    run_seconds,
+    select_runs,
+)
+
+REUSED, TO_RUN, RAN, SKIPPED, FAILED = "reused", "to run", "ran", "skipped", "failed"
+
+
+@dataclass
+class PlannedRun:
+    """One unit of a table: a method row at one target, margin and seed, in its own folder."""
+
+    row: MethodRun
+    task: str
+    target: float
+    margin: float
+    seed: int
+    n_samples: int
+    folder: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = TO_RUN
+    reason: str = ""
+    wall_s: float | None = None
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.folder.name
+
+    @property
+    def done(self) -> bool:
+        return self.status in (REUSED, RAN)
+
+
+@dataclass
+class ReproduceResult:
+    """What :func:`reproduce` did and wrote. ``files``: ``table_md``, ``table_csv``, ``table_tex``,
+    ``plot``, ``paired``, ``report`` (those written)."""
+
+    table_id: str
+    out_dir: Path
+    table_dir: Path
+    runs: list[PlannedRun]
+    files: dict[str, Path]
+    wall_s: float
+    estimate_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def _with(self, status: str) -> list[PlannedRun]:
+        return [r for r in self.runs if r.status == status]
+
+    @property
+    def ran(self) -> list[PlannedRun]:
+        return self._with(RAN)
+
+    @property
+    def reused(self) -> list[PlannedRun]:
+        return self._with(REUSED)
+
+    @property
+    def skipped(self) -> list[PlannedRun]:
+        return self._with(SKIPPED)
+
+    @property
+    def failed(self) -> list[PlannedRun]:
+        return self._with(FAILED)
+
+    @property
+    def did_work(self) -> bool:
+        """Whether any unit ran (or tried to) in this call."""
+        return bool(self.ran or self.failed)
+
+
+# -- one unit --------------------------------------------------------------------------------------------------
+def run_planned(
+    method: str,
+    task: str,
+    target_bg: float,
+    margin: float,
+    n_samples: int,
+    seed: int,
+    out_dir: str,
+    method_config: dict[str, Any],
+    label: str | None = None,
+    crossjudge: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """One :func:`~.runner.run_experiment` call that reports instead of raising: ``{"status": "ran",
+    "wall_s": ...}`` or ``{"status": "failed", "reason": ...}`` (traceback in ``out_dir/error.txt``)."""
+    from smoacs_bench.evaluation.io import atomic_write_text
+
+    from .runner import run_experiment
+
+    out = Path(out_dir)
+    if progress:
+        print(f"[reproduce] {out.name}: started", flush=True)
+    t0 = time.perf_counter()
+    try:
+        run_experiment(
+            method,
+            task,
+            target_bg,
+            margin,
+            n_samples,
+            seed,
+            out,
+            dict(method_config),
+            label=label,
+            crossjudge=crossjudge,
+        )
+    except Exception as err:  # noqa: BLE001 - reported with its unit; the other units go on
+        atomic_write_text(out / "error.txt", traceback.format_exc())
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        if progress:
+            print(f"[reproduce] {out.name}: failed ({reason})", flush=True)
+        return {"status": FAILED, "reason": reason, "wall_s": round(time.perf_counter() - t0, 1)}
+    (out / "error.txt").unlink(missing_ok=True)
+    wall = round(time.perf_counter() - t0, 1)
+    if progress:
+        print(f"[reproduce] {out.name}: done in {wall} s", flush=True)
+    return {"status": RAN, "wall_s": wall}
+
+
+# -- planning --------------------------------------------------------------------------------------------------
+def _for_row(values: Any, row: MethodRun) -> Any:
+    """A per-method argument: one value for every row, or a mapping by row tag or method name."""
+    if isinstance(values, Mapping):
+        return values.get(row.tag, values.get(row.method))
+    return values
+
+
+def _suffix(budget_name: str | None, budget: int | None, user: Mapping[str, Any] | None) -> str:
+    out = f"_{budget_name}{budget}" if budget_name and budget is not None else ""
+    if user:
+        digest = hashlib.sha1(json.dumps(sorted(user.items()), default=str).encode()).hexdigest()[:8]
+        out += f"_o{digest}"
+    return out
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _unavailable(cls: type, config: Mapping[str, Any]) -> str:
+    """'' when the method can run here, else the loader's reason: the method's own check of its options, its
+    predictors other than the MEGNet pair (Crystalformer/ALIGNN weights), a trainable method's model folder."""
+    from smoacs_bench.methods.predictors import DEFAULT_PAIR, get_predictor
+
+    try:
+        method = cls(**{k: v for k, v in config.items() if k != "progress"})
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        return _one_line(err)
+    for name in method.predictor_names():
+        if name in DEFAULT_PAIR:
+            continue
+        try:
+            get_predictor(name, device="cpu")
+        except (FileNotFoundError, ValueError, KeyError, OSError, ImportError) as err:
+            return _one_line(err)
+    if cls.trainable and isinstance(getattr(cls, "model", None), property):
+        try:
+            method.model  # noqa: B018 - loads the model folder (FTCP), raising when it is missing
+        except (FileNotFoundError, ValueError, OSError) as err:
+            return _one_line(err)
+    return ""
+
+
+def _stored_settings(folder: Path) -> dict[str, Any] | None:
+    cfg = folder / "config.json"
+    if not (cfg.is_file() and (folder / "summary.csv").is_file()):
+        return None
+    try:
+        return json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def plan(
+    spec: TableSpec,
+    out_dir: Path,
+    samples: int | None = None,
+    seeds: int | Sequence[int] | None = None,
+    methods: Iterable[str] | None = None,
+    targets: Iterable[float] | None = None,
+    budget: int | Mapping[str, int] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+) -> list[PlannedRun]:
+    """Every unit of ``spec`` at these settings, each marked reused (complete with the same settings),
+    skipped (with why) or to run. ValueError for an invalid request (unknown target, samples < 1)."""
+    from smoacs_bench.methods import get_method_class
+
+    from .runner import _settings, method_options
+
+    n = int(samples or spec.samples)
+    if n < 1:
+        raise ValueError(f"samples must be >= 1, got {n}")
+    seed_list = resolve_seeds(spec, seeds)
+    target_list = resolve_targets(spec, targets)
+    out: list[PlannedRun] = []
+    for row in select_runs(spec, methods):
+        reason, cls, config = "", None, dict(row.config())
+        try:
+            cls = get_method_class(row.method)
+        except ValueError as err:
+            if row not in spec.runs:  # asked for by name: a user error, not a row of the table to skip
+                raise
+            reason = _one_line(err)
+        user = dict(_for_row(options, row) or {}) if options else {}
+        n_budget = _for_row(budget, row)
+        if cls is not None:
+            known = cls.options()
+            if "selection" in known and spec.selection != known["selection"]:
+                config["selection"] = spec.selection
+            if cls.budget and n_budget is not None:
+                if int(n_budget) < 1:
+                    raise ValueError(f"budget must be >= 1, got {n_budget}")
+                config[cls.budget] = int(n_budget)
+            config.update(user)
+            try:
+                config = method_options(cls, config)
+            except ValueError as err:
+                reason = _one_line(err)
+            if "progress" in known:
+                config["progress"] = progress
+        suffix = _suffix(cls.budget if cls else None, n_budget if cls and cls.budget else None, user)
+        for target in target_list:
+            for margin in spec.margins_for(row):
+                for seed in seed_list:
+                    folder = (
+                        out_dir
+                        / "runs"
+                        / spec.task
+                        / f"{row.tag}_bg{target:g}_m{margin:g}_s{seed}_n{n}{suffix}"
+                    )
+                    run = PlannedRun(
+                        row, spec.task, float(target), float(margin), int(seed), n, folder, dict(config)
+                    )
+                    out.append(run)
+                    if reason:
+                        run.status, run.reason = SKIPPED, reason
+                        continue
+                    if cls.state_dir:
+                        run.config.setdefault("storage", str(folder / cls.state_dir))
+                    expected = _settings(
+                        row.method,
+                        spec.task,
+                        run.target,
+                        run.margin,
+                        n,
+                        run.seed,
+                        {k: v for k, v in run.config.items() if k not in cls.result_neutral},
+                    )
+                    stored = _stored_settings(folder)
+                    if stored is not None and stored.get("settings") == expected:
+                        run.status = REUSED
+                        run.wall_s = stored.get("wall_time_s")
+                        if str(stored.get("crossjudge", "")).startswith(("not run", "unavailable")):
+                            run.note = "stored without the cross-judge"
+                    elif stored is not None:
+                        run.note = "settings changed since the stored run: runs again"
+                    elif cls.state_dir and Path(run.config["storage"]).is_dir():
+                        run.note = f"resumes from {cls.state_dir}/"
+    # availability, once per row, only where something is left to run
+    checked: dict[str, str] = {}
+    for run in out:
+        if run.status != TO_RUN:
+            continue
+        if run.row.tag not in checked:
+            cls = get_method_class(run.row.method)
+            checked[run.row.tag] = _unavailable(cls, {k: v for k, v in run.config.items() if k != "storage"})
+        if checked[run.row.tag]:
+            run.status, run.reason = SKIPPED, checked[run.row.tag]
+    return out
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+def _summaries(runs: list[PlannedRun]):
+    import pandas as pd
+
+    frames, paired = [], []
+    for run in runs:
+        path = run.folder / "summary.csv"
+        if not (run.done and path.is_file()):
+            continue
+        summary = pd.read_csv(path)
+        if run.row.label:
+            summary["method"] = run.row.label
+        frames.append(summary)
+        if (run.folder / "samples.csv").is_file():
+            paired.append((summary.iloc[0].to_dict(), pd.read_csv(run.folder / "samples.csv")))
+    return frames, paired
+
+
+def render(
+    spec: TableSpec, runs: list[PlannedRun], table_dir: Path, targets: Sequence[float]
+) -> dict[str, Path]:
+    """table.{md,csv,tex} beside the paper's rows, paired.csv (two or more methods), comparison.png."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.captions import caption_for
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
+    from smoacs_bench.evaluation.comparison import plot_comparison
+    from smoacs_bench.evaluation.io import atomic_write_text, write_csv
+    from smoacs_bench.evaluation.render import render_table
+
+    table_dir.mkdir(parents=True, exist_ok=True)
+    frames, paired = _summaries(runs)
+    margins = sorted({r.margin for r in runs})
+    paper = paper_frame(spec, targets, margins)
+    parts = [f for f in [*frames, paper] if not f.empty]
+    files: dict[str, Path] = {}
+    if not parts:
+        text = f"No run of {spec.id} finished and the paper has no rows for it; see report.md.\n"
+        atomic_write_text(table_dir / "table.md", text)
+        return {"table_md": table_dir / "table.md"}
+    df = pd.concat(parts, ignore_index=True)
+    md = render_table(df, spec.layout, "md")
+    md = md.rstrip("\n") + "\n\n" + caption_for(spec.layout, df, with_paper=not paper.empty) + "\n"
+    labels = {s.get("method") for s, _ in paired}
+    if spec.layout != "diversity" and len(labels) >= 2:
+        diffs = paired_differences(paired)
+        if not diffs.empty:
+            md += "\n" + differences_markdown(diffs)
+            write_csv(diffs, table_dir / "paired.csv")
+            files["paired"] = table_dir / "paired.csv"
+    for fmt, text in (
+        ("md", md),
+        ("csv", render_table(df, spec.layout, "csv")),
+        ("tex", render_table(df, spec.layout, "tex")),
+    ):
+        atomic_write_text(table_dir / f"table.{fmt}", text)
+        files[f"table_{fmt}"] = table_dir / f"table.{fmt}"
+    plot_comparison(df, table_dir / "comparison.png")
+    files["plot"] = table_dir / "comparison.png"
+    return files
+
+
+def _status_table(runs: list[PlannedRun]) -> list[str]:
+    lines = [
+        "| run | method | target (eV) | margin (eV) | seed | status | wall (s) | note |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for r in runs:
+        wall = "" if r.wall_s is None else f"{float(r.wall_s):.1f}"
+        note = "see Skipped and failed" if r.reason else r.note
+        lines.append(
+            f"| {r.key} | {r.row.label or r.row.method} | {r.target:g} | {r.margin:g} | {r.seed} | "
+            f"{r.status} | {wall} | {note.replace('|', '/')} |"
+        )
+    return lines
+
+
+def write_report(spec: TableSpec, result: ReproduceResult, request: str, executor: str) -> Path:
+    """report.md: the request, what ran / was reused / was skipped and why, wall times, the table, the plot."""
+    from smoacs_bench.evaluation.io import atomic_write_text
+
+    runs = result.runs
+    lines = [f"# {spec.id}: {spec.title}", "", f"Request: `{request}`", ""]
+    if spec.note:
+        lines += [f"Note: {spec.note}.", ""]
+    if spec.is_sampling:
+        n = runs[0].n_samples if runs else spec.samples
+        lines += [
+            f"Task `{spec.task}`; targets {', '.join(f'{t:g}' for t in sorted({r.target for r in runs}))} eV; "
+            f"margins {', '.join(f'{m:g}' for m in sorted({r.margin for r in runs}))} eV; {n} samples; seeds "
+            f"{', '.join(map(str, sorted({r.seed for r in runs})))}; selection `{spec.selection}`; "
+            f"layout `{spec.layout}`; paper table {spec.paper or '-'}; executor {executor}.",
+            "",
+        ]
+    ran_wall = sum(float(r.wall_s or 0) for r in result.ran)
+    lines += [
+        "## What happened",
+        "",
+        f"- ran: {len(result.ran)} run(s), {ran_wall:.1f} s of unit wall time "
+        f"(estimated beforehand: {format_seconds(result.estimate_s)} on 2 CPU cores)",
+        f"- reused: {len(result.reused)} complete run(s) with the same settings (not re-run)",
+        f"- skipped: {len(result.skipped)}",
+        f"- failed: {len(result.failed)}",
+        f"- wall time of this call: {result.wall_s:.1f} s",
+        "",
+    ]
+    why: dict[tuple[str, str], int] = {}
+    for r in result.skipped + result.failed:
+        why[(f"{r.row.tag} ({r.status})", r.reason)] = why.get((f"{r.row.tag} ({r.status})", r.reason), 0) + 1
+    if why:
+        lines += ["## Skipped and failed", ""]
+        lines += [f"- {who}, {k} run(s): {reason}" for (who, reason), k in why.items()]
+        lines.append("")
+    for note in result.notes:
+        lines += [f"- {note}"]
+    if result.notes:
+        lines.append("")
+    if runs:
+        lines += [
+            "## Runs",
+            "",
+            *_status_table(runs),
+            "",
+            "Wall: the unit's time in this call for runs that ran; for reused runs the stored run's method "
+            "time (config.json).",
+            "",
+        ]
+    table = result.files.get("table_md")
+    if table and table.is_file():
+        lines += ["## Table", "", table.read_text().rstrip("\n"), ""]
+    if "plot" in result.files:
+        lines += ["## Plot", "", f"![success rate per method and target]({result.files['plot'].name})", ""]
+    names = [p.name for k, p in result.files.items() if k != "report"]
+    lines += [
+        "Files: "
+        + ", ".join(f"[{n}]({n})" for n in names)
+        + (", runs under `" + str(result.out_dir / "runs") + "`" if runs else ""),
+        "",
+    ]
+    path = result.table_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+# -- Table 1 ---------------------------------------------------------------------------------------------------
+def _reproduce_heldout(spec: TableSpec, out: Path, request: str, t0: float) -> ReproduceResult:
+    """Table 1 through the existing held-out check of the default FTCP model (``smoacs-bench heldout``)."""
+    from smoacs_bench.evaluation.io import atomic_write_text
+
+    table_dir = out / spec.id
+    md = table_dir / "table.md"
+    notes, files = [], {}
+    if md.is_file():
+        notes.append(f"reused {md.name} (delete it to compute again)")
+        files["table_md"] = md
+    else:
+        try:
+            from smoacs_bench.methods.ftcp.heldout import heldout, heldout_markdown
+            from smoacs_bench.methods.ftcp.model import TRAIN_HINT, default_model_folder, load_model
+
+            folder = default_model_folder()
+            if folder is None:
+                raise FileNotFoundError(f"no FTCP model folder (train one with `{TRAIN_HINT}`)")
+            text = heldout_markdown(heldout(str(folder)), load_model(folder).trained_on)
+            atomic_write_text(md, text)
+            files["table_md"] = md
+            notes.append(f"ran `{spec.command}` (held-out MAE of {folder})")
+        except (ImportError, FileNotFoundError, ValueError) as err:
+            notes.append(f"not run by reproduce: {_one_line(err)}; the command is `{spec.command}`")
+    result = ReproduceResult(
+        spec.id, out, table_dir, [], files, round(time.perf_counter() - t0, 1), estimate_seconds(spec), notes
+    )
+    table_dir.mkdir(parents=True, exist_ok=True)
+    result.files["report"] = write_report(spec, result, request, "in-process")
+    return result
+
+
+# -- the entry point -------------------------------------------------------------------------------------------
+def reproduce(
+    table_id: str,
+    out_dir: str | Path,
+    samples: int | None = None,
+    seeds: int | Sequence[int] | None = None,
+    methods: Iterable[str] | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    targets: Iterable[float] | None = None,
+    crossjudge: bool = True,
+    budget: int | Mapping[str, int] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    request: str | None = None,
+) -> ReproduceResult:
+    """Run the missing units of paper table ``table_id`` into ``out_dir`` and render it beside the paper.
+
+    ``samples``, ``seeds`` (a count N for seeds 0..N-1, or a list), ``methods`` (registered names or row tags)
+    and ``targets`` (eV, a subset of the table's) reduce or change the spec's defaults; ``budget`` sets the
+    steps/trials of every method that counts them (or per method: ``{"smoacs": 3, "tpe": 3}``); ``options``
+    adds method options (``{"ftcp": {"model": DIR}}``). A second call with the same arguments does no work.
+    """
+    t0 = time.perf_counter()
+    spec = get_spec(table_id)
+    out = Path(out_dir).resolve()
+    methods = list(methods) if methods is not None else None
+    targets = list(targets) if targets is not None else None
+    if request is None:
+        args = {
+            "samples": samples,
+            "seeds": seeds,
+            "methods": methods,
+            "targets": targets,
+            "budget": budget,
+            "options": options,
+            "crossjudge": None if crossjudge else False,
+        }
+        request = (
+            f"reproduce({spec.id!r}, {str(out_dir)!r}"
+            + "".join(f", {k}={v!r}" for k, v in args.items() if v is not None)
+            + ")"
+        )
+    if not spec.is_sampling:
+        return _reproduce_heldout(spec, out, request, t0)
+    executor = executor or InProcess()
+    runs = plan(spec, out, samples, seeds, methods, targets, budget, options, progress)
+    todo = [r for r in runs if r.status == TO_RUN]
+    estimate = sum(
+        run_seconds(
+            r.row.method, r.task, r.n_samples, r.config.get("steps", r.config.get("trials")), crossjudge
+        )
+        for r in todo
+    )
+    if progress:
+        print(
+            f"[reproduce] {spec.id}: {len(todo)} run(s) to do (about {format_seconds(estimate)} on 2 CPU cores), "
+            f"{sum(r.status == REUSED for r in runs)} reused, {sum(r.status == SKIPPED for r in runs)} skipped; "
+            f"executor {executor.describe()}",
+            flush=True,
+        )
+    units = [
+        Unit(
+            run_planned,
+            (r.row.method, r.task, r.target, r.margin, r.n_samples, r.seed, str(r.folder), r.config),
+            {"label": r.row.label, "crossjudge": crossjudge, "progress": progress},
+            key=r.key,
+        )
+        for r in todo
+    ]
+    notes: list[str] = []
+    if units:
+        try:
+            results = executor.map(units)
+        except UnitFailed as err:  # the executor itself broke (a worker died, the cluster went away)
+            notes.append(f"the executor stopped: {_one_line(err)}")
+            results = [
+                {"status": RAN if _stored_settings(r.folder) else FAILED, "reason": _one_line(err)}
+                for r in todo
+            ]
+        for run, res in zip(todo, results, strict=True):
+            run.status = res["status"]
+            run.reason = res.get("reason", "") if run.status == FAILED else ""
+            run.wall_s = res.get("wall_s")
+    files = render(spec, runs, out / spec.id, resolve_targets(spec, targets))
+    result = ReproduceResult(
+        spec.id, out, out / spec.id, runs, files, round(time.perf_counter() - t0, 1), estimate, notes
+    )
+    result.files["report"] = write_report(spec, result, request, executor.describe())
+    return result
+
+
+def list_tables() -> list[tuple[str, str, float]]:
+    """(id, description, estimated seconds at the spec's defaults on 2 CPU cores) of every table spec."""
+    return [(s.id, s.title + (f" [{s.command}]" if s.command else ""), estimate_seconds(s)) for s in SPECS]
+
+
+# -- command line ----------------------------------------------------------------------------------------------
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``reproduce`` subcommand to ``smoacs-bench``'s subparsers."""
+    p = subparsers.add_parser(
+        "reproduce",
+        help="run a paper table's experiments (what is missing) and render it beside the paper's numbers",
+    )
+    p.add_argument(
+        "table", nargs="?", help="table id: table2, table3, table4, tableA2 ... tableA16 (see --list)"
+    )
+    p.add_argument("--list", action="store_true", help="list the tables with their estimated time and exit")
+    p.add_argument("--samples", type=int, help="samples per run (default: the table's, 256 for most)")
+    p.add_argument("--seeds", help="N for seeds 0..N-1, or a comma list such as 0,1,2 (default: the table's)")
+    p.add_argument("--methods", help="comma list of methods or row tags to run (default: the table's)")
+    p.add_argument("--targets", help="comma list of target band gaps in eV, a subset of the table's")
+    p.add_argument(
+        "--budget", type=int, help="steps (SMOACS) / trials (TPE) of every method, for quick checks"
+    )
+    p.add_argument("--workers", type=int, help="run units in N local processes")
+    p.add_argument("--scheduler", help="run units on a Dask cluster (scheduler address tcp://host:8786)")
+    p.add_argument(
+        "--out", default="reproduce", help="root folder: runs/ and one folder per table (default ./reproduce)"
+    )
+    p.add_argument("--no-crossjudge", action="store_true", help="skip the independent formation-energy judge")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+    return p
+
+
+def _seeds_arg(text: str | None) -> int | list[int] | None:
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        return [int(s) for s in text.split(",") if s.strip()] if "," in text else int(text)
+    except ValueError:
+        raise ValueError(f"--seeds expects N or a comma list of integers, got {text!r}") from None
+
+
+def _targets_arg(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--targets expects a comma list of numbers (eV), got {text!r}") from None
+
+
+def _print_list() -> None:
+    rows = list_tables()
+    width = max(len(r[0]) for r in rows)
+    print(
+        f"{'table':<{width}}  {'estimate':>9}  description (estimates: serial, 2 CPU cores, the table's defaults)"
+    )
+    for tid, text, seconds in rows:
+        print(f"{tid:<{width}}  {format_seconds(seconds):>9}  {text}")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``smoacs-bench reproduce``: user errors are one line on stderr and exit status 1."""
+
+    def fail(msg: str) -> int:
+        print(f"smoacs-bench reproduce: {msg}", file=sys.stderr)
+        return 1
+
+    if args.list:
+        _print_list()
+        return 0
+    if not args.table:
+        return fail("name a table (e.g. table3) or use --list")
+    for flag in ("samples", "workers", "budget"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            return fail(f"--{flag} must be >= 1, got {value}")
+    try:
+        spec = get_spec(args.table)
+        seeds = _seeds_arg(args.seeds)
+        targets = _targets_arg(args.targets)
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+        executor = get_executor(args.workers, args.scheduler)
+        result = reproduce(
+            spec.id,
+            args.out,
+            samples=args.samples,
+            seeds=seeds,
+            methods=methods,
+            executor=executor,
+            progress=not args.no_progress,
+            targets=targets,
+            crossjudge=not args.no_crossjudge,
+            budget=args.budget,
+            request="smoacs-bench " + " ".join(sys.argv[1:]),
+        )
+    except (ValueError, FileNotFoundError) as err:
+        return fail(_one_line(err))
+    for key, what in (("table_md", "table"), ("plot", "plot"), ("report", "report")):
+        if key in result.files:
+            print(f"{what}: {result.files[key]}")
+    print(
+        f"{len(result.ran)} ran, {len(result.reused)} reused, {len(result.skipped)} skipped, "
+        f"{len(result.failed)} failed ({result.wall_s:.0f} s)"
+    )
+    if result.failed:
+        return fail(f"{len(result.failed)} run(s) failed; see {result.files['report']}")
+    return 0

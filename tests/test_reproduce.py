@@ -1,0 +1,151 @@
+"""``smoacs-bench reproduce``: the table specs, one tiny reproduction, reuse, skips and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+import pytest
+
+from smoacs_bench.benchmark.experiments import SPECS, TABLES, estimate_seconds, get_spec, paper_frame
+from smoacs_bench.benchmark.reproduce import add_parser, cmd_reproduce, list_tables, reproduce
+from smoacs_bench.data.task import TASKS
+from smoacs_bench.evaluation.comparison import comparison_figure
+from smoacs_bench.evaluation.layouts import LAYOUTS
+from smoacs_bench.evaluation.paper import MAIN_SUBSETS, PAPER_FILES
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser()
+    add_parser(ap.add_subparsers(dest="command"))
+    return ap.parse_args(["reproduce", *argv])
+
+
+def test_every_spec_is_consistent_and_listed():
+    ids = {s.id for s in SPECS}
+    assert {
+        "table1",
+        "table2",
+        "table3",
+        "table4",
+        "tableA2",
+        "tableA3",
+        "tableA4",
+        "tableA5",
+        "tableA6",
+        "tableA10",
+        "tableA11",
+        "tableA15",
+        "tableA16",
+    } <= ids
+    for spec in SPECS:
+        if not spec.is_sampling:
+            assert "heldout" in spec.command
+            continue
+        assert spec.task in TASKS and spec.layout in LAYOUTS and spec.runs
+        assert spec.paper in {*PAPER_FILES, *MAIN_SUBSETS, "A.11"}
+        assert not paper_frame(spec).empty, spec.id  # the published rows are found at the spec's targets
+    listed = list_tables()
+    assert [row[0] for row in listed] == [s.id for s in SPECS]
+    assert all(seconds > 0 and text for _, text, seconds in listed)
+    assert get_spec("A.10") is get_spec("Table A10") is TABLES["tableA10"] and get_spec("3").id == "table3"
+    # the measured figures: SMOACS 60 s, TPE 350 s per 64 studies, FTCP 30 s, cross-judge 12 s per 256
+    expected = 9 * (60 + 4 * 350 + 30) + 27 * 12
+    assert math.isclose(estimate_seconds(get_spec("table3")), expected)
+    assert math.isclose(
+        estimate_seconds(get_spec("table3"), samples=64, seeds=1, methods=["tpe"], crossjudge=False), 3 * 350
+    )
+
+
+def test_cli_errors_are_one_line(capsys):
+    assert cmd_reproduce(_parse(["tableZ9", "--out", "unused"])) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown table 'tableZ9'" in err and "Traceback" not in err
+    assert cmd_reproduce(_parse(["table3", "--targets", "1.7"])) == 1
+    assert "not among table3's targets" in capsys.readouterr().err
+    assert cmd_reproduce(_parse([])) == 1
+    assert cmd_reproduce(_parse(["--list"])) == 0
+    out = capsys.readouterr().out
+    assert all(s.id in out for s in SPECS)
+
+
+def test_comparison_plot_has_bars_intervals_and_paper_markers():
+    rows = [
+        {
+            "method": m,
+            "task": "perovskite",
+            "target_bg": 1.5,
+            "margin": 0.04,
+            "n_samples": 64,
+            "seed": 0,
+            "success": v,
+        }
+        for m, v in (("SMOACS(MEGNet)", 0.4), ("TPE(MEGNet)", 0.1))
+    ]
+    df = pd.concat([pd.DataFrame(rows), paper_frame(get_spec("table3"), [1.5])], ignore_index=True)
+    fig = comparison_figure(df)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["SMOACS(MEGNet)", "TPE(MEGNet)"] and "S(Cry) (paper)" in legend
+    assert "perovskite" in ax.get_title() and "0.04 eV" in ax.get_title()
+    assert "(eV)" in ax.get_xlabel() and "success rate" in ax.get_ylabel()
+
+
+@pytest.mark.usefixtures("model_dir")
+def test_tiny_table3_runs_once_reuses_and_skips(tmp_path):
+    kwargs = dict(
+        samples=4,
+        seeds=1,
+        methods=["smoacs", "tpe", "ftcp"],
+        targets=[1.5],
+        progress=False,
+        crossjudge=False,
+        budget=3,
+        options={"ftcp": {"model": str(tmp_path / "no-model")}},
+    )
+    first = reproduce("table3", tmp_path, **kwargs)
+    assert [r.row.method for r in first.ran] == ["smoacs", "tpe"], [(r.key, r.reason) for r in first.failed]
+    assert first.ran[0].key == "smoacs_bg1.5_m0.04_s0_n4_steps3"
+    assert [r.row.method for r in first.skipped] == ["ftcp"]
+    for key in ("table_md", "table_csv", "table_tex", "plot", "report", "paired"):
+        assert first.files[key].is_file(), key
+    table = pd.read_csv(first.files["table_csv"])
+    assert {"SMOACS(MEGNet)", "TPE(MEGNet)"} <= set(table["method"])
+    assert (table["source"] == "paper").any() and table["method"].str.endswith("(paper)").any()
+    report = first.files["report"].read_text()
+    assert "FTCP model folder" in report and "no-model" in report  # the loader's reason
+    assert "comparison.png" in report and "Paired bootstrap" in first.files["table_md"].read_text()
+
+    configs = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("config.json")}
+    assert len(configs) == 2
+    second = reproduce("table3", tmp_path, **kwargs)
+    assert not second.did_work and len(second.reused) == 2 and len(second.skipped) == 1
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("config.json")} == configs
+    assert "reused: 2" in second.files["report"].read_text()
+
+
+def test_a_row_without_weights_is_skipped_with_the_loaders_reason(tmp_path, monkeypatch):
+    """Crystalformer rows (Table A.15's S(Cry)) without official weights: skipped, not a crash; the
+    download is refused here so that the test never fetches anything."""
+    from smoacs_bench.benchmark.reproduce import SKIPPED, plan
+    from smoacs_bench.methods.predictors import crystalformer
+
+    def offline(dest_dir):
+        raise OSError("offline (test)")
+
+    monkeypatch.setenv("SMOACS_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(crystalformer, "_download_weights", offline)
+    runs = plan(get_spec("tableA15"), tmp_path, samples=4, seeds=1, methods=["smoacs-cry"], targets=[0.5])
+    assert len(runs) == 1 and runs[0].status == SKIPPED and runs[0].margin == 0.2
+    assert "Crystalformer checkpoint" in runs[0].reason and "offline (test)" in runs[0].reason
+    with pytest.raises(ValueError, match="unknown method 'smaocs'"):
+        plan(get_spec("table3"), tmp_path, methods=["smaocs"])
+
+
+def test_table1_is_the_heldout_check_and_reports_why_it_did_not_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOACS_FTCP_MODEL", str(tmp_path / "no-model"))
+    result = reproduce("table1", tmp_path, progress=False)
+    report = result.files["report"].read_text()
+    assert not result.runs and "not run by reproduce" in report and "no-model" in report
+    assert "smoacs-bench heldout --model models/ftcp-perov_5" in report
