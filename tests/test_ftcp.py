@@ -247,3 +247,22 @@ def test_heldout_report(tiny_model, data_dir):
     assert 0 <= h.element_accuracy <= 1 and 0 <= h.site_count_accuracy <= 1
     text = heldout_markdown(h, "perov_5")
     assert "| FTCP(perov_5) property branch |" in text and "heat_ref is not" in text
+
+
+def test_tensorflow_backend_trains_when_installed():
+    """The ``tensorflow`` extra: the same network builds and takes a training step under KERAS_BACKEND=tensorflow."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed (pip install '.[tensorflow]')")
+    code = ("import numpy as np\n"
+            "from smoacs_bench.methods.ftcp.network import FTCPVAE, keras\n"
+            "assert keras.backend.backend() == 'tensorflow'\n"
+            "m = FTCPVAE(); m.compile(optimizer=keras.optimizers.RMSprop(1e-4))\n"
+            "h = m.fit(np.random.rand(8, 240, 63).astype('float32'), np.random.rand(8, 2).astype('float32'),"
+            " batch_size=8, epochs=1, verbose=0)\n"
+            "print(h.history['loss'][0])\n")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert np.isfinite(float(res.stdout.strip().splitlines()[-1]))
