@@ -4,13 +4,13 @@
 
 Training speed is measured on 1024 random (240, 63) matrices for 2 epochs of batch 256 (the per-epoch
 time of a real run scales with its training-set size: perov_5's 80 % split is 5,213 crystals) and also
-read from the model's history.csv. Needs $SMOACS_DATA_DIR (the model's dataset) and $SMOACS_MODEL_DIR.
+read from the model's history.json. Needs $SMOACS_DATA_DIR (the model's dataset) and $SMOACS_MODEL_DIR.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import time
 from pathlib import Path
 
@@ -44,9 +44,9 @@ def main() -> None:
     per = (time.perf_counter() - t0) / 2
     print(f"training: {per:.2f} s per epoch of 1024 crystals ({per / 4:.3f} s per batch of 256); "
           f"perov_5 (5,213 training crystals) ≈ {per * 5213 / 1024:.1f} s/epoch")
-    hist = Path(args.model) / "history.csv"
+    hist = Path(args.model) / "history.json"
     if hist.is_file():
-        secs = [float(r["seconds"]) for r in csv.DictReader(open(hist))]
+        secs = [float(r["seconds"]) for r in json.loads(hist.read_text())]
         print(f"{hist}: {len(secs)} epochs, median {np.median(secs):.1f} s/epoch, total {sum(secs) / 60:.1f} min")
 
     method = FTCP(model=args.model, device=dev, progress=False)

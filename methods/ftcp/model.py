@@ -8,7 +8,7 @@ Folder layout (written by :func:`~.train.train`)::
     scaler_y.json     min/max of each property on the training split
     split.json        material ids of the train/val/test split (seeded 80/10/10)
     manifest.json     data, split, epochs, command, sha256 of every file
-    history.csv       loss per epoch
+    history.json      loss, validation loss and seconds per epoch
     checkpoint/       the last epoch's weights and optimiser state (for resuming; not needed to sample)
 """
 

@@ -13,7 +13,6 @@ paper trained with a fixed 1e-4.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -239,12 +238,9 @@ def train(dataset: str, out: str | os.PathLike, epochs: int = 200, batch_size: i
             _save_checkpoint(folder, vae, epoch + 1, history)
     save_weights(vae, folder / "weights.npz.tmp.npz", float16=float16)
     os.replace(folder / "weights.npz.tmp.npz", folder / "weights.npz")
-    with open(folder / "history.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["epoch", "loss", "val_loss", "seconds"])
-        w.writeheader()
-        w.writerows(history)
+    _atomic_write_text(folder / "history.json", json.dumps(history, indent=0))
     (folder / "skipped.txt").write_text("\n".join(load_problems + rep.problems) + ("\n" if rep.problems else ""))
-    files = ["config.json", "weights.npz", "scaler_x.npz", "scaler_y.json", "split.json", "history.csv"]
+    files = ["config.json", "weights.npz", "scaler_x.npz", "scaler_y.json", "split.json", "history.json"]
     manifest = {
         "data": {"dataset": dataset, "limit": limit, "rows_read": len(records) + len(load_problems),
                  "represented": len(rep.ids), "skipped": dict(rep.skipped), "unreadable": len(load_problems)},
