@@ -44,7 +44,8 @@ def heldout(folder: str, split: str = "test", data_path: str | None = None, devi
     y_hat = model.predict_from_latent(z)
     mae_ftcp = tuple(float(v) for v in np.mean(np.abs(y_hat - rep.y), axis=0))
     bg_model, ef_model = load_pair(*DEFAULT_PAIR, device)
-    structures = [r.structure for r in records if r.material_id in set(rep.ids)]
+    kept = [r for r in records if r.material_id in set(rep.ids)]   # represented rows, in rep's order
+    structures = [r.structure for r in kept]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ef = ef_model.predict_structures(structures)
@@ -57,7 +58,7 @@ def heldout(folder: str, split: str = "test", data_path: str | None = None, devi
     rec_el = np.argmax(recon[:, :N_ELEMENTS, :lay.max_elms], axis=1)
     present = rep.matrices[:, :N_ELEMENTS, :lay.max_elms].sum(axis=1) > 0
     element_acc = float((true_el == rec_el)[present].mean())
-    n_sites = [len(r.structure) for r in records if r.material_id in set(rep.ids)]
+    n_sites = [len(s) for s in structures]
     counts, coord_err = [], []
     for i, n in enumerate(n_sites):
         counts.append(len(decode(recon[i], lay).species) == n)
