@@ -7,6 +7,7 @@ examples:
   smoacs-bench table --runs runs/s15 runs/t15 runs/f15 --with-paper
   smoacs-bench evaluate my_cifs/*.cif --task free --target-bg 1.5 --out judged.csv
   smoacs-bench train ftcp --dataset perov_5 --epochs 200 --out models/my-ftcp
+  smoacs-bench train crystalformer --dataset perov_5 --target e_form --out models/cry-perov_5-e_form
   smoacs-bench heldout --model models/ftcp-perov_5
 
 Models: $SMOACS_MODEL_DIR (matgl/, cdvae-mp20/, crystalformer/, alignn/); data: $SMOACS_DATA_DIR (perov_5/, ...).
@@ -87,21 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
     tab.add_argument("--out", help="write to this file instead of printing")
     tab.set_defaults(func=cmd_table)
 
-    tr = sub.add_parser("train", help="train a method's own model (FTCP's VAE) on a dataset")
-    tr.add_argument("method", help="a method with a model to train (ftcp)")
-    tr.add_argument("--dataset", required=True, help="perov_5, megnet, or any CDVAE-format folder in $SMOACS_DATA_DIR")
-    tr.add_argument("--epochs", type=int, default=200, help="epochs (default 200, the paper's)")
-    tr.add_argument("--batch-size", type=int, default=256)
-    tr.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4, the paper's)")
+    tr = sub.add_parser(
+        "train", help="train FTCP's VAE, or a Crystalformer / ALIGNN predictor, on a dataset",
+        description="Train a model on a dataset; a killed run resumes in the same --out folder. "
+                    "Defaults are each model's published recipe (FTCP: 200 epochs, batch 256, lr 1e-4; "
+                    "crystalformer: 500, 128, 5e-4; alignn: 300, 64, 1e-3).")
+    tr.add_argument("method", help="ftcp (a method's own model), or a predictor: crystalformer, alignn")
+    tr.add_argument("--dataset", required=True,
+                    help="perov_5, megnet, a CDVAE-format folder (train/val/test.csv) or a MEGNet-format .json")
+    tr.add_argument("--target", choices=["e_form", "bandgap"],
+                    help="predictors only: formation energy (eV/atom) or band gap (eV)")
+    tr.add_argument("--split", help="predictors only: reuse this split.json (e.g. an FTCP model's) for the split")
+    tr.add_argument("--epochs", type=int, help="epochs (default: the model's recipe)")
+    tr.add_argument("--batch-size", type=int, help="crystals per batch (default: the model's recipe)")
+    tr.add_argument("--lr", type=float, help="peak learning rate (default: the model's recipe)")
     tr.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
     tr.add_argument("--limit", type=int, help="read only the first N rows of each dataset file")
-    tr.add_argument("--float16", action="store_true", help="store the final weights as float16 (half the size)")
+    tr.add_argument("--device", help="torch device for predictors (default: cuda when available, else cpu)")
+    tr.add_argument("--float16", action="store_true", help="FTCP: store the final weights as float16 (half the size)")
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("--out", required=True, help="model folder (a killed run resumes there)")
     tr.set_defaults(func=cmd_train)
 
-    ho = sub.add_parser("heldout", help="held-out MAE and reconstruction of a trained FTCP model (Table 1 row)")
-    ho.add_argument("--model", required=True, help="FTCP model folder")
+    ho = sub.add_parser("heldout", help="held-out MAE of a trained model: FTCP or a predictor (Table 1 row)")
+    ho.add_argument("--model", required=True, help="a folder written by `smoacs-bench train`")
     ho.add_argument("--split", choices=["test", "val", "train"], default="test")
     ho.add_argument("--out", help="write the Markdown table here (default: print)")
     ho.set_defaults(func=cmd_heldout)
@@ -132,16 +142,31 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from smoacs_bench.methods.predictors.training import RECIPES, train_predictor
     from smoacs_bench.methods.registry import get_method_class
 
+    command = "smoacs-bench " + " ".join(sys.argv[1:])
     try:
-        cls = get_method_class(args.method)
+        if args.method in RECIPES:
+            if args.target is None:
+                raise ValueError(f"training {args.method} needs --target e_form or --target bandgap")
+            train_predictor(args.method, args.dataset, args.target, args.out, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, limit=args.limit,
+                            split=args.split, device=args.device, progress=not args.no_progress, command=command)
+            return 0
+        try:
+            cls = get_method_class(args.method)
+        except ValueError:
+            raise ValueError(f"nothing to train called {args.method!r}; trainable: ftcp, {', '.join(RECIPES)}, "
+                             "or a plugin method with a model") from None
         if not cls.trainable:
-            raise ValueError(f"method {args.method!r} has no model to train")
-        cls.train_model(args.dataset, args.out, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                        lr=args.lr, limit=args.limit, float16=args.float16, progress=not args.no_progress,
-                        command="smoacs-bench " + " ".join(sys.argv[1:]))
-    except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"method {args.method!r} has no model to train; trainable: ftcp, {', '.join(RECIPES)}")
+        if args.target or args.split:
+            raise ValueError("--target and --split apply to predictors (crystalformer, alignn) only")
+        options = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
+        cls.train_model(args.dataset, args.out, epochs=args.epochs or 200, seed=args.seed, limit=args.limit,
+                        float16=args.float16, progress=not args.no_progress, command=command, **options)
+    except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"smoacs-bench train: {err}", file=sys.stderr)
         return 1
     return 0
@@ -153,8 +178,13 @@ def cmd_heldout(args: argparse.Namespace) -> int:
     from smoacs_bench.methods.ftcp.model import load_model
 
     try:
-        trained_on = load_model(args.model).trained_on
-        text = heldout_markdown(heldout(args.model, args.split), trained_on, args.split)
+        if (Path(args.model) / "trainer.json").is_file():
+            from smoacs_bench.methods.predictors.training import heldout_predictor, heldout_predictor_markdown
+
+            text = heldout_predictor_markdown([heldout_predictor(args.model, args.split)], args.split)
+        else:
+            trained_on = load_model(args.model).trained_on
+            text = heldout_markdown(heldout(args.model, args.split), trained_on, args.split)
     except (ValueError, FileNotFoundError) as err:
         print(f"smoacs-bench heldout: {err}", file=sys.stderr)
         return 1

@@ -2,8 +2,8 @@
 
 A :class:`Unit` is one call of a function with its arguments; the benchmark's unit is one call of
 :func:`~smoacs_bench.benchmark.runner.run_experiment` (one method run on one task, target and seed, written
-to its own folder): :func:`experiment` builds one, :func:`protocol_units` the grid of
-``results/run_protocol.sh``. Units share nothing: each is seeded by its own arguments and writes its own
+to its own folder): :func:`experiment` builds one; ``smoacs-bench reproduce`` plans a table's grid of them.
+Units share nothing: each is seeded by its own arguments and writes its own
 folder, so they may run in any order and anywhere.
 
 - :class:`InProcess` (the default): one after another, here;
@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import multiprocessing
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,34 +213,3 @@ def experiment(
         {"method_config": dict(method_config or {}), **run_options},
         key=f"{method}-{task}-bg{target_bg:g}-seed{seed}",
     )
-
-
-def protocol_units(
-    method: str,
-    task: str,
-    n_samples: int,
-    seeds: Iterable[int],
-    out_root: str | Path,
-    targets: Iterable[float] = (0.5, 1.5, 2.5),
-    margin: float = 0.04,
-    method_config: dict[str, Any] | None = None,
-    **run_options: Any,
-) -> list[Unit]:
-    """The units of ``results/run_protocol.sh``: one per seed and target, written to
-    ``out_root/seed<k>/bg<target>/``."""
-    targets = list(targets)
-    return [
-        experiment(
-            method,
-            task,
-            bg,
-            margin,
-            n_samples,
-            seed,
-            Path(out_root) / f"seed{seed}" / f"bg{bg:g}",
-            method_config,
-            **run_options,
-        )
-        for seed in seeds
-        for bg in targets
-    ]

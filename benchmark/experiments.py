@@ -22,7 +22,7 @@ from smoacs_bench.data.task import get_task
 
 MAIN_TARGETS: tuple[float, ...] = (0.5, 1.5, 2.5)  # eV, Tables 2-4
 APPENDIX_TARGETS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # eV, Tables A.2-A.6
-PROTOCOL_SEEDS: tuple[int, ...] = (0, 1, 2)  # results/run_protocol.sh: rows pool three seeds
+PROTOCOL_SEEDS: tuple[int, ...] = (0, 1, 2)  # the tables' rows pool three seeds
 
 # Band-gap MAE of the paper's predictors (Table 1, eV), the margins of Tables A.15/A.16 as printed there.
 MARGIN_CRYSTALFORMER = 0.20
@@ -135,10 +135,11 @@ def lam_label(lam: float) -> str:
 SPECS: tuple[TableSpec, ...] = (
     TableSpec(
         "table1",
-        "Predictor MAE on held-out data (FTCP property branch beside MEGNet)",
+        "Predictor MAE on held-out data (FTCP branch, Crystalformer/ALIGNN trained here, MEGNet)",
         command="smoacs-bench heldout --model models/ftcp-perov_5",
-        note="not a sampling experiment: the held-out MAE of a trained FTCP model; the paper's Crystalformer "
-        "and ALIGNN rows need their weights and the MEGNet dataset",
+        note="not a sampling experiment: the held-out MAE of the FTCP model and of the predictors trained in "
+        "models/ by `smoacs-bench train crystalformer|alignn`; scoring the paper's published Crystalformer and "
+        "ALIGNN checkpoints needs their weights and the MEGNet dataset",
     ),
     TableSpec(
         "table2",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -175,6 +176,14 @@ def _suffix(budget_name: str | None, budget: int | None, user: Mapping[str, Any]
     return out
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (reports read the same anywhere)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
@@ -216,8 +225,8 @@ def _stored_settings(folder: Path) -> dict[str, Any] | None:
 def plan(
     spec: TableSpec,
     out_dir: Path,
-    samples: int | None = None,
-    seeds: int | Sequence[int] | None = None,
+    samples: int | Mapping[str, int] | None = None,
+    seeds: int | Sequence[int] | Mapping[str, int | Sequence[int]] | None = None,
     methods: Iterable[str] | None = None,
     targets: Iterable[float] | None = None,
     budget: int | Mapping[str, int] | None = None,
@@ -225,18 +234,21 @@ def plan(
     progress: bool = True,
 ) -> list[PlannedRun]:
     """Every unit of ``spec`` at these settings, each marked reused (complete with the same settings),
-    skipped (with why) or to run. ValueError for an invalid request (unknown target, samples < 1)."""
+    skipped (with why) or to run. ValueError for an invalid request (unknown target, samples < 1).
+
+    ``samples``, ``seeds``, ``budget`` and ``options`` take one value for every row or a mapping by row tag or
+    method name (``{"smoacs": 256, "tpe": 64}``); rows missing from a mapping get the table's default."""
     from smoacs_bench.methods import get_method_class
 
-    from .runner import _settings, method_options
+    from .runner import _settings, method_options, same_run
 
-    n = int(samples or spec.samples)
-    if n < 1:
-        raise ValueError(f"samples must be >= 1, got {n}")
-    seed_list = resolve_seeds(spec, seeds)
     target_list = resolve_targets(spec, targets)
     out: list[PlannedRun] = []
     for row in select_runs(spec, methods):
+        n = int(_for_row(samples, row) or spec.samples)
+        if n < 1:
+            raise ValueError(f"samples must be >= 1, got {n}")
+        seed_list = resolve_seeds(spec, _for_row(seeds, row))
         reason, cls, config = "", None, dict(row.config())
         try:
             cls = get_method_class(row.method)
@@ -281,16 +293,10 @@ def plan(
                     if cls.state_dir:
                         run.config.setdefault("storage", str(folder / cls.state_dir))
                     expected = _settings(
-                        row.method,
-                        spec.task,
-                        run.target,
-                        run.margin,
-                        n,
-                        run.seed,
-                        {k: v for k, v in run.config.items() if k not in cls.result_neutral},
+                        row.method, spec.task, run.target, run.margin, n, run.seed, run.config, cls
                     )
                     stored = _stored_settings(folder)
-                    if stored is not None and stored.get("settings") == expected:
+                    if stored is not None and same_run(stored.get("settings"), expected, cls):
                         run.status = REUSED
                         run.wall_s = stored.get("wall_time_s")
                         if str(stored.get("crossjudge", "")).startswith(("not run", "unavailable")):
@@ -398,11 +404,15 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
     if spec.note:
         lines += [f"Note: {spec.note}.", ""]
     if spec.is_sampling:
-        n = runs[0].n_samples if runs else spec.samples
+        per_row: dict[str, tuple[int, set[int]]] = {}
+        for r in runs:
+            per_row.setdefault(r.row.tag, (r.n_samples, set()))[1].add(r.seed)
+        sizes = "; ".join(f"{tag} {n} samples, seeds {', '.join(map(str, sorted(sd)))}"
+                          for tag, (n, sd) in per_row.items())
         lines += [
             f"Task `{spec.task}`; targets {', '.join(f'{t:g}' for t in sorted({r.target for r in runs}))} eV; "
-            f"margins {', '.join(f'{m:g}' for m in sorted({r.margin for r in runs}))} eV; {n} samples; seeds "
-            f"{', '.join(map(str, sorted({r.seed for r in runs})))}; selection `{spec.selection}`; "
+            f"margins {', '.join(f'{m:g}' for m in sorted({r.margin for r in runs}))} eV; {sizes}; "
+            f"selection `{spec.selection}`; "
             f"layout `{spec.layout}`; paper table {spec.paper or '-'}; executor {executor}.",
             "",
         ]
@@ -448,7 +458,7 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
     lines += [
         "Files: "
         + ", ".join(f"[{n}]({n})" for n in names)
-        + (", runs under `" + str(result.out_dir / "runs") + "`" if runs else ""),
+        + (", runs under `" + os.path.relpath(result.out_dir / "runs", result.table_dir) + "/`" if runs else ""),
         "",
     ]
     path = result.table_dir / "report.md"
@@ -458,7 +468,8 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
 
 # -- Table 1 ---------------------------------------------------------------------------------------------------
 def _reproduce_heldout(spec: TableSpec, out: Path, request: str, t0: float) -> ReproduceResult:
-    """Table 1 through the existing held-out check of the default FTCP model (``smoacs-bench heldout``)."""
+    """Table 1 through the held-out checks (``smoacs-bench heldout``) of the default FTCP model and of the
+    predictors trained in the repository's ``models/`` (:func:`~smoacs_bench.methods.predictors.training.trained_folders`)."""
     from smoacs_bench.evaluation.io import atomic_write_text
 
     table_dir = out / spec.id
@@ -471,14 +482,23 @@ def _reproduce_heldout(spec: TableSpec, out: Path, request: str, t0: float) -> R
         try:
             from smoacs_bench.methods.ftcp.heldout import heldout, heldout_markdown
             from smoacs_bench.methods.ftcp.model import TRAIN_HINT, default_model_folder, load_model
+            from smoacs_bench.methods.predictors.training import (
+                heldout_predictor,
+                heldout_predictor_markdown,
+                trained_folders,
+            )
 
             folder = default_model_folder()
             if folder is None:
                 raise FileNotFoundError(f"no FTCP model folder (train one with `{TRAIN_HINT}`)")
             text = heldout_markdown(heldout(str(folder)), load_model(folder).trained_on)
+            trained = trained_folders()
+            if trained:   # Crystalformer / ALIGNN trained here (`smoacs-bench train crystalformer ...`)
+                text += "\n" + heldout_predictor_markdown([heldout_predictor(f) for f in trained])
+                notes.append(f"added the predictors trained in {', '.join(_shown(f) for f in trained)}")
             atomic_write_text(md, text)
             files["table_md"] = md
-            notes.append(f"ran `{spec.command}` (held-out MAE of {folder})")
+            notes.append(f"ran `{spec.command}` (held-out MAE of {_shown(folder)})")
         except (ImportError, FileNotFoundError, ValueError) as err:
             notes.append(f"not run by reproduce: {_one_line(err)}; the command is `{spec.command}`")
     result = ReproduceResult(
@@ -493,8 +513,8 @@ def _reproduce_heldout(spec: TableSpec, out: Path, request: str, t0: float) -> R
 def reproduce(
     table_id: str,
     out_dir: str | Path,
-    samples: int | None = None,
-    seeds: int | Sequence[int] | None = None,
+    samples: int | Mapping[str, int] | None = None,
+    seeds: int | Sequence[int] | Mapping[str, int | Sequence[int]] | None = None,
     methods: Iterable[str] | None = None,
     executor: Executor | None = None,
     progress: bool = True,
@@ -596,8 +616,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "table", nargs="?", help="table id: table2, table3, table4, tableA2 ... tableA16 (see --list)"
     )
     p.add_argument("--list", action="store_true", help="list the tables with their estimated time and exit")
-    p.add_argument("--samples", type=int, help="samples per run (default: the table's, 256 for most)")
-    p.add_argument("--seeds", help="N for seeds 0..N-1, or a comma list such as 0,1,2 (default: the table's)")
+    p.add_argument("--samples", help="samples per run, or per method such as smoacs=256,tpe=64 "
+                   "(default: the table's, 256 for most)")
+    p.add_argument("--seeds", help="N for seeds 0..N-1, a comma list such as 0,1,2, or counts per method such "
+                   "as smoacs=3,tpe=1 (default: the table's)")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="a method option for this table's runs, e.g. smoacs:selection=best (repeatable); "
+                   "runs with extra options get their own folders")
     p.add_argument("--methods", help="comma list of methods or row tags to run (default: the table's)")
     p.add_argument("--targets", help="comma list of target band gaps in eV, a subset of the table's")
     p.add_argument(
@@ -614,10 +639,52 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _seeds_arg(text: str | None) -> int | list[int] | None:
+def _per_method(text: str, flag: str) -> dict[str, int]:
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"--{flag} expects METHOD=N pairs such as smoacs=256,tpe=64, got {text!r}") from None
+        if out[name.strip()] < 1:
+            raise ValueError(f"--{flag} must be >= 1, got {part!r}")
+    return out
+
+
+def _samples_arg(text: str | None) -> int | dict[str, int] | None:
+    if text is None:
+        return None
+    if "=" in text:
+        return _per_method(text, "samples")
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--samples expects N or METHOD=N pairs, got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"--samples must be >= 1, got {n}")
+    return n
+
+
+def _params_arg(items: list[str]) -> dict[str, dict[str, Any]] | None:
+    from .cli import _parse_value
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if not (sep and eq and method.strip() and key.strip()):
+            raise ValueError(f"--param expects METHOD:KEY=VALUE, got {item!r}")
+        out.setdefault(method.strip(), {})[key.strip()] = _parse_value(value)
+    return out or None
+
+
+def _seeds_arg(text: str | None) -> int | list[int] | dict[str, int] | None:
     if text is None:
         return None
     text = text.strip()
+    if "=" in text:
+        return _per_method(text, "seeds")
     try:
         return [int(s) for s in text.split(",") if s.strip()] if "," in text else int(text)
     except ValueError:
@@ -655,20 +722,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     if not args.table:
         return fail("name a table (e.g. table3) or use --list")
-    for flag in ("samples", "workers", "budget"):
+    for flag in ("workers", "budget"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             return fail(f"--{flag} must be >= 1, got {value}")
     try:
         spec = get_spec(args.table)
         seeds = _seeds_arg(args.seeds)
+        samples = _samples_arg(args.samples)
+        options = _params_arg(args.param)
         targets = _targets_arg(args.targets)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         executor = get_executor(args.workers, args.scheduler)
         result = reproduce(
             spec.id,
             args.out,
-            samples=args.samples,
+            samples=samples,
             seeds=seeds,
             methods=methods,
             executor=executor,
@@ -676,6 +745,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             targets=targets,
             crossjudge=not args.no_crossjudge,
             budget=args.budget,
+            options=options,
             request="smoacs-bench " + " ".join(sys.argv[1:]),
         )
     except (ValueError, FileNotFoundError) as err:

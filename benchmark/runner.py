@@ -83,10 +83,30 @@ def method_options(cls: type[Method], config: dict[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
+def run_identity(cls: type[Method], method_config: dict[str, Any]) -> dict[str, Any]:
+    """The options that define a run's result: without the method's ``result_neutral`` options, without
+    its resumable-state location (``storage``: where, not what) and without options at their declared
+    default, so that ``trials=200`` given explicitly is the same run as the default 200."""
+    defaults = cls.options()
+    return {k: v for k, v in method_config.items()
+            if k not in cls.result_neutral and k != "storage" and not (k in defaults and defaults[k] == v)}
+
+
 def _settings(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
-              method_config: dict[str, Any]) -> dict[str, Any]:
+              method_config: dict[str, Any], cls: type[Method] | None = None) -> dict[str, Any]:
+    """A run's identity: what a stored run must match to be reused (``cls``: normalise ``method_config``)."""
+    if cls is not None:
+        method_config = run_identity(cls, method_config)
     return {"method": method, "task": task, "target_bg": target_bg, "margin": margin,
             "n_samples": n_samples, "seed": seed, "method_config": method_config}
+
+
+def same_run(stored: dict[str, Any] | None, expected: dict[str, Any], cls: type[Method]) -> bool:
+    """Whether stored settings (``config.json`` "settings", possibly written before :func:`run_identity`
+    existed) describe the run ``expected``."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("method_config"), dict):
+        return False
+    return {**stored, "method_config": run_identity(cls, stored["method_config"])} == expected
 
 
 def run_experiment(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
@@ -109,12 +129,11 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         method_config.setdefault("storage", str(out / cls.state_dir))
         if force and Path(method_config["storage"]).is_dir():
             shutil.rmtree(method_config["storage"])
-    settings = _settings(method, task, target_bg, margin, n_samples, seed,
-                         {k: v for k, v in method_config.items() if k not in cls.result_neutral})
+    settings = _settings(method, task, target_bg, margin, n_samples, seed, method_config, cls)
     cfg_path = out / "config.json"
     if cfg_path.exists() and (out / "summary.csv").exists() and not force:
         stored = json.loads(cfg_path.read_text())
-        if stored.get("settings") == settings:
+        if same_run(stored.get("settings"), settings, cls):
             print(f"{out}: already complete with these settings; not re-running (use --force)")
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)

@@ -196,11 +196,25 @@ def _cdvae_record(header: list[str], row: list[str]) -> Record:
 
 
 def find_dataset(name: str, path: str | os.PathLike | None = None) -> list[Path]:
-    """Files of a dataset under ``path`` or ``$SMOACS_DATA_DIR``.
+    """Files of a dataset under ``path`` or ``$SMOACS_DATA_DIR``, or at ``name`` itself.
 
-    "megnet" (or "mp.2018.6.1") -> [``mp.2018.6.1.json``]; any other name -> the existing
-    ``<name>/{train,val,test}.csv``. FileNotFoundError names what was looked for and where.
+    "megnet" (or "mp.2018.6.1") -> [``mp.2018.6.1.json``]; an existing ``.json``/``.csv`` file -> [it]; an
+    existing folder -> its ``mp.2018.6.1.json`` or its ``{train,val,test}.csv``; any other name -> the
+    existing ``<name>/{train,val,test}.csv``. FileNotFoundError names what was looked for and where.
     """
+    given = Path(name).expanduser()
+    if name not in ("megnet", "mp.2018.6.1") and (given.is_file() or given.is_dir()):
+        if given.is_file():
+            if given.suffix not in (".json", ".csv"):
+                raise FileNotFoundError(f"dataset file {given}: expected a MEGNet-format .json or a CDVAE-format .csv")
+            return [given]
+        if (given / MEGNET_FILE).is_file():
+            return [given / MEGNET_FILE]
+        found = [given / f"{split}.csv" for split in CDVAE_SPLITS if (given / f"{split}.csv").is_file()]
+        if not found:
+            raise FileNotFoundError(f"dataset folder {given}: holds neither {MEGNET_FILE} nor "
+                                    f"{', '.join(f'{s}.csv' for s in CDVAE_SPLITS)}")
+        return found
     root = data_dir(path)
     if name in ("megnet", "mp.2018.6.1"):
         f = root / MEGNET_FILE
@@ -231,6 +245,57 @@ def load_dataset(name: str, limit: int | None = None, path: str | os.PathLike | 
         records += r
         problems += p
     return records, problems
+
+
+EF_COLUMNS = ("formation_energy_per_atom", "heat_ref", "formation_energy")   # eV/atom
+GAP_COLUMNS = ("band_gap",)                                                 # eV
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def property_labels(record: Record) -> tuple[float, float]:
+    """(formation energy in eV/atom, band gap in eV) of a record; ValueError naming what is missing.
+
+    MEGNet set: formation_energy_per_atom, band_gap. CDVAE perov_5: heat_ref and min(dir_gap, ind_gap)
+    (GLLB-SC based, not the Materials Project's quantities).
+    """
+    p = record.properties
+    ef = next((p[k] for k in EF_COLUMNS if isinstance(p.get(k), float)), None)
+    if ef is None:
+        raise ValueError(f"no formation-energy column ({', '.join(EF_COLUMNS)})")
+    gap = next((p[k] for k in GAP_COLUMNS if isinstance(p.get(k), float)), None)
+    if gap is None:
+        gaps = [p[k] for k in ("dir_gap", "ind_gap") if isinstance(p.get(k), float)]
+        gap = min(gaps) if gaps else None
+    if gap is None:
+        raise ValueError("no band-gap column (band_gap, or dir_gap/ind_gap)")
+    if not (math.isfinite(ef) and math.isfinite(gap)):
+        raise ValueError("non-finite label")
+    return float(ef), float(gap)
+
+
+def split_ids(ids: list[str], seed: int) -> dict[str, list[str]]:
+    """Seeded 80/10/10 split of ids: {"train": [...], "val": [...], "test": [...]}."""
+    import numpy as np
+
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    n_train = int(round(SPLIT_FRACTIONS[0] * len(ids)))
+    n_val = int(round(SPLIT_FRACTIONS[1] * len(ids)))
+    return {"train": [ids[i] for i in perm[:n_train]],
+            "val": [ids[i] for i in perm[n_train:n_train + n_val]],
+            "test": [ids[i] for i in perm[n_train + n_val:]]}
+
+
+def records_by_id(dataset: str, ids: list[str], limit: int | None = None, path: str | os.PathLike | None = None
+                  ) -> list[Record]:
+    """The records of ``dataset`` with these ids, in their order; ValueError naming a missing id (the data is
+    not what a model was trained on)."""
+    records, _ = load_dataset(dataset, limit, path)
+    by_id = {r.material_id: r for r in records}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"dataset {dataset!r} lacks {len(missing)} ids of the model's split (e.g. {missing[0]}): "
+                         "not the data the model was trained on")
+    return [by_id[i] for i in ids]
 
 
 def reference_formulas(records: Iterable[Record]) -> frozenset[str]:

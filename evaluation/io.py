@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import tempfile
@@ -135,6 +137,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_stored_settings(path: str | Path, settings: dict) -> None:
+    """ValueError (one line) if the JSON file ``path`` exists and differs from ``settings`` in any of its keys:
+    a folder already holds work done with other settings (e.g. a model being trained)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    previous = json.loads(path.read_text())
+    diff = [k for k in settings if previous.get(k) != settings[k]]
+    if diff:
+        raise ValueError(f"{path.parent} holds a model trained with other settings ({', '.join(diff)}); "
+                         "choose another --out or delete the folder")
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:

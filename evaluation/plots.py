@@ -128,3 +128,25 @@ def plot_history(
         fig.savefig(tmp, dpi=110)
     tmp.replace(path)
     return path
+
+
+def plot_training_curve(history: list[dict], path: str | Path, title: str = "", unit: str = "",
+                        loss_label: str = "training loss") -> Path:
+    """Training loss and validation MAE (``unit``) per epoch of a predictor's training, as a PNG (atomically)."""
+    epochs = np.array([h["epoch"] for h in history])
+    with matplotlib.rc_context(FONTS):
+        fig = Figure(figsize=(6.4, 4.0))
+        ax = fig.add_subplot()
+        ax.plot(epochs, [h["train_loss"] for h in history], color="0.5", label=loss_label)
+        ax.plot(epochs, [h["val_mae"] for h in history], color="C0", label=f"validation MAE ({unit})")
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(title)
+        fig.tight_layout()
+        path = Path(path)
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    return path

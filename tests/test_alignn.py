@@ -307,3 +307,30 @@ def test_load_from_figshare_style_zip(tmp_path, monkeypatch):
     assert torch.allclose(model(c), src(c))
     preds = model.predict_structures([_triclinic(), NACL_CONV])
     assert preds.shape == (2,) and np.isfinite(preds).all()
+
+
+def test_large_batches_run_in_checkpointed_groups_with_the_same_result():
+    """Eval mode splits a batch whose line graph exceeds ``max_line_edges``: same outputs and gradients."""
+    structs = [_perturbed(NACL_CONV, 1), _triclinic(), _perturbed(NACL_CONV, 2), _triclinic()]
+
+    def grads(budget):
+        model = _model(seed=4)
+        model.max_line_edges = budget
+        c = SoftCrystals.from_structures(structs, dtype=torch.float64)
+        c.atom_probs = torch.as_tensor(rng.dirichlet(np.ones(98), size=c.atom_probs.shape[0]))
+        leaves = [c.lattice.requires_grad_(True), c.frac_coords.requires_grad_(True),
+                  c.atom_probs.requires_grad_(True)]
+        graph = model.neighbor_graph(c.detach())
+        groups = al._sample_groups(c, graph, budget)
+        out = model(c, graph)
+        out.sum().backward()
+        return out.detach(), [x.grad for x in leaves], groups
+
+    rng = np.random.default_rng(3)
+    whole, g_whole, none = grads(None)
+    rng = np.random.default_rng(3)
+    split, g_split, groups = grads(1)            # every crystal alone
+    assert none is None and groups == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert torch.allclose(split, whole, rtol=0, atol=1e-12)
+    for a, b in zip(g_split, g_whole, strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -16,7 +16,6 @@ from smoacs_bench.benchmark.executor import (
     UnitFailed,
     experiment,
     get_executor,
-    protocol_units,
     run_units,
 )
 
@@ -50,19 +49,6 @@ def test_executor_choice():
         get_executor(workers=2, scheduler="tcp://127.0.0.1:8786")
     with pytest.raises(ValueError, match="workers must be >= 1"):
         LocalProcesses(0)
-
-
-def test_protocol_units_follow_run_protocol_sh(tmp_path):
-    units = protocol_units("smoacs", "perovskite", 8, [0, 1], tmp_path, method_config={"steps": 5})
-    assert [u.args[5] for u in units] == [0, 0, 0, 1, 1, 1]  # seed
-    assert [Path(u.args[6]).relative_to(tmp_path).as_posix() for u in units][:3] == [
-        "seed0/bg0.5",
-        "seed0/bg1.5",
-        "seed0/bg2.5",
-    ]
-    assert (
-        units[0].kwargs["method_config"] == {"steps": 5} and units[0].key == "smoacs-perovskite-bg0.5-seed0"
-    )
 
 
 def _tiny_units(root: Path) -> list[Unit]:
@@ -121,3 +107,24 @@ def test_dask_cluster_writes_the_same_files(in_process, tmp_path):
     expected = _outputs(in_process)
     assert len(expected) == 2 + 5, sorted(expected)  # two samples.csv, 3 + 2 CIFs
     assert _outputs(tmp_path) == expected
+
+
+@needs_models
+@needs_distributed
+def test_dask_workers_run_tpe_with_its_own_worker_processes(in_process, tmp_path):
+    """TPE with workers > 1 starts processes, which needs non-daemonic Dask workers
+    (``distributed.worker.daemon: false``); the output equals the in-process run with one worker."""
+    import dask
+    from distributed import LocalCluster
+
+    units = [u for u in _tiny_units(tmp_path) if u.args[0] == "tpe"]
+    units[0].kwargs["method_config"] |= {"workers": 2, "group_size": 1}
+    reference = [u for u in _tiny_units(tmp_path / "ref") if u.args[0] == "tpe"]
+    reference[0].kwargs["method_config"] |= {"group_size": 1}
+    InProcess().map(reference)
+    with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        get_executor(scheduler=cluster.scheduler_address).map(units)
+    assert (tmp_path / "tpe" / "samples.csv").read_bytes() == (tmp_path / "ref" / "tpe" / "samples.csv").read_bytes()
+    assert len(list((tmp_path / "tpe" / "tpe_journal").glob("group-*.log"))) == 2   # two groups, one per worker

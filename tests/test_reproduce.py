@@ -149,3 +149,52 @@ def test_table1_is_the_heldout_check_and_reports_why_it_did_not_run(tmp_path, mo
     report = result.files["report"].read_text()
     assert not result.runs and "not run by reproduce" in report and "no-model" in report
     assert "smoacs-bench heldout --model models/ftcp-perov_5" in report
+
+
+def test_per_method_samples_seeds_and_options(tmp_path):
+    from smoacs_bench.benchmark.reproduce import plan
+
+    runs = plan(get_spec("table3"), tmp_path, samples={"smoacs": 8, "tpe": 4}, seeds={"smoacs": 2, "tpe": 1},
+                methods=["smoacs", "tpe"], targets=[1.5], options={"smoacs": {"selection": "best"}}, progress=False)
+    names = [r.folder.name for r in runs]
+    assert [n.rsplit("_o", 1)[0] for n in names] == [
+        "smoacs_bg1.5_m0.04_s0_n8", "smoacs_bg1.5_m0.04_s1_n8", "tpe_bg1.5_m0.04_s0_n4"]
+    assert "_o" in names[0] and "_o" not in names[2]            # extra options get their own folders
+    assert runs[0].config["selection"] == "best" and runs[2].config.get("selection", "final") == "final"
+
+    parsed = _parse(["table3", "--samples", "smoacs=8,tpe=4", "--seeds", "smoacs=2,tpe=1",
+                     "--param", "smoacs:selection=best", "--param", "tpe:group_size=16"])
+    from smoacs_bench.benchmark.reproduce import _params_arg, _samples_arg, _seeds_arg
+
+    assert _samples_arg(parsed.samples) == {"smoacs": 8, "tpe": 4} and _samples_arg("16") == 16
+    assert _seeds_arg(parsed.seeds) == {"smoacs": 2, "tpe": 1} and _seeds_arg("0,2") == [0, 2]
+    assert _params_arg(parsed.param) == {"smoacs": {"selection": "best"}, "tpe": {"group_size": 16}}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--samples", "smoacs=0"], "--samples must be >= 1"),
+    (["--samples", "smoacs=many"], "METHOD=N pairs"),
+    (["--seeds", "tpe=x"], "METHOD=N pairs"),
+    (["--param", "selection=best"], "METHOD:KEY=VALUE"),
+])
+def test_per_method_argument_errors_are_one_line(capsys, tmp_path, argv, message):
+    assert cmd_reproduce(_parse(["table3", *argv, "--out", str(tmp_path / "x")])) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_run_is_identified_by_what_changes_its_result():
+    from smoacs_bench.benchmark.runner import _settings, run_identity, same_run
+    from smoacs_bench.methods import get_method_class
+
+    tpe = get_method_class("tpe")
+    expected = _settings("tpe", "perovskite", 1.5, 0.04, 64, 0, {"storage": "new/place/tpe_journal"}, tpe)
+    assert expected["method_config"] == {}
+    stored = dict(expected, method_config={"trials": 200, "device": "cpu", "workers": 2,   # defaults, neutral
+                                           "storage": "old/place/tpe_journal"})
+    assert same_run(stored, expected, tpe)
+    assert not same_run(dict(stored, method_config={"trials": 100}), expected, tpe)
+    assert not same_run(dict(stored, seed=1), expected, tpe)
+    assert not same_run({"method": "tpe"}, expected, tpe)
+    assert run_identity(get_method_class("smoacs"), {"device": "cuda", "lr_atoms": 0.5}) == {"lr_atoms": 0.5}

@@ -14,13 +14,14 @@ Folder layout (written by :func:`~.train.train`)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from smoacs_bench.evaluation.io import file_sha256
 
 from .backend import keras_module
 from .representation import Layout, RowScaler
@@ -43,12 +44,7 @@ class ModelNotFoundError(FileNotFoundError):
     """The model folder is missing or incomplete."""
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = file_sha256   # hex SHA-256 of a file
 
 
 def build_network(config: dict):

@@ -14,7 +14,6 @@ paper trained with a fixed 1e-4.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -27,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from smoacs_bench.data.datasets import Record, load_dataset
+from smoacs_bench.data.datasets import (
+    SPLIT_FRACTIONS,
+    Record,
+    load_dataset,
+    property_labels,
+    records_by_id,
+    split_ids,
+)
+from smoacs_bench.evaluation.io import check_stored_settings
 
 from .backend import keras_module
 from .model import (
@@ -41,27 +48,8 @@ from .model import (
 )
 from .representation import DEFAULT_LAYOUT, Layout, RepresentationError, RowScaler, pad, represent
 
-EF_COLUMNS = ("formation_energy_per_atom", "heat_ref", "formation_energy")   # eV/atom
-GAP_COLUMNS = ("band_gap",)                                                 # eV
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 PROPERTIES = ["formation_energy", "band_gap"]
-
-
-def labels(record: Record) -> tuple[float, float]:
-    """(E_f in eV/atom, band gap in eV) of a record; ValueError naming what is missing."""
-    p = record.properties
-    ef = next((p[k] for k in EF_COLUMNS if isinstance(p.get(k), float)), None)
-    if ef is None:
-        raise ValueError(f"no formation-energy column ({', '.join(EF_COLUMNS)})")
-    gap = next((p[k] for k in GAP_COLUMNS if isinstance(p.get(k), float)), None)
-    if gap is None:
-        gaps = [p[k] for k in ("dir_gap", "ind_gap") if isinstance(p.get(k), float)]
-        gap = min(gaps) if gaps else None
-    if gap is None:
-        raise ValueError("no band-gap column (band_gap, or dir_gap/ind_gap)")
-    if not (math.isfinite(ef) and math.isfinite(gap)):
-        raise ValueError("non-finite label")
-    return float(ef), float(gap)
+labels = property_labels   # (E_f eV/atom, gap eV) of a record
 
 
 @dataclass
@@ -97,27 +85,14 @@ def represent_records(records: list[Record], layout: Layout = DEFAULT_LAYOUT, pr
     return Represented(ids, matrices, np.asarray(ys, dtype=np.float64).reshape(-1, 2), skipped, problems)
 
 
-def make_split(ids: list[str], seed: int) -> dict[str, list[str]]:
-    """Seeded 80/10/10 split of ids (train, val, test)."""
-    perm = np.random.default_rng(seed).permutation(len(ids))
-    n_train = int(round(SPLIT_FRACTIONS[0] * len(ids)))
-    n_val = int(round(SPLIT_FRACTIONS[1] * len(ids)))
-    return {"train": [ids[i] for i in perm[:n_train]],
-            "val": [ids[i] for i in perm[n_train:n_train + n_val]],
-            "test": [ids[i] for i in perm[n_train + n_val:]]}
+make_split = split_ids   # seeded 80/10/10 split of ids
 
 
 def load_split_records(folder: str | os.PathLike, split: str, data_path: str | None = None) -> list[Record]:
     """The dataset records of one split (train, val, test) of a trained model folder, in the split's order."""
     config = json.loads((Path(folder) / "config.json").read_text())
     folder_split = json.loads((Path(folder) / "split.json").read_text())[split]
-    records, _ = load_dataset(config["dataset"], config.get("limit"), data_path)
-    by_id = {r.material_id: r for r in records}
-    missing = [i for i in folder_split if i not in by_id]
-    if missing:
-        raise ValueError(f"dataset {config['dataset']!r} lacks {len(missing)} ids of the model's {split} split "
-                         f"(e.g. {missing[0]}): not the data the model was trained on")
-    return [by_id[i] for i in folder_split]
+    return records_by_id(config["dataset"], folder_split, config.get("limit"), data_path)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -188,12 +163,7 @@ def train(dataset: str, out: str | os.PathLike, epochs: int = 200, batch_size: i
     }
     folder.mkdir(parents=True, exist_ok=True)
     old = folder / "config.json"
-    if old.is_file():
-        previous = json.loads(old.read_text())
-        diff = [k for k in config if previous.get(k) != config[k]]
-        if diff:
-            raise ValueError(f"{folder} holds a model trained with other settings ({', '.join(diff)}); "
-                             "choose another --out or delete the folder")
+    check_stored_settings(old, config)
     split_path = folder / "split.json"
     if split_path.is_file():
         split = json.loads(split_path.read_text())

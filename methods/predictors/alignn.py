@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 import smoacs_bench.data as _data_pkg
 
@@ -68,6 +69,10 @@ ALIGNN_MODELS: dict[str, tuple[str, str]] = {
 }
 _ALIASES = {"mp_e_form_alignnn": "mp_e_form_alignn", "mp_gappbe_alignnn": "mp_gappbe_alignn"}
 
+# Line-graph edges per group of crystals in eval mode (see ALIGNNPredictor.forward). Forward + backward
+# keeps about 30 KB per line-graph edge in float32 (measured), so a group peaks near 2 GB; a 5-site
+# perovskite has about 1,400 line-graph edges. None: one pass, whatever the size.
+MAX_LINE_EDGES = 1 << 16
 TIE_TOL = 1e-5  # Å: neighbours within this of the k-th distance count as tied with it
 
 
@@ -351,12 +356,14 @@ class ALIGNNPredictor(Predictor):
         k: int = 12,
         cutoff: float = 8.0,
         device: torch.device | str | None = None,
+        max_line_edges: int | None = MAX_LINE_EDGES,
     ) -> None:
         super().__init__()
         table, ok = _as_table(atom_table)
         if table.shape[1] != atom_input_features:
             raise ValueError(f"atom table has {table.shape[1]} features, the model expects {atom_input_features}")
         self.name, self.unit, self.k, self.cutoff = name, unit, int(k), float(cutoff)
+        self.max_line_edges = max_line_edges
         self.atom_embedding = MLPLayer(atom_input_features, hidden_features)
         self.edge_embedding = nn.Sequential(
             RBFExpansion(0.0, 8.0, edge_input_features),
@@ -412,11 +419,34 @@ class ALIGNNPredictor(Predictor):
         ``graph``: an :class:`ALIGNNGraph` (used as given, e.g. held fixed by an optimiser), any complete
         radius graph (:func:`~.graph.build_neighbor_graph`; the kNN subgraph is selected from it with the
         current detached geometry), or None (built here). Samples with non-finite inputs give NaN.
+
+        In eval mode a batch whose line graph has more than ``max_line_edges`` edges runs in groups of whole
+        crystals, each under activation checkpointing when gradients are on (recomputed in backward), so
+        memory is bounded by one group; BatchNorm then uses its running statistics, so the result is the
+        same as one pass. In training mode the batch always runs whole (BatchNorm batch statistics).
         """
         if graph is None:
             graph = self.neighbor_graph(crystals)
         elif not isinstance(graph, ALIGNNGraph):
             graph = knn_from_candidates(crystals, graph, self.k, self.cutoff)
+        groups = None if self.training else _sample_groups(crystals, graph, self.max_line_edges)
+        if groups is None:
+            return self._forward_graph(crystals, graph)
+        outs = []
+        for s0, s1 in groups:
+            sub, sub_graph = _slice_samples(crystals, graph, s0, s1)
+
+            def run(lattice, frac, probs, sub=sub, sub_graph=sub_graph):
+                return self._forward_graph(SoftCrystals(lattice, frac, probs, sub.batch), sub_graph)
+
+            if torch.is_grad_enabled():
+                outs.append(checkpoint(run, sub.lattice, sub.frac_coords, sub.atom_probs, use_reentrant=False,
+                                       preserve_rng_state=False))
+            else:
+                outs.append(run(sub.lattice, sub.frac_coords, sub.atom_probs))
+        return torch.cat(outs)
+
+    def _forward_graph(self, crystals: SoftCrystals, graph: ALIGNNGraph) -> torch.Tensor:
         dtype = self.fc.weight.dtype
         crystals = crystals.to(dtype=dtype)
         n_nodes = crystals.frac_coords.shape[0]
@@ -442,6 +472,41 @@ class ALIGNNPredictor(Predictor):
         ok = _finite_samples(crystals)
         ok = ok if out.dim() == 1 else ok[:, None]
         return torch.where(ok, out, torch.full_like(out, math.nan))
+
+
+def _sample_groups(crystals: SoftCrystals, graph: ALIGNNGraph, budget: int | None) -> list[tuple[int, int]] | None:
+    """Consecutive sample ranges whose line graphs hold at most ``budget`` edges each (a larger single
+    crystal gets its own range); None when the batch fits, has no budget, or its sites are not sorted."""
+    n_nodes = crystals.frac_coords.shape[0]
+    if budget is None or graph.src.numel() == 0:
+        return None
+    batch = crystals.batch
+    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+        return None
+    out_count = torch.bincount(graph.src, minlength=n_nodes)
+    per_edge = out_count[graph.dst]
+    per_sample = torch.zeros(crystals.num_samples, dtype=torch.long, device=batch.device).index_add_(
+        0, batch[graph.src], per_edge)
+    if int(per_sample.sum()) <= budget:
+        return None
+    groups, start, acc = [], 0, 0
+    for i, n in enumerate(per_sample.tolist()):
+        if acc and acc + n > budget:
+            groups.append((start, i))
+            start, acc = i, 0
+        acc += n
+    groups.append((start, crystals.num_samples))
+    return groups
+
+
+def _slice_samples(crystals: SoftCrystals, graph: ALIGNNGraph, s0: int, s1: int) -> tuple[SoftCrystals, ALIGNNGraph]:
+    """Samples s0..s1-1 (sites sorted by sample) and their part of the graph, re-indexed."""
+    ptr = crystals.ptr
+    a, b = int(ptr[s0]), int(ptr[s1])
+    keep = (graph.src >= a) & (graph.src < b)
+    sub = SoftCrystals(crystals.lattice[s0:s1], crystals.frac_coords[a:b], crystals.atom_probs[a:b],
+                       crystals.batch[a:b] - s0)
+    return sub, ALIGNNGraph(graph.src[keep] - a, graph.dst[keep] - a, graph.images[keep], graph.cutoff, graph.k)
 
 
 def _finite_samples(crystals: SoftCrystals) -> torch.Tensor:

@@ -69,6 +69,7 @@ __all__ = [
     "CrystalformerConfig",
     "CrystalformerPredictor",
     "load_crystalformer",
+    "tfixup_init_",
 ]
 
 MODEL_DIR_ENV = "SMOACS_MODEL_DIR"
@@ -365,10 +366,14 @@ class CrystalformerPredictor(Predictor):
         cfg = self.config
         n, h = q.shape[0], cfg.head_num
         raw = (q.view(n, h, -1) * attn.lattice_pos_weights.view(h, -1)).sum(-1)
+        if not bool(attn.gauss_scale[0] > 0):
+            if not self.training:
+                raise RuntimeError(f"gauss_scale of block {layer} is unset: load a trained checkpoint "
+                                   "(the scale is never recomputed from a batch outside training)")
+            # first training step, as the official code: standardise this batch's logits once, then keep
+            with torch.no_grad():
+                attn.gauss_scale.copy_(torch.stack([1.0 / raw.std(), -raw.mean()]).to(attn.gauss_scale))
         scale, shift = attn.gauss_scale[0], attn.gauss_scale[1]
-        if not bool(scale > 0):
-            raise RuntimeError(f"gauss_scale of block {layer} is unset: load a trained checkpoint "
-                               "(the scale is never recomputed from a batch)")
         x = (raw + shift) * scale
         lb = cfg.gauss_lb_real
         rho = (1.0 - lb) * F.elu(x * (cfg.elu_beta / (1.0 - lb))) + 1.0
@@ -443,6 +448,42 @@ class CrystalformerPredictor(Predictor):
         out = self.mlp(pooled)[:, 0]
         ok = _finite_samples(lattice, frac, probs, batch, n_b)
         return torch.where(ok, out, torch.full_like(out, math.nan))
+
+
+def tfixup_init_(model: CrystalformerPredictor) -> CrystalformerPredictor:
+    """Re-initialise ``model`` for training from scratch, as the official ``t_fixup_init`` (in place).
+
+    Xavier-uniform q/k/v/out and feed-forward weights with zero biases, then the T-Fixup scaling
+    0.67 N^(-1/4) of v, out and feed-forward weights (N = blocks); atom embeddings N(0, d^-1/2) scaled by
+    (9 N)^(-1/4); lattice weights N(0, d_head^-1/2); value-basis projection uniform in
+    ±(2 K d_head)^(-1/2); default ``nn.Linear`` init for the output MLP; ``gauss_scale`` unset (it is set
+    on the first training batch). These scales were read off the authors' randomly initialised fixture
+    (``../shared/fixtures/crystalformer/state_dict.pt``). Draws from torch's global generator: seed it first.
+    """
+    cfg = model.config
+    n = max(cfg.num_layers, 1)
+    hd = cfg.model_dim // cfg.head_num
+    with torch.no_grad():
+        nn.init.normal_(model.input_embeddings.weight, 0.0, cfg.model_dim**-0.5)
+        model.input_embeddings.weight.mul_((9 * n) ** -0.25)
+        for block in model.encoder.layers:
+            a = block.self_attn
+            for w in (a.q_proj_weight, a.k_proj_weight, a.v_proj_weight, a.out_proj.weight,
+                      block.linear1.weight, block.linear2.weight):
+                nn.init.xavier_uniform_(w)
+            for b in (a.in_proj_bias, a.out_proj.bias, block.linear1.bias, block.linear2.bias):
+                b.zero_()
+            for w in (a.v_proj_weight, a.out_proj.weight, block.linear1.weight, block.linear2.weight):
+                w.mul_(0.67 * n**-0.25)
+            nn.init.normal_(a.lattice_pos_weights, 0.0, hd**-0.5)
+            bound = (2 * cfg.value_pe_dist_real * hd) ** -0.5
+            nn.init.uniform_(a.pe_dist_proj, -bound, bound)
+            a.gauss_scale.zero_()
+            a.atten_scale.zero_()
+        for layer in model.mlp:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+    return model
 
 
 # ---------------------------------------------------------------------- loading

@@ -8,8 +8,10 @@ Every method and the shared judge load predictors through :func:`get_predictor` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +28,9 @@ class PredictorSpec:
 
     factory: Callable[..., Predictor]
     prop: str        # "band_gap" (eV) or "formation_energy" (eV/atom)
-    family: str      # shown in labels, e.g. "MEGNet"
+    family: str      # the architecture, shown in labels, e.g. "MEGNet"; picks SMOACS's learning rates
     paper_abbrev: str = ""   # the paper's row abbreviation, e.g. "Cry" for S(Cry)
+    trained_on: str = ""     # a model trained here: its data, shown in labels ("Crystalformer(perov_5)")
 
 
 def _crystalformer(checkpoint: str) -> Callable[..., Predictor]:
@@ -65,11 +68,28 @@ PREDICTORS: dict[str, PredictorSpec] = {
 DEFAULT_PAIR: tuple[str, str] = ("megnet-bandgap", "megnet-eform")
 
 
+def _trained_spec(folder: Path) -> PredictorSpec:
+    """A folder written by ``smoacs-bench train crystalformer|alignn`` as a predictor (never the paper's)."""
+    from .training import _tag, load_trained
+
+    settings = json.loads((folder / "trainer.json").read_text())
+
+    def build(device: torch.device | str | None = None) -> Predictor:
+        return load_trained(folder, device=device)
+
+    prop = "band_gap" if settings["target"] == "bandgap" else "formation_energy"
+    family = {"crystalformer": "Crystalformer", "alignn": "ALIGNN"}[settings["family"]]
+    return PredictorSpec(build, prop, family, "", _tag(settings["dataset"]))
+
+
 def _spec(name: str) -> PredictorSpec:
-    try:
+    if name in PREDICTORS:
         return PREDICTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown predictor {name!r}; known: {sorted(PREDICTORS)}") from None
+    folder = Path(name).expanduser()
+    if (folder / "trainer.json").is_file():
+        return _trained_spec(folder)
+    raise KeyError(f"unknown predictor {name!r}; known: {sorted(PREDICTORS)}, or a folder written by "
+                   "`smoacs-bench train crystalformer|alignn`")
 
 
 def get_predictor(name: str, device: torch.device | str | None = None) -> Predictor:
@@ -127,5 +147,9 @@ def paper_abbrev(names: Sequence[str]) -> str:
 
 
 def family_label(names: Sequence[str]) -> str:
-    """Display name of the predictors' families, e.g. "MEGNet" or "MEGNet/ALIGNN" (order kept)."""
-    return "/".join(dict.fromkeys(_spec(n).family for n in names))
+    """Display name of the predictors' families, e.g. "MEGNet" or "MEGNet/ALIGNN" (order kept); a model
+    trained here carries its data, e.g. "Crystalformer(perov_5)"."""
+    def one(spec: PredictorSpec) -> str:
+        return f"{spec.family}({spec.trained_on})" if spec.trained_on else spec.family
+
+    return "/".join(dict.fromkeys(one(_spec(n)) for n in names))

@@ -91,6 +91,7 @@ class SMOACS(Method):
     display_name = "SMOACS"
     config_class = SMOACSConfig
     budget = "steps"
+    result_neutral = ("progress", "device")   # CPU and CUDA differ at round-off level only
 
     def __init__(self, **config: Any):
         self.cfg = SMOACSConfig(**config)

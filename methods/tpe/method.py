@@ -53,7 +53,7 @@ class TPE(Method):
     config_class = TPEConfig
     budget = "trials"
     state_dir = "tpe_journal"
-    result_neutral = ("progress", "workers")
+    result_neutral = ("progress", "workers", "device")
     history_unit = "trial"
     neutrality = True
 
