@@ -202,7 +202,8 @@ class CrystalformerPredictor(Predictor):
     exp(-50) times that of the edge's nearest image in every head whatever the weights (for r_0 = 1.4 Å and
     b = 0.5: |r|^2 more than 392 Å^2 above the nearest image's). This changes outputs by < 1e-18 relative
     and makes large cells much cheaper; None keeps all 125 images exactly as the official code.
-    A freshly built model has unset ``gauss_scale`` and refuses to run: load a checkpoint.
+    A freshly built model is in eval mode with unset ``gauss_scale`` and refuses to run: load a checkpoint
+    (or train it: in training mode the first batch sets the scale, as the official code does).
     """
 
     def __init__(
@@ -237,6 +238,7 @@ class CrystalformerPredictor(Predictor):
         self.mlp = nn.Sequential(*mlp)
         supported = torch.ones(NUM_ELEMENTS, dtype=torch.bool)
         self.register_buffer("supported_elements", supported, persistent=False)
+        self.eval()   # a predictor; training (which sets gauss_scale on its first batch) calls .train()
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, crystals, frac_coords, atom_probs, batch):
