@@ -164,7 +164,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.target or args.split:
             raise ValueError("--target and --split apply to predictors (crystalformer, alignn) only")
         options = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
-        cls.train_model(args.dataset, args.out, epochs=args.epochs or 200, seed=args.seed, limit=args.limit,
+        epochs = 200 if args.epochs is None else args.epochs     # FTCP: the paper's 200
+        cls.train_model(args.dataset, args.out, epochs=epochs, seed=args.seed, limit=args.limit,
                         float16=args.float16, progress=not args.no_progress, command=command, **options)
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"smoacs-bench train: {err}", file=sys.stderr)
