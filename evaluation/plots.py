@@ -121,7 +121,11 @@ def plot_history(
     xlabel: str = "step",
 ) -> Path:
     """:func:`history_figure` written to ``path`` as a PNG (atomically); returns the path."""
-    fig = history_figure(history, criteria, title, xlabel)
+    return _save_png(history_figure(history, criteria, title, xlabel), path)
+
+
+def _save_png(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` as a PNG at 110 dpi, atomically (readers never see half a file)."""
     path = Path(path)
     tmp = path.with_suffix(".tmp.png")
     with matplotlib.rc_context(FONTS):
@@ -145,8 +149,4 @@ def plot_training_curve(history: list[dict], path: str | Path, title: str = "", 
         ax.legend()
         ax.set_title(title)
         fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    return path
+    return _save_png(fig, path)
