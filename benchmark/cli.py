@@ -21,6 +21,8 @@ from pathlib import Path
 
 from smoacs_bench.data.task import TASKS
 
+from .physical import add_physical_args, physical_settings
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="output CSV, one row per file")
     ev.add_argument("--no-crossjudge", action="store_true",
                     help="skip the independent formation-energy judge (CDVAE DimeNet++, $SMOACS_MODEL_DIR/cdvae-mp20)")
+    add_physical_args(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     run = sub.add_parser("run", help="run a method on a task and judge its proposals")
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-crossjudge", action="store_true",
                      help="skip the independent formation-energy judge (CDVAE DimeNet++, $SMOACS_MODEL_DIR/cdvae-mp20)")
+    add_physical_args(run)
     run.set_defaults(func=cmd_run)
 
     tab = sub.add_parser("table", help="render runs as a paper-style table")
@@ -123,10 +127,53 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--dest", help="folder to put it in (default: $SMOACS_DATA_DIR)")
     dl.set_defaults(func=cmd_data_download)
 
+    rl = sub.add_parser("relax", help="add relaxation and robustness columns to finished run folders "
+                        "(without re-running the method; resumable; a second call does no work)")
+    rl.add_argument("runs", nargs="+", help="run folders (each with config.json, samples.csv, structures/)")
+    add_physical_args(rl)
+    rl.add_argument("--force", action="store_true",
+                    help="re-derive the columns (from the relaxation cache relax_state/ where it matches)")
+    rl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rl.set_defaults(func=cmd_relax)
+
     from .reproduce import add_parser as add_reproduce_parser
+    from .smoothness import add_parser as add_smoothness_parser
 
     add_reproduce_parser(sub)
+    add_smoothness_parser(sub)
     return ap
+
+
+def cmd_relax(args: argparse.Namespace) -> int:
+    from smoacs_bench.evaluation.relax import RelaxerUnavailable
+
+    from .physical import add_physical
+
+    relax, robust = physical_settings(args)
+    if relax is None and robust is None:
+        raise SystemExit("smoacs-bench relax: nothing to do (--relax none and --robust-copies 0)")
+    failed = 0
+    for run in args.runs:
+        folder = Path(run)
+        if not folder.is_dir():
+            print(f"skipped: {run}: no such folder", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            res = add_physical(folder, relax, robust, workers=args.relax_workers, progress=not args.no_progress,
+                               force=args.force)
+        except FileNotFoundError as err:
+            print(f"skipped: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        except RelaxerUnavailable as err:
+            raise SystemExit(f"smoacs-bench relax: {err}") from None
+        if res["status"] == "unchanged":
+            print(f"{folder}: already has these columns (nothing to do)")
+        else:
+            print(f"{folder}: success (robust) {res['success_robust']:.3f}, relaxed {res['n_relaxed']}: success "
+                  f"(relaxed) {res['success_relaxed']:.3f}, stays {res['stays']:.3f} ({res['wall_s']:.0f} s)")
+    return 1 if failed == len(args.runs) else 0
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
@@ -222,6 +269,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from smoacs_bench.evaluation.relax import RelaxerUnavailable
     from smoacs_bench.methods import get_method_class
 
     from .runner import run_experiment
@@ -254,14 +302,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             config[key] = value
     if "progress" in options:
         config["progress"] = not args.no_progress
+    relax, robust = physical_settings(args)
     try:
         s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
                            args.out, config, label=args.label, force=args.force,
-                           crossjudge=not args.no_crossjudge)
+                           crossjudge=not args.no_crossjudge, relax=relax, robust=robust,
+                           relax_workers=args.relax_workers, progress=not args.no_progress)
+    except RelaxerUnavailable as err:
+        raise SystemExit(f"smoacs-bench run: {err}") from None
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"smoacs-bench run: {err}") from None
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
-            "tolerance_ok", "angles_ok", "coords_ok", "unique_rate")
+            "tolerance_ok", "angles_ok", "coords_ok", "unique_rate", "success_robust", "success_relaxed", "stays",
+            "relaxed_bg_wide")
     print("  ".join(f"{k}={s[k]:.3f}" for k in keys if s.get(k) is not None and s[k] == s[k]))
     out = Path(args.out)
     print(f"results: {out}/ (samples.csv, summary.csv, structures/, run.log)\n"
@@ -312,8 +365,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .judge import judge_files
 
     _check_numbers(args)
+    relax, robust = physical_settings(args)
     df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions,
                                crossjudge=not args.no_crossjudge)
+    if relax is not None or robust is not None:
+        df = _physical_columns(args, df, relax, robust)
     write_csv(df, args.out)
     for msg in problems:
         print(f"skipped/flagged: {msg}", file=sys.stderr)
@@ -322,6 +378,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{n} files: {n - unreadable} judged, {unreadable} unreadable; {int(df['success'].sum())} successful "
           f"({df['success'].mean():.3f}); {len(problems)} problem(s); wrote {Path(args.out)}")
     return 0 if unreadable < n else 1
+
+
+def _physical_columns(args: argparse.Namespace, df, relax, robust):
+    """evaluate --relax: the run folders' physical columns for judged files (relaxed CIFs beside --out)."""
+    import pandas as pd
+
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.evaluation.io import read_structure
+    from smoacs_bench.evaluation.relax import RelaxerUnavailable
+
+    from .physical import _judge_predict, relaxation_columns, robustness_columns, run_relaxations
+
+    criteria = get_task(args.task).criteria(args.target_bg, args.margin)
+    structures = [read_structure(f)[0] for f in args.files]
+    out = Path(args.out)
+    parts = [df]
+    try:
+        if robust is not None:
+            parts.append(robustness_columns(df, structures, criteria, robust, _judge_predict))
+        if relax is not None:
+            outcomes = run_relaxations(structures, list(range(len(structures))), relax,
+                                       out.parent / f".{out.stem}_relax_state", args.relax_workers, progress=True)
+            parts.append(relaxation_columns(df, structures, criteria, relax, outcomes, _judge_predict,
+                                            out.parent / f"{out.stem}_relaxed"))
+    except RelaxerUnavailable as err:
+        raise SystemExit(f"smoacs-bench evaluate: {err}") from None
+    return pd.concat(parts, axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:

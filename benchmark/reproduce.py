@@ -377,6 +377,38 @@ def render(
         files[f"table_{fmt}"] = table_dir / f"table.{fmt}"
     plot_comparison(df, table_dir / "comparison.png")
     files["plot"] = table_dir / "comparison.png"
+    files.update(_physical_plots(runs, df, table_dir))
+    return files
+
+
+def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[str, Path]:
+    """funnel.png and energy_drop.png when the runs carry physical-validity columns."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.physical_plots import plot_energy_drop, plot_funnel
+
+    files: dict[str, Path] = {}
+    has = [c for c in ("success_robust", "success_relaxed") if c in df and df[c].notna().any()]
+    if not has:
+        return files
+    files["funnel"] = plot_funnel(df, table_dir / "funnel.png")
+    drops: dict[str, list[float]] = {}
+    stay_drop = None
+    for run in runs:
+        samples = run.folder / "samples.csv"
+        if not (run.done and samples.is_file()):
+            continue
+        s = pd.read_csv(samples)
+        if "relax_energy_drop" not in s:
+            continue
+        summary = pd.read_csv(run.folder / "summary.csv").iloc[0]
+        label = run.row.label or str(summary["method"])
+        drops.setdefault(label, []).extend(pd.to_numeric(s["relax_energy_drop"], errors="coerce").dropna())
+        key = json.loads((run.folder / "config.json").read_text()).get("physical", {}).get("key", {})
+        stay_drop = (key.get("relax") or {}).get("stay_drop", stay_drop)
+    if drops:
+        files["energy_drop"] = plot_energy_drop(drops, table_dir / "energy_drop.png",
+                                                stay_drop if stay_drop is not None else 0.1)
     return files
 
 
@@ -454,6 +486,11 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
         lines += ["## Table", "", table.read_text().rstrip("\n"), ""]
     if "plot" in result.files:
         lines += ["## Plot", "", f"![success rate per method and target]({result.files['plot'].name})", ""]
+    if "funnel" in result.files:
+        lines += ["## Physical validity", "",
+                  f"![own-judge, robust and relaxed success per method]({result.files['funnel'].name})", ""]
+    if "energy_drop" in result.files:
+        lines += [f"![relaxation energy drop per method]({result.files['energy_drop'].name})", ""]
     names = [p.name for k, p in result.files.items() if k != "report"]
     lines += [
         "Files: "
@@ -523,13 +560,18 @@ def reproduce(
     budget: int | Mapping[str, int] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     request: str | None = None,
+    relax: Any = None,
+    robust: Any = None,
+    relax_workers: int = 1,
 ) -> ReproduceResult:
     """Run the missing units of paper table ``table_id`` into ``out_dir`` and render it beside the paper.
 
     ``samples``, ``seeds`` (a count N for seeds 0..N-1, or a list), ``methods`` (registered names or row tags)
     and ``targets`` (eV, a subset of the table's) reduce or change the spec's defaults; ``budget`` sets the
     steps/trials of every method that counts them (or per method: ``{"smoacs": 3, "tpe": 3}``); ``options``
-    adds method options (``{"ftcp": {"model": DIR}}``). A second call with the same arguments does no work.
+    adds method options (``{"ftcp": {"model": DIR}}``). ``relax`` / ``robust`` (settings of
+    :mod:`.physical`) add the physical-validity columns to every finished run, reused ones included.
+    A second call with the same arguments does no work.
     """
     t0 = time.perf_counter()
     spec = get_spec(table_id)
@@ -592,12 +634,38 @@ def reproduce(
             run.status = res["status"]
             run.reason = res.get("reason", "") if run.status == FAILED else ""
             run.wall_s = res.get("wall_s")
+    notes += _add_physical(runs, relax, robust, relax_workers, progress)
     files = render(spec, runs, out / spec.id, resolve_targets(spec, targets))
     result = ReproduceResult(
         spec.id, out, out / spec.id, runs, files, round(time.perf_counter() - t0, 1), estimate, notes
     )
     result.files["report"] = write_report(spec, result, request, executor.describe())
     return result
+
+
+def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int, progress: bool) -> list[str]:
+    """The physical-validity stage on every finished run; notes for the report."""
+    if relax is None and robust is None:
+        return []
+    from smoacs_bench.evaluation.relax import RelaxerUnavailable
+
+    from .physical import add_physical
+
+    added, walls = 0, 0.0
+    for r in runs:
+        if not r.done:
+            continue
+        if progress:
+            print(f"[reproduce] {r.key}: physical validity", flush=True)
+        try:
+            res = add_physical(r.folder, relax, robust, workers=workers, progress=progress)
+        except RelaxerUnavailable as err:
+            raise ValueError(str(err)) from None
+        if res["status"] == "added":
+            added += 1
+            walls += float(res["wall_s"])
+    what = "; ".join(x.describe() for x in (relax, robust) if x is not None)
+    return [f"physical validity ({what}): added to {added} run(s) in {walls:.0f} s, the others had it"]
 
 
 def list_tables() -> list[tuple[str, str, float]]:
@@ -635,6 +703,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-crossjudge", action="store_true", help="skip the independent formation-energy judge")
     p.add_argument("--no-progress", action="store_true")
+    from .physical import add_physical_args
+
+    add_physical_args(p)
     p.set_defaults(func=cmd_reproduce)
     return p
 
@@ -734,6 +805,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         targets = _targets_arg(args.targets)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         executor = get_executor(args.workers, args.scheduler)
+        from .physical import physical_settings
+
+        relax, robust = physical_settings(args)
         result = reproduce(
             spec.id,
             args.out,
@@ -747,6 +821,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             budget=args.budget,
             options=options,
             request="smoacs-bench " + " ".join(sys.argv[1:]),
+            relax=relax,
+            robust=robust,
+            relax_workers=args.relax_workers,
         )
     except (ValueError, FileNotFoundError) as err:
         return fail(_one_line(err))

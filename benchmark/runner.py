@@ -111,7 +111,9 @@ def same_run(stored: dict[str, Any] | None, expected: dict[str, Any], cls: type[
 
 def run_experiment(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
                    out_dir: str | Path, method_config: dict[str, Any] | None = None,
-                   label: str | None = None, force: bool = False, crossjudge: bool = True) -> dict[str, Any]:
+                   label: str | None = None, force: bool = False, crossjudge: bool = True,
+                   relax: Any = None, robust: Any = None, relax_workers: int = 1,
+                   progress: bool = False) -> dict[str, Any]:
     """Run, evaluate and write everything; returns the summary dict.
 
     Every proposal is judged by the shared evaluator on the method's own predictions (the shared
@@ -121,6 +123,10 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     ``method`` is a registered name or ``package.module:Class``; ``method_config`` holds its options
     (checked against what it declares). A method with a ``state_dir`` gets ``storage`` inside ``out_dir``
     unless given; ``force`` deletes that state and runs again.
+
+    ``relax`` (:class:`~smoacs_bench.evaluation.relax.RelaxSettings`) and ``robust``
+    (:class:`~smoacs_bench.evaluation.robustness.RobustSettings`) add the physical-validity columns
+    (:func:`.physical.add_physical`), also to a stored run that lacks them.
     """
     out = Path(out_dir)
     cls = get_method_class(method)
@@ -135,6 +141,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         stored = json.loads(cfg_path.read_text())
         if same_run(stored.get("settings"), settings, cls):
             print(f"{out}: already complete with these settings; not re-running (use --force)")
+            _physical(out, relax, robust, relax_workers, progress)
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)
     m = cls(**method_config)
@@ -181,4 +188,16 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
               "versions": _versions(),
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
+    if _physical(out, relax, robust, relax_workers, progress, force=force):
+        return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     return summary
+
+
+def _physical(out: Path, relax: Any, robust: Any, workers: int, progress: bool, force: bool = False) -> bool:
+    """Add the physical-validity columns when asked; whether anything was asked."""
+    if relax is None and robust is None:
+        return False
+    from .physical import add_physical
+
+    add_physical(out, relax, robust, workers=workers, progress=progress, force=force)
+    return True

@@ -41,17 +41,25 @@ PROTOCOL_COLS: list[tuple[str, str]] = [  # beyond the paper: the generic DP and
     ("neutral_any", "neut (any)"),
     ("success_crossjudge", "success (cross-judge)"),
 ]
+PHYSICAL_COLS: list[tuple[str, str]] = [  # beyond the paper: does a success mean something physically?
+    ("success_robust", "success (robust)"),
+    ("success_relaxed", "success (relaxed)"),
+    ("stays", "stays"),
+    ("relaxed_bg_wide", "relaxed gap (wide)"),
+]
+RELAXED_KEYS = ("success_relaxed", "stays", "relaxed_bg_wide")  # rates over the relaxed set (n_relaxed)
 LAYOUTS: dict[str, list[tuple[str, str]]] = {
-    "table2": BASE_COLS + PROTOCOL_COLS,
-    "table3": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS,
-    "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS,
+    "table2": BASE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
+    "table3": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
+    "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
     "diversity": DIVERSITY_COLS,
 }
-RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS)) + ("unique_rate",)
+RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS)) + (
+    "unique_rate",)
 COUNT_KEYS = ("n_success", "n_unique_success", "n_unique_novel_success")
 SUMMARY_COLS = (
     "method", "task", "target_bg", "margin", "n_samples", *RATE_KEYS, *COUNT_KEYS, "novelty_reference",
-    "selection", "seed",
+    "selection", "seed", "n_relaxed",
 )
 RUN_KEYS = ("method", "task", "target_bg", "margin", "selection", "n_samples")  # one table row: seeds pooled
 
@@ -96,9 +104,18 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 continue
             if len(part) > 1:
                 row[key], row[f"{key}_half"] = seed_interval(values)
+                if row[f"{key}_half"] == 0.0 and len(values) == len(part):
+                    # every seed at 0 (or 1): a zero-width t-interval says nothing; give the pooled Wilson one
+                    sizes = part["n_relaxed"] if key in RELAXED_KEYS else part["n_samples"]
+                    n = int(sum(int(s) for s in sizes if not missing(s)))
+                    row[f"{key}_half"] = math.nan
+                    row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(row[key] * n), n)
             else:
-                n = int(row["n_samples"]) if not missing(row["n_samples"]) else 0
+                size = row.get("n_relaxed") if key in RELAXED_KEYS else row["n_samples"]
+                n = int(size) if not missing(size) else 0
                 row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(values[0] * n), n)
+        relaxed = [int(v) for v in part["n_relaxed"] if not missing(v)]
+        row["n_relaxed"] = sum(relaxed) if relaxed else None
         for key in COUNT_KEYS:
             counts = [v for v in part[key] if not missing(v)]
             row[key] = int(sum(counts)) if counts else None

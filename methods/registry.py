@@ -20,6 +20,7 @@ METHODS: dict[str, str] = {
     "tpe-n": "smoacs_bench.methods.tpe:TPEWithoutNeutrality",
     "tpe+n": "smoacs_bench.methods.tpe:TPEExactNeutrality",
     "ftcp": "smoacs_bench.methods.ftcp:FTCP",
+    "reference": "smoacs_bench.methods.reference:ReferenceCrystals",
 }
 
 

@@ -21,7 +21,7 @@ def test_method_contract(name):
 
 
 @pytest.mark.usefixtures("model_dir")
-@pytest.mark.parametrize("name", ["smoacs", "tpe", "ftcp"])
+@pytest.mark.parametrize("name", ["smoacs", "tpe", "ftcp", "reference"])
 def test_failed_samples_carry_a_reason(name):
     check_failures_carry_reasons(get_method_class(name))
 

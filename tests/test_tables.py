@@ -125,14 +125,32 @@ def test_md_rendering() -> None:
     md = render_table(OURS, "table2", "md")
     lines = md.strip().splitlines()
     assert lines[0] == ("| Target BG (eV) | method | success rate | (A)BG | (B) E_f | (C)STR | (a) neut | (b) 0.5Å "
-                        "| neut (any) | success (cross-judge) |")
+                        "| neut (any) | success (cross-judge) | success (robust) | success (relaxed) | stays "
+                        "| relaxed gap (wide) |")
     assert len(lines) == 4
     # sorted by target: 0.5 first; every rate with its 95 % Wilson interval; missing E_f shown as "-"
     assert lines[2] == ("| 0.50 ± 0.04 | TPE(MEGNet) | 0.000 (0.00-0.06) | 0.900 (0.81-0.96) | - | 0.100 (0.04-0.19) "
-                        "| 0.100 (0.04-0.19) | 0.900 (0.81-0.96) | - | - |")
+                        "| 0.100 (0.04-0.19) | 0.900 (0.81-0.96) | - | - | - | - | - | - |")
     cells = [c.strip() for c in lines[3].strip("|").split("|")]
     assert cells[:4] == ["1.50 ± 0.04", "SMOACS(MEGNet)", "0.406 (0.29-0.53)", "0.500 (0.38-0.62)"]
     assert render_table(OURS, "table2", "md", decimals=2).splitlines()[3].split("|")[3].strip() == "0.41 (0.29-0.53)"
+
+
+def test_relaxed_rates_use_the_relaxed_count_and_all_zero_seeds_get_pooled_wilson() -> None:
+    """success (relaxed) over 16 relaxed of 256: its Wilson interval is for n = 16, not 256; three seeds at 0
+    show the pooled Wilson interval over 48, not '0.000 ± 0.000'."""
+    from smoacs_bench.evaluation.stats import wilson
+
+    one = dict(OURS[0], seed=0, success_relaxed=0.0625, success_robust=0.25, n_relaxed=16, n_samples=256)
+    cells = [c.strip() for c in render_table([one], "table2", "md").splitlines()[2].strip("|").split("|")]
+    lo, hi = wilson(1, 16)
+    assert cells[-3] == f"0.062 ({lo:.2f}-{hi:.2f})"
+    lo, hi = wilson(64, 256)
+    assert cells[-4] == f"0.250 ({lo:.2f}-{hi:.2f})"
+    runs = [dict(one, seed=k, success_relaxed=0.0) for k in range(3)]
+    cells = [c.strip() for c in render_table(runs, "table2", "md").splitlines()[2].strip("|").split("|")]
+    lo, hi = wilson(0, 48)
+    assert cells[-3] == f"0.000 ({lo:.2f}-{hi:.2f})" and hi > 0.05
 
 
 def test_seeds_are_pooled_into_one_row_with_a_t_interval() -> None:
@@ -163,8 +181,9 @@ def test_wilson_and_paired_bootstrap() -> None:
 def test_md_perovskite_columns() -> None:
     md = render_table([dict(OURS[0], task="perovskite", coords_ok=0.25)], "table3", "md")
     header, _, row = md.strip().splitlines()
-    assert header.endswith("| (D)PS | (c) tole | (d) angles | (e) coord | neut (any) | success (cross-judge) |")
-    assert row.endswith("| - | - | - | 0.250 (0.16-0.37) | - | - |")
+    assert header.endswith("| (D)PS | (c) tole | (d) angles | (e) coord | neut (any) | success (cross-judge) "
+                           "| success (robust) | success (relaxed) | stays | relaxed gap (wide) |")
+    assert row.endswith("| - | - | - | 0.250 (0.16-0.37) | - | - | - | - | - | - |")
 
 
 def test_csv_rendering_roundtrip() -> None:
@@ -180,11 +199,11 @@ def test_csv_rendering_roundtrip() -> None:
 def test_tex_rendering() -> None:
     tex = render_table(OURS, "table3", "tex")
     lines = tex.strip().splitlines()
-    assert lines[0] == r"\begin{tabular}{llrrrrrrrrrrrr}"
+    assert lines[0] == r"\begin{tabular}{llrrrrrrrrrrrrrrrr}"
     assert lines[1] == r"\toprule" and lines[-2] == r"\bottomrule" and lines[-1] == r"\end{tabular}"
     body = [ln for ln in lines if ln.endswith(r"\\")]
     assert len(body) == 3  # header + 2 rows
-    assert all(ln.count("&") == 13 for ln in body)
+    assert all(ln.count("&") == 17 for ln in body)
     assert r"E\_f" in body[0] and r"0.5\AA{}" in body[0]
     assert r"1.50 $\pm$ 0.04" in tex and "±" not in tex and "Å" not in tex
     # one \midrule under the header plus one between the two target groups
@@ -207,7 +226,8 @@ def test_with_paper_matches_target_only() -> None:
     assert [ln.split("|")[2].strip() for ln in lines] == [
         "SMOACS(MEGNet)", "S(Cry) (paper)", "S(ALI) (paper)", "TPE (paper)", "FTCP (paper)",
     ]
-    assert lines[1] == "|  | S(Cry) (paper) | 0.387 | 0.543 | 0.672 | 0.824 | 0.980 | 0.824 | - | - |"
+    assert lines[1] == ("|  | S(Cry) (paper) | 0.387 | 0.543 | 0.672 | 0.824 | 0.980 | 0.824 | - | - | - | - | - "
+                        "| - |")
     assert "0.328" not in md  # the 0.5 eV paper rows stay out
     df = pd.read_csv(io.StringIO(render_table([OURS[0]], "table2", "csv", with_paper=True)))
     assert (df["target_bg"] == 1.5).all() and df["source"].tolist() == ["ours"] + ["paper"] * 4

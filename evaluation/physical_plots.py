@@ -1,0 +1,110 @@
+"""Figures of the physical-validity stage: the success funnel and the relaxation energy drop per method.
+
+- :func:`funnel_figure`: per target band gap (one panel each), per method, three bars: own-judge success,
+  success (robust) and success (relaxed), with their 95 % intervals; a zero rate shows as a marker on the axis.
+- :func:`energy_drop_figure`: per method, the distribution of the relaxation energy drop (eV/atom, log
+  scale) of its relaxed proposals, the reference crystals among them, with the "stays" threshold drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .comparison import _error
+from .layouts import missing, row_label, to_frame
+from .plots import FONTS, _save_png
+
+STAGES = (("success", "own judge"), ("success_robust", "robust"), ("success_relaxed", "relaxed"))
+HATCHES = ("", "//", "..")
+DROP_FLOOR = 1e-4  # eV/atom: drops below this (or negative) are drawn at it on the log axis
+
+
+def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: str = "") -> Figure:
+    """Own-judge -> robust -> relaxed success per method (colour) and stage (hatch), one panel per target."""
+    df = to_frame(summaries)
+    ours = df[df["source"] == "ours"].copy()
+    ours["label"] = [row_label(r) for r in ours.to_dict("records")]
+    targets = sorted({float(t) for t in ours["target_bg"]})
+    methods = list(dict.fromkeys(ours["label"]))
+    colors = matplotlib.colormaps["tab10"]
+    with matplotlib.rc_context(FONTS):
+        fig = Figure(figsize=(max(6.0, 1.2 + 0.55 * len(methods) * len(STAGES) * len(targets) / 1.6), 5.4),
+                     layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, max(len(targets), 1), sharey=True))
+        for ax, target in zip(axes, targets, strict=False):
+            part = ours[ours["target_bg"].astype(float) == target]
+            for j, label in enumerate(methods):
+                hit = part[part["label"] == label]
+                if hit.empty:
+                    continue
+                row = hit.iloc[0].to_dict()
+                for k, (key, _) in enumerate(STAGES):
+                    x = j + (k - 1) * 0.27
+                    v = row.get(key)
+                    if missing(v):
+                        continue
+                    err = _error(row, key)
+                    ax.bar(x, float(v), width=0.25, color=colors(j % 10), hatch=HATCHES[k], edgecolor="black",
+                           linewidth=0.6, yerr=None if err is None else [[err[0]], [err[1]]], capsize=2)
+                    if float(v) == 0.0:
+                        ax.plot(x, 0.0, marker="v", color=colors(j % 10), markeredgecolor="black", markersize=6,
+                                clip_on=False, zorder=3)
+            ax.set_xticks(range(len(methods)))
+            ax.set_xticklabels([m.replace("(", "\n(") for m in methods], fontsize=8)
+            ax.set_title(f"target {target:g} eV", fontsize=11)
+            ax.set_ylim(0, 1.0)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0].set_ylabel("success rate (95 % interval)")
+        handles = [matplotlib.patches.Patch(facecolor="white", edgecolor="black", hatch=HATCHES[k], label=name)
+                   for k, (_, name) in enumerate(STAGES)]
+        handles.append(matplotlib.lines.Line2D([], [], marker="v", color="grey", linestyle="",
+                                               markeredgecolor="black", label="rate 0"))
+        fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), frameon=False)
+        fig.suptitle(title or "Which successes survive: own judge -> perturbed copies -> relaxation",
+                     fontsize=12, x=0.01, ha="left")
+    return fig
+
+
+def energy_drop_figure(drops: Mapping[str, Iterable[float]], stay_drop: float = 0.1, title: str = "") -> Figure:
+    """Box and points of the relaxation energy drop (eV/atom) per method; the ``stay_drop`` threshold dashed."""
+    labels = [k for k, v in drops.items() if len(list(v))]
+    data = [np.clip(np.asarray(list(drops[k]), dtype=float), DROP_FLOOR, None) for k in labels]
+    data = [d[np.isfinite(d)] for d in data]
+    colors = matplotlib.colormaps["tab10"]
+    with matplotlib.rc_context(FONTS):
+        fig = Figure(figsize=(max(6.0, 1.6 + 1.3 * len(labels)), 5.0), layout="constrained")
+        ax = fig.subplots()
+        if labels:
+            ax.boxplot(data, positions=range(len(labels)), widths=0.5, showfliers=False)
+            rng = np.random.default_rng(0)
+            for j, d in enumerate(data):
+                ax.scatter(j + rng.uniform(-0.18, 0.18, len(d)), d, s=10, color=colors(j % 10), alpha=0.6,
+                           label=None)
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels([f"{m}\n(n = {len(d)})".replace("(", "\n(", 1) for m, d in zip(labels, data,
+                                                                                             strict=True)],
+                               fontsize=8)
+        ax.set_yscale("log")
+        ax.axhline(stay_drop, color="black", linestyle="--", linewidth=1, label=f"'stays' limit {stay_drop:g} eV/atom")
+        ax.set_ylabel(f"relaxation energy drop (eV/atom, log; < {DROP_FLOOR:g} drawn at it)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper right", frameon=False)
+        ax.set_title(title or "Energy lowered by relaxation, per method (box: quartiles; points: proposals)",
+                     fontsize=11, loc="left")
+    return fig
+
+
+def plot_funnel(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    return _save_png(funnel_figure(summaries, title), path)
+
+
+def plot_energy_drop(drops: Mapping[str, Iterable[float]], path: str | Path, stay_drop: float = 0.1,
+                     title: str = "") -> Path:
+    return _save_png(energy_drop_figure(drops, stay_drop, title), path)

@@ -1,0 +1,353 @@
+"""Relaxation with a universal interatomic potential: the physical-validity stage's instrument.
+
+Protocol as Matbench Discovery's: ASE's FIRE on a ``FrechetCellFilter`` (positions and cell together),
+converged when the largest force (and the filter's cell "force") is below ``fmax`` (0.05 eV/Å), at most
+``max_steps`` steps (300). The default potential is CHGNet 0.3.0 (its weights ship inside the ``chgnet``
+wheel); any ASE calculator works by name (``sevenn``: SevenNet-0, ``matgl:<model>`` a matgl PES model) or as
+``module:factory`` (a callable returning an ASE calculator).
+
+Speed: CHGNet runs *batched in lockstep*: every active structure has its own ASE optimiser and filter, and
+one CHGNet call per step predicts energies, forces and stresses of a whole batch (one backward pass for
+forces and stresses together, no double-backward graph). A structure leaves the batch when it converges,
+explodes or reaches the step cap. Other calculators run the same loop one structure at a time.
+
+Faults never stop a batch: a NaN energy or force, two atoms closer than 0.5 Å, or a volume change beyond x10
+ends that structure's relaxation with a reason; a potential that cannot be loaded raises
+:class:`RelaxerUnavailable` with one line naming what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import io
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+FIRE_PROTOCOL = "ASE FIRE on a FrechetCellFilter"
+
+
+class RelaxerUnavailable(RuntimeError):
+    """The requested potential cannot be loaded here (the message says what to install)."""
+
+
+@dataclass(frozen=True)
+class RelaxSettings:
+    """How proposals are relaxed and what counts as staying put. Units: eV/Å, eV/atom, %, eV, Å."""
+
+    relaxer: str = "chgnet"       # chgnet | sevenn | matgl:<model> | module:factory
+    fmax: float = 0.05            # eV/Å, convergence threshold on every force (and the cell's)
+    max_steps: int = 300          # FIRE steps at most
+    subset: int | None = None     # relax at most this many proposals per run (a seeded draw); None: all
+    subset_seed: int = 0
+    stay_drop: float = 0.1        # eV/atom: "stays" needs an energy drop at most this
+    stay_volume: float = 10.0     # %: "stays" needs |volume change| at most this
+    wide_margin: float = 0.25     # eV: the relaxed gap's wider window around the target
+    explode_min_dist: float = 0.5     # Å: closer atoms end a relaxation ("exploded")
+    explode_volume: float = 10.0      # volume grown or shrunk by this factor ends it
+
+    def describe(self) -> str:
+        """One phrase for captions and logs."""
+        sub = f"; a seeded subset of {self.subset} proposals per run (seed {self.subset_seed})" if self.subset else ""
+        return (f"{relaxer_label(self.relaxer)}, {FIRE_PROTOCOL}, fmax {self.fmax:g} eV/Å, at most "
+                f"{self.max_steps} steps{sub}; 'stays' = converged, energy drop ≤ {self.stay_drop:g} eV/atom, "
+                f"|volume change| ≤ {self.stay_volume:g} % and StructureMatcher match; wide gap window "
+                f"± {self.wide_margin:g} eV")
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two relaxations the same (every field)."""
+        return asdict(self)
+
+
+def relaxer_label(name: str) -> str:
+    return {"chgnet": "CHGNet 0.3.0", "sevenn": "SevenNet-0"}.get(name, name)
+
+
+@dataclass
+class RelaxOutcome:
+    """One structure's relaxation. Energies in eV/atom; ``final`` None when it exploded or never started."""
+
+    converged: bool = False
+    steps: int = 0
+    energy_initial: float = math.nan
+    energy_final: float = math.nan
+    final: Structure | None = None
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_drop(self) -> float:
+        """Initial minus final energy, eV/atom (positive: the potential found a lower energy)."""
+        return self.energy_initial - self.energy_final
+
+
+# -- potentials ------------------------------------------------------------------------------------------------
+class BatchedCHGNet:
+    """CHGNet energies (eV), forces (eV/Å) and stresses (eV/Å³, 3x3) for many structures in one call."""
+
+    name = "chgnet"
+
+    def __init__(self, model: Any = None, batch_size: int = 16):
+        try:
+            from chgnet.model import CHGNet
+        except ImportError as err:
+            raise RelaxerUnavailable(f"the relaxer 'chgnet' needs the chgnet package: pip install chgnet ({err})") from None
+        if model is None:
+            with contextlib.redirect_stdout(io.StringIO()):   # CHGNet announces itself on stdout
+                model = CHGNet.load(model_name="0.3.0", verbose=False)
+        self.model = model
+        self.model.eval()
+        self.batch_size = batch_size
+        self.version = getattr(self.model, "version", None) or "0.3.0"
+
+    def _one_batch(self, structures: Sequence[Structure]):
+        import torch
+        from chgnet.model.model import BatchedGraph
+
+        m = self.model
+        graphs = [m.graph_converter(s) for s in structures]
+        bg = BatchedGraph.from_graphs(graphs, bond_basis_expansion=m.bond_basis_expansion,
+                                      angle_basis_expansion=m.angle_basis_expansion, compute_stress=True)
+        pred = m._compute(bg, compute_force=False, compute_stress=False)
+        n_atoms = torch.tensor([len(s) for s in structures], dtype=pred["e"].dtype)
+        per_atom = pred["e"]
+        total = (per_atom * n_atoms).sum() if m.is_intensive else per_atom.sum()
+        grads = torch.autograd.grad(total, [*bg.atom_positions, *bg.strains])
+        k = len(structures)
+        comp = m.composition_model(graphs) if m.composition_model is not None else 0.0
+        energies = ((per_atom if m.is_intensive else per_atom / n_atoms) + comp).detach().double() * n_atoms
+        forces = [-g.detach().double().numpy() for g in grads[:k]]
+        stresses = [(g.detach().double() / v.detach().double()).numpy() for g, v in zip(grads[k:], bg.volumes,
+                                                                                       strict=True)]
+        return [float(e) for e in energies], forces, stresses
+
+    def efs(self, structures: Sequence[Structure]) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
+        """Per structure (total energy eV, forces (n, 3) eV/Å, stress (3, 3) eV/Å³), or a reason string."""
+        out: list = []
+        for i in range(0, len(structures), self.batch_size):
+            chunk = structures[i:i + self.batch_size]
+            try:
+                e, f, s = self._one_batch(chunk)
+                out += list(zip(e, f, s, strict=True))
+            except Exception:  # noqa: BLE001 - find the structure that broke the batch, keep the rest
+                for st in chunk:
+                    try:
+                        e, f, s = self._one_batch([st])
+                        out.append((e[0], f[0], s[0]))
+                    except Exception as err:  # noqa: BLE001
+                        out.append(f"CHGNet failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+        return out
+
+
+class SerialASE:
+    """Any ASE calculator, one structure at a time."""
+
+    def __init__(self, name: str, calculator: Any):
+        self.name = name
+        self.calc = calculator
+
+    def efs(self, structures: Sequence[Structure]) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
+        from ase.stress import voigt_6_to_full_3x3_stress
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        out: list = []
+        for s in structures:
+            atoms = AseAtomsAdaptor.get_atoms(s)
+            atoms.calc = self.calc
+            try:
+                e = float(atoms.get_potential_energy())
+                f = np.asarray(atoms.get_forces(), dtype=float)
+                st = np.asarray(atoms.get_stress(voigt=True), dtype=float)
+                out.append((e, f, voigt_6_to_full_3x3_stress(st)))
+            except Exception as err:  # noqa: BLE001
+                out.append(f"{self.name} failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+        return out
+
+
+def _factory(target: str) -> Callable[[], Any]:
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise RelaxerUnavailable(f"relaxer {target!r}: cannot import {module}:{attr} ({err})") from None
+
+
+_LOADED: dict[tuple[str, int], Any] = {}
+
+
+def check_relaxer(name: str) -> None:
+    """Raise :class:`RelaxerUnavailable` (one line, what to install) when ``name`` cannot be loaded here; cheap:
+    imports only, no weights."""
+    needs = {"chgnet": "chgnet", "sevenn": "sevenn"}
+    if name in needs:
+        if importlib.util.find_spec(needs[name]) is None:
+            raise RelaxerUnavailable(f"the relaxer {name!r} needs the {needs[name]} package: pip install {needs[name]}")
+    elif name.startswith("matgl:"):
+        if importlib.util.find_spec("matgl") is None:
+            raise RelaxerUnavailable(f"relaxer {name!r} needs matgl: pip install matgl")
+    elif ":" in name:
+        _factory(name)
+    else:
+        raise RelaxerUnavailable(f"unknown relaxer {name!r}: use chgnet, sevenn, matgl:<model> or module:factory")
+
+
+def load_relaxer(name: str = "chgnet", batch_size: int = 16):
+    """The potential called ``name``: ``chgnet`` (batched), ``sevenn`` (SevenNet-0), ``matgl:<model name or
+    folder>`` (a matgl potential; by name it downloads, which needs internet) or ``module:factory``."""
+    if name == "chgnet":
+        if ("chgnet", batch_size) not in _LOADED:   # one model per process
+            _LOADED[("chgnet", batch_size)] = BatchedCHGNet(batch_size=batch_size)
+        return _LOADED[("chgnet", batch_size)]
+    if name == "sevenn":
+        try:
+            from sevenn.calculator import SevenNetCalculator
+        except ImportError:
+            raise RelaxerUnavailable("the relaxer 'sevenn' needs the sevenn package: pip install sevenn") from None
+        return SerialASE(name, SevenNetCalculator("7net-0", device="cpu"))
+    if name.startswith("matgl:"):
+        try:
+            import matgl
+            from matgl.ext.ase import PESCalculator
+        except ImportError as err:
+            raise RelaxerUnavailable(f"relaxer {name!r} needs matgl with its ASE interface ({err})") from None
+        try:
+            potential = matgl.load_model(name.split(":", 1)[1])
+        except Exception as err:  # noqa: BLE001 - offline download, missing folder
+            raise RelaxerUnavailable(f"relaxer {name!r}: matgl could not load it ({str(err).splitlines()[0]})") from None
+        return SerialASE(name, PESCalculator(potential))
+    if ":" in name:
+        return SerialASE(name, _factory(name)())
+    raise RelaxerUnavailable(f"unknown relaxer {name!r}: use chgnet, sevenn, matgl:<model> or module:factory")
+
+
+# -- the lockstep FIRE loop -----------------------------------------------------------------------------------
+def _too_close(atoms, cutoff: float) -> bool:
+    from ase.neighborlist import neighbor_list
+
+    return len(neighbor_list("i", atoms, cutoff, self_interaction=False)) > 0
+
+
+def _structure(atoms) -> Structure:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def relax(structures: Sequence[Structure | None], settings: RelaxSettings | None = None, relaxer: Any = None,
+          progress: Callable[[int], None] | None = None) -> list[RelaxOutcome]:
+    """Relax every structure (None gives an outcome with a reason); returns outcomes in order.
+
+    ``relaxer`` (default: :func:`load_relaxer` of ``settings.relaxer``) has ``efs(structures)``. ``progress`` is
+    called with the number of structures that finished, as they finish.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    settings = settings or RelaxSettings()
+    relaxer = relaxer or load_relaxer(settings.relaxer)
+    outcomes = [RelaxOutcome() for _ in structures]
+    atoms, filters, opts, v0 = {}, {}, {}, {}
+    for i, s in enumerate(structures):
+        if s is None:
+            outcomes[i].reason = "no structure"
+            continue
+        s = s.copy()
+        s.remove_oxidation_states()
+        a = AseAtomsAdaptor.get_atoms(s)
+        a.set_initial_magnetic_moments(None)
+        atoms[i] = a
+        v0[i] = a.get_volume()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            filters[i] = FrechetCellFilter(a)
+            opts[i] = FIRE(filters[i], logfile=None)
+    active = list(atoms)
+    done_count = len(structures) - len(active)
+    if progress and done_count:
+        progress(done_count)
+
+    def finish(i: int, reason: str = "", converged: bool = False, keep: bool = True) -> None:
+        out = outcomes[i]
+        out.converged = converged
+        out.steps = opts[i].nsteps
+        out.reason = reason
+        out.final = _structure(atoms[i]) if keep else None
+        if progress:
+            progress(1)
+
+    while active:
+        results = relaxer.efs([_structure(atoms[i]) for i in active])
+        still = []
+        for i, res in zip(active, results, strict=True):
+            a, out = atoms[i], outcomes[i]
+            step = opts[i].nsteps
+            if isinstance(res, str):
+                finish(i, f"exploded at step {step}: {res}", keep=False)
+                continue
+            energy, forces, stress = res
+            if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
+                finish(i, f"exploded at step {step}: non-finite energy, force or stress", keep=False)
+                continue
+            n = len(a)
+            if step == 0:
+                out.energy_initial = energy / n
+            out.energy_final = energy / n
+            ratio = a.get_volume() / v0[i]
+            if not (1 / settings.explode_volume < ratio < settings.explode_volume):
+                finish(i, f"exploded at step {step}: volume x{ratio:.3g}", keep=False)
+                continue
+            if _too_close(a, settings.explode_min_dist):
+                finish(i, f"exploded at step {step}: atoms closer than {settings.explode_min_dist} Å", keep=False)
+                continue
+            a.calc = SinglePointCalculator(a, energy=energy, forces=forces,
+                                           stress=full_3x3_to_voigt_6_stress(stress))
+            f = filters[i].get_forces()
+            if float((f ** 2).sum(axis=1).max()) < settings.fmax ** 2:
+                finish(i, converged=True)
+            elif step >= settings.max_steps:
+                finish(i, f"not converged in {settings.max_steps} steps")
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    opts[i].step()
+                opts[i].nsteps += 1
+                still.append(i)
+        active = still
+    return outcomes
+
+
+# -- how far a structure moved ---------------------------------------------------------------------------------
+def displacement(initial: Structure, final: Structure) -> tuple[float, float]:
+    """(max, RMS) atomic displacement in Å: fractional differences wrapped to the nearest image, the rigid
+    shift (their mean) removed, expressed with the final lattice (the cell's own change is the volume change)."""
+    d = np.asarray(final.frac_coords) - np.asarray(initial.frac_coords)
+    d -= np.round(d)
+    d -= d.mean(axis=0)
+    d -= np.round(d)
+    cart = d @ final.lattice.matrix
+    norms = np.linalg.norm(cart, axis=1)
+    return float(norms.max()), float(np.sqrt((norms ** 2).mean()))
+
+
+def compare(initial: Structure, final: Structure) -> dict[str, Any]:
+    """Displacements (Å), volume change (%) and whether pymatgen's StructureMatcher (defaults: ltol 0.2,
+    stol 0.3, angle_tol 5°) still matches the two."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    max_d, rms_d = displacement(initial, final)
+    try:
+        matched = bool(StructureMatcher().fit(initial, final))
+    except Exception:  # noqa: BLE001 - a degenerate cell is no match
+        matched = False
+    return {"max_disp": max_d, "rms_disp": rms_d,
+            "volume_change": 100.0 * (final.volume / initial.volume - 1.0), "match": matched}
