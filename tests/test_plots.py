@@ -66,3 +66,25 @@ def test_text_is_readable():
 def test_plot_history_writes_a_png(tmp_path):
     path = plot_history(_history(), get_task("perovskite", 1.5).criteria(), tmp_path / "history.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp.png"))
+
+
+def test_physical_figures_are_written(tmp_path):
+    """The funnel (own judge -> robust -> relaxed) and the energy-drop figure, zero rates included."""
+    from smoacs_bench.evaluation.physical_plots import funnel_figure, plot_energy_drop, plot_funnel
+
+    rows = []
+    for method, own, robust, relaxed in (("SMOACS(MEGNet)", 0.45, 0.05, 0.0), ("Reference(perov_5)", 0.02, 0.01, 0.0)):
+        for target in (0.5, 1.5):
+            rows.append({"method": method, "task": "perovskite", "target_bg": target, "margin": 0.04,
+                         "n_samples": 256, "seed": 0, "success": own, "success_robust": robust,
+                         "success_relaxed": relaxed, "n_relaxed": 16})
+    fig = funnel_figure(rows)
+    axes = fig.get_axes()
+    assert len(axes) == 2 and axes[0].get_title() == "target 0.5 eV"
+    assert len(axes[0].patches) == 6                        # 2 methods x 3 stages
+    markers = [ln for ln in axes[0].get_lines() if ln.get_marker() == "v"]
+    assert len(markers) == 2                                # both relaxed rates are 0: visible markers
+    path = plot_funnel(rows, tmp_path / "funnel.png")
+    assert path.stat().st_size > 10_000
+    drops = {"SMOACS(MEGNet)": [1.7, 2.2, 0.4, -0.001], "Reference(perov_5)": [0.01, 0.003]}
+    assert plot_energy_drop(drops, tmp_path / "drop.png").stat().st_size > 10_000

@@ -1,0 +1,86 @@
+"""Relaxation speed: batched lockstep CHGNet against serial ASE, and against the SMOACS optimisation it judges.
+
+Relaxes N proposals of a stored run (default: the committed SMOACS 5-site perovskite run at 1.5 eV, seed 0)
+three ways, with the stage's protocol (FIRE on a FrechetCellFilter, fmax 0.05 eV/Å, at most 300 steps):
+
+1. serial: CHGNet's own ASE calculator, one structure at a time (one torch thread);
+2. batched: :func:`smoacs_bench.evaluation.relax.relax`, one CHGNet call per FIRE step for chunks of 8
+   structures (one torch thread);
+3. batched with ``--workers`` processes (the stage's ``--relax-workers``).
+
+It prints seconds per structure and per FIRE step, the batched/serial speed-up, the final-energy agreement,
+and the ratio of relaxing N proposals to the SMOACS run's own optimisation time scaled to N samples (the
+run's config.json wall time). Example (2 CPU cores):
+
+    python perf/relax_speed.py --n 32 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parents[1] / "results/runs/perovskite/smoacs_bg1.5_m0.04_s0_n256"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default=str(RUN), help="a run folder with structures/ and config.json")
+    ap.add_argument("--n", type=int, default=32, help="proposals to relax (the first N)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--serial-n", type=int, default=8, help="of which the serial path relaxes the first K")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+
+    import torch
+    from chgnet.model.dynamics import CHGNetCalculator
+    from pymatgen.core import Structure
+
+    from smoacs_bench.benchmark.physical import run_relaxations
+    from smoacs_bench.evaluation.relax import RelaxSettings, SerialASE, load_relaxer, relax
+
+    torch.set_num_threads(1)
+    run = Path(args.run)
+    structures = [Structure.from_file(run / "structures" / f"{i}.cif") for i in range(args.n)]
+    settings = RelaxSettings()
+    chgnet = load_relaxer("chgnet")
+
+    t0 = time.perf_counter()
+    serial = relax(structures[:args.serial_n], settings,
+                   SerialASE("chgnet-ase", CHGNetCalculator(model=chgnet.model, device="cpu")))
+    t_serial = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    batched = relax(structures, settings, chgnet)
+    t_batched = time.perf_counter() - t0
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run_relaxations(structures, list(range(args.n)), settings, Path(tmp) / "state", workers=args.workers,
+                        progress=False)
+        t_workers = time.perf_counter() - t0
+
+    steps_serial = sum(o.steps + 1 for o in serial)
+    steps_batched = sum(o.steps + 1 for o in batched)
+    per_serial = t_serial / args.serial_n
+    per_batched = t_batched / args.n
+    diff = max(abs(a.energy_final - b.energy_final) for a, b in zip(serial, batched, strict=False))
+    config = json.loads((run / "config.json").read_text())
+    smoacs = float(config["wall_time_s"]) * args.n / int(config["settings"]["n_samples"])
+    print(f"{args.n} proposals of {run.name}; converged {sum(o.converged for o in batched)}, "
+          f"median steps {sorted(o.steps for o in batched)[args.n // 2]}")
+    print(f"serial ASE (first {args.serial_n}): {per_serial:.2f} s/structure, "
+          f"{1000 * t_serial / steps_serial:.1f} ms per force call")
+    print(f"batched, 1 process:   {per_batched:.2f} s/structure, {1000 * t_batched / steps_batched:.1f} ms per "
+          f"structure-step; speed-up over serial {per_serial / per_batched:.2f}x")
+    print(f"batched, {args.workers} processes: {t_workers:.1f} s for {args.n} ({t_workers / args.n:.2f} s/structure)")
+    print(f"largest final-energy difference serial vs batched: {diff:.4f} eV/atom")
+    print(f"SMOACS optimisation of {args.n} samples (scaled from its run): {smoacs:.1f} s; "
+          f"relaxation / optimisation = {t_workers / smoacs:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
