@@ -377,6 +377,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     unreadable = int(df["formula"].isna().sum())
     print(f"{n} files: {n - unreadable} judged, {unreadable} unreadable; {int(df['success'].sum())} successful "
           f"({df['success'].mean():.3f}); {len(problems)} problem(s); wrote {Path(args.out)}")
+    if "success_relaxed" in df:
+        print(f"after relaxation ({relax.describe()}): {int(df['success_relaxed'].fillna(False).astype(bool).sum())} "
+              f"successful, {int(df['stays'].fillna(False).astype(bool).sum())} stay; relaxed cells in "
+              f"{Path(args.out).parent / (Path(args.out).stem + '_relaxed')}/")
     return 0 if unreadable < n else 1
 
 

@@ -215,7 +215,8 @@ def test_evaluate_cli_uses_a_predictor_when_no_csv(tmp_path, monkeypatch):
 
     monkeypatch.setattr(judge, "default_predict", fake_predict)
     out = tmp_path / "out.csv"
-    main(["evaluate", str(good), str(tmp_path / "missing.cif"), "--task", "free", "--out", str(out)])
+    main(["evaluate", str(good), str(tmp_path / "missing.cif"), "--task", "free", "--out", str(out),
+          "--relax", "none", "--robust-copies", "0"])
     df = pd.read_csv(out)
     assert calls == [1] and df["success"].tolist() == [True, False]
     assert np.isnan(df.loc[0, "tolerance_factor"])
