@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the independent formation-energy judge (CDVAE DimeNet++, $SMOACS_MODEL_DIR/cdvae-mp20)")
     add_physical_args(run)
     run.set_defaults(func=cmd_run)
+    plain_help = run.format_help
+    run.format_help = lambda: plain_help() + "\n" + method_options_text()   # imports the methods only for --help
 
     tab = sub.add_parser("table", help="render runs as a paper-style table")
     tab.add_argument("--runs", nargs="+", required=True, help="run folders (each with summary.csv)")
@@ -141,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reproduce_parser(sub)
     add_smoothness_parser(sub)
+    from .doctor import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub)
     return ap
 
 
@@ -243,6 +248,27 @@ def cmd_heldout(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def method_options_text(names: list[str] | None = None) -> str:
+    """Every option of the built-in and installed methods: name, type, default and one line of help."""
+    import textwrap
+
+    from smoacs_bench.methods import get_method_class
+    from smoacs_bench.methods.registry import available_methods
+
+    lines = ["method options (--param KEY=VALUE; --steps/--trials set the budget):"]
+    for name in names or list(available_methods()):
+        try:
+            cls = get_method_class(name)
+        except ValueError as err:
+            lines.append(f"  {name}: cannot be imported ({err})")
+            continue
+        lines.append(f"  {name} ({cls.display_name or cls.name}):")
+        for key, (kind, default, text) in cls.option_help().items():
+            head = f"    {key}: {kind} = {default!r}"
+            lines.append(head if not text else textwrap.fill(f"{head}  {text}", 118, subsequent_indent=" " * 8))
+    return "\n".join(lines) + "\n"
 
 
 def _parse_value(text: str):
@@ -366,8 +392,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _check_numbers(args)
     relax, robust = physical_settings(args)
-    df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions,
-                               crossjudge=not args.no_crossjudge)
+    try:
+        df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions,
+                                   crossjudge=not args.no_crossjudge)
+    except (FileNotFoundError, ValueError) as err:   # the judge's models (or a predictions file) missing
+        raise SystemExit(f"smoacs-bench evaluate: {err}") from None
     if relax is not None or robust is not None:
         df = _physical_columns(args, df, relax, robust)
     write_csv(df, args.out)
@@ -411,9 +440,16 @@ def _physical_columns(args: argparse.Namespace, df, relax, robust):
     return pd.concat(parts, axis=1)
 
 
+INTERRUPTED = "interrupted; run the same command again to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:   # files are written atomically: nothing half-written is left behind
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

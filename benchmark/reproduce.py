@@ -168,8 +168,12 @@ def _for_row(values: Any, row: MethodRun) -> Any:
     return values
 
 
-def _suffix(budget_name: str | None, budget: int | None, user: Mapping[str, Any] | None) -> str:
+def _suffix(budget_name: str | None, budget: int | None, user: Mapping[str, Any] | None,
+            neutral: Iterable[str] = ()) -> str:
+    """The run folder's suffix: the budget, and a digest of the user's options that change results (options
+    in ``neutral``, such as ``workers`` or ``device``, leave the folder name alone)."""
     out = f"_{budget_name}{budget}" if budget_name and budget is not None else ""
+    user = {k: v for k, v in (user or {}).items() if k not in set(neutral)}
     if user:
         digest = hashlib.sha1(json.dumps(sorted(user.items()), default=str).encode()).hexdigest()[:8]
         out += f"_o{digest}"
@@ -273,7 +277,8 @@ def plan(
                 reason = _one_line(err)
             if "progress" in known:
                 config["progress"] = progress
-        suffix = _suffix(cls.budget if cls else None, n_budget if cls and cls.budget else None, user)
+        suffix = _suffix(cls.budget if cls else None, n_budget if cls and cls.budget else None, user,
+                         cls.result_neutral if cls else ())
         for target in target_list:
             for margin in spec.margins_for(row):
                 for seed in seed_list:
@@ -382,17 +387,21 @@ def render(
 
 
 def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[str, Path]:
-    """funnel.png and energy_drop.png when the runs carry physical-validity columns."""
+    """funnel.png, energy_drop.png and physical.{md,csv} when the runs carry physical-validity columns."""
     import pandas as pd
 
+    from smoacs_bench.evaluation.io import atomic_write_text
     from smoacs_bench.evaluation.physical_plots import plot_energy_drop, plot_funnel
+    from smoacs_bench.evaluation.physical_summary import physical_summary, summary_markdown
 
     files: dict[str, Path] = {}
     has = [c for c in ("success_robust", "success_relaxed") if c in df and df[c].notna().any()]
     if not has:
         return files
     files["funnel"] = plot_funnel(df, table_dir / "funnel.png")
-    drops: dict[str, list[float]] = {}
+    # a crystal relaxed under several targets (the reference row proposes the same crystals for each) counts once
+    drops: dict[str, dict[tuple[float, float], float]] = {}
+    per_method: dict[str, list[tuple[pd.DataFrame, float | None]]] = {}
     stay_drop = None
     for run in runs:
         samples = run.folder / "samples.csv"
@@ -403,12 +412,21 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
             continue
         summary = pd.read_csv(run.folder / "summary.csv").iloc[0]
         label = run.row.label or str(summary["method"])
-        drops.setdefault(label, []).extend(pd.to_numeric(s["relax_energy_drop"], errors="coerce").dropna())
-        key = json.loads((run.folder / "config.json").read_text()).get("physical", {}).get("key", {})
+        pair = s[["relax_energy_initial", "relax_energy_drop"]].apply(pd.to_numeric, errors="coerce").dropna()
+        for e0, drop in pair.itertuples(index=False):
+            drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
+        physical = json.loads((run.folder / "config.json").read_text()).get("physical", {})
+        per_method.setdefault(label, []).append((s, physical.get("wall_time_s")))
+        key = physical.get("key", {})
         stay_drop = (key.get("relax") or {}).get("stay_drop", stay_drop)
     if drops:
-        files["energy_drop"] = plot_energy_drop(drops, table_dir / "energy_drop.png",
+        files["energy_drop"] = plot_energy_drop({k: list(v.values()) for k, v in drops.items()},
+                                                table_dir / "energy_drop.png",
                                                 stay_drop if stay_drop is not None else 0.1)
+        summary = physical_summary(per_method)
+        atomic_write_text(table_dir / "physical.csv", summary.to_csv(index=False))
+        files["physical"] = table_dir / "physical.md"
+        atomic_write_text(files["physical"], summary_markdown(summary) + "\n")
     return files
 
 
@@ -491,6 +509,10 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
                   f"![own-judge, robust and relaxed success per method]({result.files['funnel'].name})", ""]
     if "energy_drop" in result.files:
         lines += [f"![relaxation energy drop per method]({result.files['energy_drop'].name})", ""]
+    if "physical" in result.files:
+        lines += ["Relaxed proposals per method, pooled over targets and seeds (a crystal relaxed under several "
+                  "targets counted once; success counts per run):", "",
+                  result.files["physical"].read_text().rstrip("\n"), ""]
     names = [p.name for k, p in result.files.items() if k != "report"]
     lines += [
         "Files: "

@@ -32,6 +32,8 @@ from smoacs_bench.evaluation.plots import plot_history
 from smoacs_bench.evaluation.summary import summarize
 from smoacs_bench.methods import Method, get_method_class
 
+from .judge import OWN_TOLERANCE, crossjudge_energies, disagreements, judge_predictors, judge_structures
+
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
@@ -41,27 +43,6 @@ def _versions() -> dict[str, str]:
         except Exception:  # noqa: BLE001
             out[pkg] = "not installed"
     return out
-
-
-_CROSSJUDGE: list = []  # the loaded judge, once per process
-
-
-def crossjudge_energies(structures: list) -> tuple[list[float] | None, str]:
-    """The independent judge's formation energies (eV/atom; NaN where it cannot judge) and a note naming
-    it, or (None, why) when its weights are not there."""
-    from smoacs_bench.methods.predictors.cdvae import MODEL_SUBDIR, load_cdvae_judge
-
-    if not _CROSSJUDGE:
-        try:
-            _CROSSJUDGE.append(load_cdvae_judge())
-        except FileNotFoundError as err:
-            print(f"cross-judge skipped: {err}", file=sys.stderr)
-            return None, f"unavailable: {err}"
-    ok = [i for i, st in enumerate(structures) if st is not None]
-    values = [float("nan")] * len(structures)
-    for i, v in zip(ok, _CROSSJUDGE[0].predict_structures([structures[i] for i in ok]), strict=True):
-        values[i] = float(v)
-    return values, f"CDVAE DimeNet++ (MP-20 formation_energy_per_atom, {MODEL_SUBDIR})"
 
 
 def _warnings_log(caught: list) -> str:
@@ -80,6 +61,7 @@ def method_options(cls: type[Method], config: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(config) - set(known))
         if unknown:
             raise ValueError(f"{cls.name} has no option {', '.join(unknown)}; its options: {', '.join(known)}")
+        cls.check_option_types(config)
     return dict(config)
 
 
@@ -95,10 +77,13 @@ def run_identity(cls: type[Method], method_config: dict[str, Any]) -> dict[str, 
 def _settings(method: str, task: str, target_bg: float, margin: float, n_samples: int, seed: int,
               method_config: dict[str, Any], cls: type[Method] | None = None) -> dict[str, Any]:
     """A run's identity: what a stored run must match to be reused (``cls``: normalise ``method_config``)."""
+    out = {"method": method, "task": task, "target_bg": target_bg, "margin": margin,
+           "n_samples": n_samples, "seed": seed}
     if cls is not None:
         method_config = run_identity(cls, method_config)
-    return {"method": method, "task": task, "target_bg": target_bg, "margin": margin,
-            "n_samples": n_samples, "seed": seed, "method_config": method_config}
+        if cls.revision:
+            out["revision"] = cls.revision
+    return out | {"method_config": method_config}
 
 
 def same_run(stored: dict[str, Any] | None, expected: dict[str, Any], cls: type[Method]) -> bool:
@@ -116,8 +101,10 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
                    progress: bool = False) -> dict[str, Any]:
     """Run, evaluate and write everything; returns the summary dict.
 
-    Every proposal is judged by the shared evaluator on the method's own predictions (the shared
-    predictors for SMOACS and TPE) and, with ``crossjudge``, by the independent formation-energy judge
+    Every proposal is judged by the shared evaluator on the judge's predictions from its structure (the
+    default MEGNet pair, :func:`.judge.judge_structures`); a method's own numbers go to ``own_*`` columns, and
+    any further than 0.05 eV (eV/atom) from the judge's are listed in run.log. With ``crossjudge`` the
+    independent formation-energy judge
     (CDVAE's DimeNet++ on MP-20, ``$SMOACS_MODEL_DIR/cdvae-mp20``); without it those columns are NaN.
 
     ``method`` is a registered name or ``package.module:Class``; ``method_config`` holds its options
@@ -145,6 +132,9 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)
     m = cls(**method_config)
+    for stale in ("structures", "structures_relaxed", "relax_state"):   # of an earlier run in this folder
+        if (out / stale).is_dir():
+            shutil.rmtree(out / stale)
     with warnings.catch_warnings(record=True) as caught:   # pymatgen & co. go to run.log, not the console
         warnings.simplefilter("always")
         t0 = time.perf_counter()
@@ -152,29 +142,47 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         wall = time.perf_counter() - t0
 
         structures = [p.structure for p in proposals]
+        # the judge predicts every proposal from its structure; the method's own numbers are kept aside
+        bgs, efs = judge_structures(structures)
         cross, cross_note = crossjudge_energies(structures) if crossjudge else (None, "not run (--no-crossjudge)")
-        rows = evaluate(structures, [p.band_gap for p in proposals],
-                        [p.formation_energy for p in proposals], the_task.criteria(),
+        rows = evaluate(structures, bgs, efs, the_task.criteria(),
                         names=[f"structures/{i}.cif" for i in range(len(proposals))],
                         reasons=[p.meta.get("reason", "") for p in proposals], ef_crossjudge=cross)
     rows.insert(0, "sample", np.arange(len(proposals)))
     rows.insert(1, "source", [str(p.meta.get("source", "")) for p in proposals])
-    own_keys = sorted({k for p in proposals for k in p.meta.get("own_predictions", {})})
-    for k in own_keys:  # a method's own view (FTCP's property branch); the judge does not use it
-        rows[f"own_{k}"] = [p.meta.get("own_predictions", {}).get(k, np.nan) for p in proposals]
+    for key in ("lineage", "parents"):   # copy lineages (SMOACS): the start a sample descends from, its copies
+        if any(key in p.meta for p in proposals):
+            rows.insert(2 if key == "lineage" else 3, key, [p.meta.get(key, "") for p in proposals])
+    own = {k: [p.meta.get("own_predictions", {}).get(k, np.nan) for p in proposals]
+           for k in sorted({k for p in proposals for k in p.meta.get("own_predictions", {})})}
+    for k, values in (("band_gap", [p.band_gap for p in proposals]),
+                      ("formation_energy", [p.formation_energy for p in proposals])):
+        if k not in own and any(v is not None for v in values):
+            own[k] = [np.nan if v is None else float(v) for v in values]
+    for k, values in own.items():  # the method's own view (its predictors, FTCP's branch); never judged on
+        rows[f"own_{k}"] = values
+    mismatched = (disagreements([p.band_gap for p in proposals], bgs, "band gap", "eV")
+                  + disagreements([p.formation_energy for p in proposals], efs, "formation energy", "eV/atom"))
     (out / "structures").mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(proposals):
         if p.structure is not None:
             atomic_write_text(out / "structures" / f"{i}.cif", p.structure.to(fmt="cif"))
     write_csv(rows, out / "samples.csv")
-    atomic_write_text(out / "run.log", _warnings_log(caught))
+    log = _warnings_log(caught)
+    if mismatched:
+        log += (f"{len(mismatched)} reported prediction(s) differ from the judge's by more than {OWN_TOLERANCE} "
+                f"(judged on the judge's; own values in own_* columns):\n" + "\n".join(mismatched) + "\n")
+        print(f"{out}: {len(mismatched)} of the method's own predictions disagree with the judge's; "
+              f"see run.log", file=sys.stderr)
+    atomic_write_text(out / "run.log", log)
     name = label or m.label
     reference, reference_label = novelty_reference()
     summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
                         novelty_reference=reference_label)
     resolved = m.config()
     summary.update(seed=seed, selection=resolved.get("selection", "final"), neutrality=the_task.neutrality,
-                   predictors=",".join(m.predictor_names()), crossjudge=cross_note, method_note=m.caption_note())
+                   predictors=",".join(m.predictor_names()), judge=",".join(judge_predictors()),
+                   own_disagreements=len(mismatched), crossjudge=cross_note, method_note=m.caption_note())
     summary["wall_time_s"] = round(wall, 1)
     write_csv(pd.DataFrame([summary]), out / "summary.csv")
 
@@ -184,7 +192,8 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         np.savez_compressed(out / "history.npz", **{k: np.asarray(v, dtype=np.float16) for k, v in history.items()})
         plot_history(history, the_task.criteria(), out / "history.png", xlabel=m.history_unit,
                      title=f"{name} on {task}, target {target_bg} ± {margin} eV, {n_samples} samples")
-    config = {"settings": settings, "method_config_resolved": resolved, "crossjudge": cross_note,
+    config = {"settings": settings, "method_config_resolved": resolved, "judge": list(judge_predictors()),
+              "own_disagreements": len(mismatched), "crossjudge": cross_note,
               "versions": _versions(),
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,7 +60,7 @@ def _missing_weights(name: str) -> str:
     if spec.family == "Crystalformer" and "checkpoint" in bound:
         from smoacs_bench.methods.predictors.crystalformer import MODEL_DIR_ENV, MODEL_SUBDIR
 
-        env = os.environ.get(MODEL_DIR_ENV)
+        env = _models_env()
         if not env:
             return f"official weights {bound['checkpoint']} not found: {MODEL_DIR_ENV} is not set"
         path = Path(env) / MODEL_SUBDIR / bound["checkpoint"]
@@ -69,7 +68,7 @@ def _missing_weights(name: str) -> str:
     if spec.family == "ALIGNN" and "name" in bound:
         from smoacs_bench.methods.predictors.alignn import _ALIASES, MODEL_DIR_ENV
 
-        env = os.environ.get(MODEL_DIR_ENV)
+        env = _models_env()
         folder = Path(env) / "alignn" if env else Path.home() / ".cache" / "smoacs_bench" / "alignn"
         model = bound["name"]
         names = [model] + [alias for alias, canonical in _ALIASES.items() if canonical == model]
@@ -389,3 +388,11 @@ def cmd_smoothness(args: argparse.Namespace) -> int:
     for name, reason in result["skipped"].items():
         print(f"{name}: skipped ({reason})")
     return 0
+
+
+def _models_env() -> str | None:
+    """The models folder as a string (``$SMOACS_MODEL_DIR`` or the config file's), or None."""
+    from smoacs_bench.data.environment import model_dir
+
+    found = model_dir()
+    return str(found) if found else None

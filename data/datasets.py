@@ -50,10 +50,13 @@ class Record:
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The data directory: ``path`` if given, else ``$SMOACS_DATA_DIR``; FileNotFoundError if neither."""
     if path is None:
-        path = os.environ.get(DATA_DIR_ENV)
+        from .environment import data_dir as configured
+
+        path = configured()
         if not path:
-            raise FileNotFoundError(f"no data directory: set ${DATA_DIR_ENV} (it should hold perov_5/, "
-                                    f"{MEGNET_FILE}, ...) or pass a path")
+            raise FileNotFoundError(f"no data directory: set ${DATA_DIR_ENV} or 'data = \"DIR\"' in "
+                                    f"~/.config/smoacs-bench/config.toml (it should hold perov_5/, {MEGNET_FILE}, "
+                                    "...), or pass a path")
     return Path(path)
 
 

@@ -158,7 +158,8 @@ def cell(row: Mapping[str, Any], key: str, decimals: int) -> str:
     if not missing(half):
         return f"{text} ± {float(half):.{decimals}f}"
     if not missing(lo) and not missing(hi):
-        return f"{text} ({float(lo):.2f}-{float(hi):.2f})"
+        places = 2 if float(hi) >= 0.01 else 3   # 0/768 has an upper bound of 0.005: not "0.00"
+        return f"{text} ({float(lo):.{places}f}-{float(hi):.{places}f})"
     return text
 
 

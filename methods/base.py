@@ -1,8 +1,10 @@
 """The one interface every optimiser implements (like an Optuna sampler: small and swappable).
 
 A method receives a task (search space + band-gap target) and returns proposals: pymatgen
-Structures with the method's own predicted properties and per-sample metadata. The shared
-evaluator judges them; tensors never leave the method.
+Structures, optionally with the method's own predicted properties, and per-sample metadata. A method
+need only return structures: the shared judge predicts every proposal's band gap and formation energy
+from its structure and judges it on those; numbers a method reports are kept aside (``own_*`` columns)
+and flagged when they disagree. Tensors never leave the method.
 
 What a method declares, so that the harness needs no knowledge of it:
 
@@ -38,8 +40,8 @@ class Proposal:
     """One proposed crystal. ``structure`` is None when the sample failed (``meta['reason']`` says why)."""
 
     structure: Structure | None
-    band_gap: float | None = None          # eV, the method's own prediction
-    formation_energy: float | None = None  # eV/atom, the method's own prediction
+    band_gap: float | None = None          # eV, the method's own prediction (kept aside; never judged on)
+    formation_energy: float | None = None  # eV/atom, the method's own prediction (kept aside)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,6 +59,7 @@ class Method(abc.ABC):
     state_dir: ClassVar[str | None] = None  # folder in the run folder for resumable state ("storage")
     result_neutral: ClassVar[tuple[str, ...]] = ("progress",)
     history_unit: ClassVar[str] = "step"   # what a row of ``artifacts()["history"]`` is
+    revision: ClassVar[int] = 0            # bumped when default behaviour changes: stored runs are then not reused
 
     trainable: ClassVar[bool] = False      # whether ``smoacs-bench train NAME`` trains a model for it
 
@@ -83,6 +86,29 @@ class Method(abc.ABC):
             else:
                 out[f.name] = dataclasses.MISSING
         return out
+
+    @classmethod
+    def option_help(cls) -> dict[str, tuple[str, Any, str]]:
+        """Option name -> (type as written, default, one line of help). The help is the field's
+        ``metadata["help"]`` or else the comment after it in the ``config_class`` source."""
+        if cls.config_class is None:
+            return {}
+        comments = _field_comments(cls.config_class)
+        defaults = cls.options()
+        out = {}
+        for f in dataclasses.fields(cls.config_class):
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            out[f.name] = (kind, defaults[f.name],
+                           f.metadata.get("help") or comments.get(f.name) or COMMON_HELP.get(f.name, ""))
+        return out
+
+    @classmethod
+    def check_option_types(cls, config: dict[str, Any]) -> None:
+        """ValueError naming the option and its expected type for a value of the wrong kind."""
+        info = cls.option_help()
+        for key, value in config.items():
+            if key in info and not _fits(info[key][0], value):
+                raise ValueError(f"{cls.name} option {key} expects {info[key][0]}, got {value!r}")
 
     def predictor_names(self) -> tuple[str, ...]:
         """Registered names of the predictors the method optimises with (empty if none)."""
@@ -129,3 +155,50 @@ def deterministic() -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+COMMON_HELP = {   # options several methods share, where their config class has no comment
+    "progress": "show a progress bar",
+    "device": "torch device (default: CUDA when available, else CPU)",
+    "band_gap_model": "registered band-gap predictor the method optimises with (eV)",
+    "formation_energy_model": "registered formation-energy predictor (eV/atom)",
+    "batch_size": "structures per predictor call",
+    "workers": "processes at once (results do not depend on it)",
+    "storage": "folder for resumable state (set by the harness inside the run folder)",
+    "split": "dataset split the crystals come from",
+}
+
+
+def _field_comments(config_class: type) -> dict[str, str]:
+    """The ``# comment`` after each field of a dataclass's source (and of its dataclass bases)."""
+    import inspect
+    import re
+
+    out: dict[str, str] = {}
+    for klass in reversed(config_class.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+)\s*:[^=\n]*=[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether ``value`` (as the CLI parsed it) fits a field written as ``kind`` (``float | None``, ...)."""
+    parts = {p.strip() for p in str(kind).replace("Optional[", "").rstrip("]").split("|")}
+    if value is None:
+        return "None" in parts or not parts & {"int", "float", "bool", "str"}
+    if "bool" in parts and isinstance(value, bool):
+        return True
+    if "float" in parts and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    if "int" in parts and isinstance(value, int) and not isinstance(value, bool):
+        return True
+    if "str" in parts and isinstance(value, str):
+        return True
+    known = {"int", "float", "bool", "str", "None"}
+    return not parts <= known   # tuples, paths, ...: not checked here

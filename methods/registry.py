@@ -18,9 +18,11 @@ METHODS: dict[str, str] = {
     "smoacs": "smoacs_bench.methods.smoacs:SMOACS",
     "tpe": "smoacs_bench.methods.tpe:TPE",
     "tpe-n": "smoacs_bench.methods.tpe:TPEWithoutNeutrality",
+    "random": "smoacs_bench.methods.tpe:RandomSearch",
     "tpe+n": "smoacs_bench.methods.tpe:TPEExactNeutrality",
     "ftcp": "smoacs_bench.methods.ftcp:FTCP",
     "reference": "smoacs_bench.methods.reference:ReferenceCrystals",
+    "screening": "smoacs_bench.methods.screening:Screening",
 }
 
 

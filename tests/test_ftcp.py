@@ -238,6 +238,31 @@ def test_ftcp_passes_the_method_contract(tiny_model, data_dir, task):
 
 
 @pytest.mark.usefixtures("model_dir")
+def test_starts_are_the_paper_s_target_selected_crystals(tiny_model, data_dir):
+    """Starts meeting the window and E_f threshold by the predictors come first; the rest are the nearest; the
+    caption counts both and the neutral fraction; noise goes on the sampled latent, not the mean."""
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.methods.ftcp import FTCP
+
+    task = get_task("free", 1.5, 0.5)   # a wide window so that the 40-crystal split has some of each
+    opts = {"model": str(tiny_model), "progress": False, "device": "cpu", "data_path": str(data_dir)}
+    m = FTCP(**opts)
+    sources = m._sources(task, 30, seed=0)
+    info = m.config()["sources"]
+    k = info["qualifying"]
+    assert 0 < k < 30 and info["fallback"] == 30 - k and 0 <= info["neutral_fraction"] <= 1
+    meets = [abs(gap - 1.5) <= 0.5 and ef < -0.5 for _, _, ef, gap in sources]
+    assert all(meets[:k]) and not any(meets[k:])
+    dist = [max(abs(g - 1.5) - 0.5, 0) + max(e + 0.5, 0) for _, _, e, g in sources[k:]]
+    assert dist == sorted(dist)   # nearest first
+    m.propose(task, 4, 0)
+    assert f"{100 * info['neutral_fraction']:.1f} %" in m.caption_note()
+    a = [p.structure for p in FTCP(**opts, noise_std=0.0).propose(task, 4, 0)]
+    b = [p.structure for p in FTCP(**opts, noise_std=0.0, perturb="mean").propose(task, 4, 0)]
+    assert a != b   # the sampled latent is not the mean
+
+
+@pytest.mark.usefixtures("model_dir")
 def test_heldout_report(tiny_model, data_dir):
     from smoacs_bench.methods.ftcp.heldout import heldout, heldout_markdown
 

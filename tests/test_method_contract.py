@@ -21,7 +21,7 @@ def test_method_contract(name):
 
 
 @pytest.mark.usefixtures("model_dir")
-@pytest.mark.parametrize("name", ["smoacs", "tpe", "ftcp", "reference"])
+@pytest.mark.parametrize("name", ["smoacs", "tpe", "ftcp", "reference", "screening"])
 def test_failed_samples_carry_a_reason(name):
     check_failures_carry_reasons(get_method_class(name))
 
@@ -38,3 +38,63 @@ def test_a_method_without_reasons_breaks_the_contract():
 
     with pytest.raises(AssertionError, match="without a reason"):
         check_method(Silent, options={})
+
+
+class _Textbook:
+    """Proposes textbook perovskites; subclasses decide what numbers they report with them."""
+
+    def structures(self, n):
+        from smoacs_bench.data.reference_crystals import textbook_perovskites
+
+        return list(textbook_perovskites().values())[:n]
+
+
+def _plugin(kind):
+    from smoacs_bench.methods.base import Method, Proposal
+
+    class Plugin(_Textbook, Method):
+        name = f"plugin-{kind}"
+
+        def propose(self, task, n_samples, seed):
+            out = []
+            for s in self.structures(n_samples):
+                if kind == "bare":
+                    out.append(Proposal(s))
+                else:   # claims every crystal hits the target with a very low formation energy
+                    out.append(Proposal(s, band_gap=task.target_bg, formation_energy=-3.0))
+            return out
+
+    return Plugin
+
+
+@pytest.mark.usefixtures("model_dir")
+def test_the_judge_predicts_every_proposal_from_its_structure(tmp_path, monkeypatch):
+    """A plugin returning bare structures gets the built-in judge's verdicts; one reporting wrong numbers is
+    judged on the true ones, its own numbers kept aside (own_* columns) and flagged in run.log."""
+    import pandas as pd
+
+    from smoacs_bench.benchmark import runner
+    from smoacs_bench.benchmark.judge import default_predict
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.evaluation.criteria import evaluate
+
+    classes = {"bare": _plugin("bare"), "liar": _plugin("liar")}
+    monkeypatch.setattr(runner, "get_method_class", lambda name: classes[name])
+    frames = {}
+    for name in classes:
+        runner.run_experiment(name, "perovskite", 1.5, 0.04, 6, 0, tmp_path / name, crossjudge=False)
+        frames[name] = pd.read_csv(tmp_path / name / "samples.csv")
+    structures = _Textbook().structures(6)
+    bg, ef = default_predict(structures)
+    builtin = evaluate(structures, bg, ef, get_task("perovskite", 1.5, 0.04).criteria())
+    for name, df in frames.items():
+        assert df["band_gap"].tolist() == pytest.approx(bg, abs=1e-9), name
+        assert df["formation_energy"].tolist() == pytest.approx(ef, abs=1e-9), name
+        assert df["success"].tolist() == builtin["success"].tolist(), name
+        assert df["bg_ok"].tolist() == builtin["bg_ok"].tolist(), name
+    assert not any(c.startswith("own_") for c in frames["bare"])
+    assert (frames["liar"]["own_band_gap"] == 1.5).all() and (frames["liar"]["own_formation_energy"] == -3.0).all()
+    assert not frames["liar"]["bg_ok"].all()   # the claim that all six hit 1.5 eV is not believed
+    log = (tmp_path / "liar" / "run.log").read_text()
+    assert "differ from the judge's" in log and "sample 0: band gap reported 1.500 eV" in log
+    assert "differ from the judge's" not in (tmp_path / "bare" / "run.log").read_text()

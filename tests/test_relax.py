@@ -18,6 +18,7 @@ from smoacs_bench.evaluation.relax import (
     RelaxerUnavailable,
     RelaxSettings,
     SerialASE,
+    _Eig3,
     compare,
     displacement,
     load_relaxer,
@@ -152,6 +153,22 @@ def test_displacement_removes_rigid_shift_and_wraps():
     max_d, rms_d = displacement(s, moved)
     assert max_d == pytest.approx(0.2 * 0.8, rel=1e-6)   # 0.2 Å minus the 1/5 mean shift
     assert 0 < rms_d < max_d
+
+
+def test_cell_filter_matrix_functions_match_scipy():
+    from scipy.linalg import expm_frechet, logm
+
+    fast, rng = _Eig3(), np.random.default_rng(0)
+    cases = [np.eye(3), np.diag([1.1, 1.1, 0.9]), np.array([[1, 0.1, 0], [0, 1, 0], [0, 0, 1.0]])]  # repeated, shear
+    cases += [np.eye(3) + rng.normal(0, scale, (3, 3)) for scale in (1e-9, 0.01, 0.2) for _ in range(50)]
+    for k, f in enumerate(cases):
+        log = fast.logm(f)
+        assert np.abs(log - np.real(logm(f))).max() < 1e-10
+        assert np.abs(fast.expm(log) - f).max() < 1e-10
+        direction = np.zeros((3, 3))
+        direction[k % 3, (k // 3) % 3] = 1.0
+        want = expm_frechet(log, direction, compute_expm=False)
+        assert np.abs(fast.expm_frechet(log, direction, compute_expm=False) - want).max() < 1e-10
 
 
 def test_perturbed_copies_are_seeded_and_small():

@@ -50,13 +50,13 @@ def test_every_spec_is_consistent_and_listed():
     assert [row[0] for row in listed] == [s.id for s in SPECS]
     assert all(seconds > 0 and text for _, text, seconds in listed)
     assert get_spec("A.10") is get_spec("Table A10") is TABLES["tableA10"] and get_spec("3").id == "table3"
-    # the measured figures: SMOACS 60 s, TPE 350 s per 64 studies, FTCP 30 s, reference 10 s, cross-judge 12 s
-    # per 256
-    expected = 9 * (60 + 4 * 350 + 30 + 10) + 36 * 12
+    # the measured figures: SMOACS 60 s, TPE 350 s and random search 60 s per 64 studies (each in two spaces),
+    # FTCP 30 s, screening and reference 10 s, cross-judge 12 s per 256
+    expected = 9 * (60 + 2 * 4 * 350 + 2 * 4 * 60 + 30 + 10 + 10) + 72 * 12
     assert math.isclose(estimate_seconds(get_spec("table3")), expected)
     assert math.isclose(
-        estimate_seconds(get_spec("table3"), samples=64, seeds=1, methods=["tpe"], crossjudge=False), 3 * 350
-    )
+        estimate_seconds(get_spec("table3"), samples=64, seeds=1, methods=["tpe"], crossjudge=False), 2 * 3 * 350
+    )   # both TPE rows: the paper's space and SMOACS's
 
 
 def test_cli_errors_are_one_line(capsys):
@@ -106,24 +106,24 @@ def test_tiny_table3_runs_once_reuses_and_skips(tmp_path):
         options={"ftcp": {"model": str(tmp_path / "no-model")}},
     )
     first = reproduce("table3", tmp_path, **kwargs)
-    assert [r.row.method for r in first.ran] == ["smoacs", "tpe"], [(r.key, r.reason) for r in first.failed]
+    assert [r.row.tag for r in first.ran] == ["smoacs", "tpe", "tpe-smoacs"], [(r.key, r.reason) for r in first.failed]
     assert first.ran[0].key == "smoacs_bg1.5_m0.04_s0_n4_steps3"
     assert [r.row.method for r in first.skipped] == ["ftcp"]
     for key in ("table_md", "table_csv", "table_tex", "plot", "report", "paired"):
         assert first.files[key].is_file(), key
     table = pd.read_csv(first.files["table_csv"])
-    assert {"SMOACS(MEGNet)", "TPE(MEGNet)"} <= set(table["method"])
+    assert {"SMOACS(MEGNet)", "TPE(MEGNet)", "TPE(MEGNet, SMOACS space)"} <= set(table["method"])
     assert (table["source"] == "paper").any() and table["method"].str.endswith("(paper)").any()
     report = first.files["report"].read_text()
     assert "FTCP model folder" in report and "no-model" in report  # the loader's reason
     assert "comparison.png" in report and "Paired bootstrap" in first.files["table_md"].read_text()
 
     configs = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("config.json")}
-    assert len(configs) == 2
+    assert len(configs) == 3
     second = reproduce("table3", tmp_path, **kwargs)
-    assert not second.did_work and len(second.reused) == 2 and len(second.skipped) == 1
+    assert not second.did_work and len(second.reused) == 3 and len(second.skipped) == 1
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("config.json")} == configs
-    assert "reused: 2" in second.files["report"].read_text()
+    assert "reused: 3" in second.files["report"].read_text()
 
 
 def test_a_row_without_weights_is_skipped_with_the_loaders_reason(tmp_path, monkeypatch):
@@ -159,8 +159,13 @@ def test_per_method_samples_seeds_and_options(tmp_path):
                 methods=["smoacs", "tpe"], targets=[1.5], options={"smoacs": {"selection": "best"}}, progress=False)
     names = [r.folder.name for r in runs]
     assert [n.rsplit("_o", 1)[0] for n in names] == [
-        "smoacs_bg1.5_m0.04_s0_n8", "smoacs_bg1.5_m0.04_s1_n8", "tpe_bg1.5_m0.04_s0_n4"]
+        "smoacs_bg1.5_m0.04_s0_n8", "smoacs_bg1.5_m0.04_s1_n8", "tpe_bg1.5_m0.04_s0_n4",
+        "tpe-smoacs_bg1.5_m0.04_s0_n4"]   # a method's per-method values reach every row of it
     assert "_o" in names[0] and "_o" not in names[2]            # extra options get their own folders
+    assert runs[3].config["space"] == "smoacs"
+    neutral = plan(get_spec("table3"), tmp_path, samples=4, seeds=1, methods=["tpe"], targets=[1.5],
+                   options={"tpe": {"workers": 2}}, progress=False)
+    assert "_o" not in neutral[0].folder.name   # options that leave results alone do not rename the folder
     assert runs[0].config["selection"] == "best" and runs[2].config.get("selection", "final") == "final"
 
     parsed = _parse(["table3", "--samples", "smoacs=8,tpe=4", "--seeds", "smoacs=2,tpe=1",

@@ -14,7 +14,13 @@ from smoacs_bench.data.task import get_task
 from smoacs_bench.evaluation.criteria import evaluate
 from smoacs_bench.methods import get_method
 from smoacs_bench.methods.smoacs import CrystalState, initial_crystals
-from smoacs_bench.methods.smoacs.schedules import cosine_factor, mutate_steps, rebuild_steps, temperature
+from smoacs_bench.methods.smoacs.schedules import (
+    cosine_factor,
+    lr_factors,
+    mutate_steps,
+    rebuild_steps,
+    temperature,
+)
 
 needs_models = pytest.mark.usefixtures("model_dir")
 PEROV = get_task("perovskite", 1.5, 0.04)
@@ -44,6 +50,42 @@ def test_schedules():
 def test_copy_and_mutate_schedule_scales_with_the_run():
     assert mutate_steps(200) == [100, 150] and mutate_steps(20) == [10, 15] and mutate_steps(1) == []
     assert cosine_factor(0, 200) == 1.0 and cosine_factor(100, 200) == pytest.approx(0.5)
+
+
+def test_released_scheduler_restarts_the_cosine_from_the_current_rate():
+    plain, restarted = lr_factors(200), lr_factors(200, [100, 150])
+    assert plain == [cosine_factor(s, 200) for s in range(200)]
+    assert restarted[:101] == pytest.approx(plain[:101])          # continuous at the restart
+    assert restarted[150] == pytest.approx(0.5 * cosine_factor(50, 100))
+    assert all(a >= b for a, b in zip(restarted, restarted[1:], strict=False))   # never rises
+    assert restarted[125] > plain[125]   # the new cosine keeps the rate higher after a copy
+
+
+def test_copy_samples_copies_the_pattern_logits_with_noise_as_released():
+    state = make_state(4)
+    with torch.no_grad():
+        state.ox[1] = torch.tensor([0.3, -0.2])
+    state.copy_samples([(2, 1)], torch.Generator().manual_seed(0), noise=7e-5, scale=0.002)
+    assert torch.allclose(state.ox[2], state.ox[1], atol=5e-4) and not torch.equal(state.ox[2], state.ox[1])
+    state.copy_samples([(3, 1)], torch.Generator().manual_seed(0), noise=7e-5, scale=0.002, copy_ox=False)
+    assert state.ox[3].max() <= 0.002   # the earlier behaviour: redrawn
+
+
+@needs_models
+def test_lineage_follows_every_copy_and_skip_rate_one_copies_nothing():
+    m = get_method("smoacs", steps=20, progress=False, device="cpu")
+    props = m.propose(PEROV, 16, seed=1)
+    copied = 0
+    for i, p in enumerate(props):
+        chain = [tuple(map(int, x.split(":"))) for x in p.meta["parents"].split(";") if x]
+        copied += bool(chain)
+        if not chain:
+            assert p.meta["lineage"] == i
+        else:
+            assert 0 <= p.meta["lineage"] < 16 and [s for s, _ in chain] == sorted(s for s, _ in chain)
+    assert copied > 0
+    none = get_method("smoacs", steps=20, progress=False, device="cpu", skip_copy_rate=1.0).propose(PEROV, 16, 1)
+    assert all(p.meta["parents"] == "" and p.meta["lineage"] == i for i, p in enumerate(none))
 
 
 def test_copy_samples_copies_geometry_and_masks_and_redraws_the_logits():

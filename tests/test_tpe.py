@@ -309,3 +309,34 @@ def test_best_selection_meets_at_least_as_many_criteria_as_the_pareto_pick():
     assert (met(best) >= met(final)).all()
     with pytest.raises(ValueError, match="selection"):
         tpe(selection="median")
+
+
+@needs_models
+@pytest.mark.parametrize(("name", "task_name"), [("tpe", "perovskite"), ("random", "perovskite"), ("tpe", "free"),
+                                                 ("random", "free")])
+def test_smoacs_space_proposes_only_pattern_neutral_structures(tmp_path, name, task_name):
+    """TPE and Random in SMOACS's space (a pattern, then the elements it allows per site) propose only neutral
+    crystals, judged by the shared judge on real runs; in the paper's space Random does not."""
+    import pandas as pd
+
+    from smoacs_bench.benchmark.runner import run_experiment
+
+    task = get_task(task_name, 1.5, 0.04)
+    out = {}
+    for space in ("smoacs", "paper"):
+        folder = tmp_path / space
+        run_experiment(name, task_name, 1.5, 0.04, 8, 0, folder, crossjudge=False,
+                       method_config={"trials": 12, "space": space, "progress": False, "group_size": 8})
+        out[space] = pd.read_csv(folder / "samples.csv")
+    assert out["smoacs"]["neutral"].all() and len(out["smoacs"]) == 8
+    studies_ = studies(tmp_path / "smoacs" / "tpe_journal", 8, group_size=8)
+    for study in studies_:
+        trials = complete(study)
+        assert len(trials) == 12
+        for t in trials:
+            d = t.params["pattern"]
+            assert not any(k.startswith("el") and not k.endswith(f"_p{d}") for k in t.params)
+    if task.is_perovskite and name == "random":
+        assert not out["paper"]["neutral"].all()   # the paper's space: roles' states mixed freely
+    label = tpe(name, space="smoacs").label
+    assert label.endswith("(MEGNet, SMOACS space)") and label.startswith("TPE" if name == "tpe" else "Random")

@@ -125,6 +125,15 @@ class FTCPModel:
         return np.concatenate([self._numpy(self.vae.encode(scaled[i:i + batch].astype(np.float32)))
                                for i in range(0, len(scaled), batch)]) if len(scaled) else np.zeros((0, 0))
 
+    def encode_stats(self, scaled: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(z_mean, z_log_var), each (N, latent), of scaled (N, R, C) matrices."""
+        means, log_vars = [], []
+        for i in range(0, len(scaled), batch):
+            m, lv = self.vae.encoder(scaled[i:i + batch].astype(np.float32), training=False)
+            means.append(self._numpy(m))
+            log_vars.append(self._numpy(lv))
+        return np.concatenate(means), np.concatenate(log_vars)
+
     def decode(self, z: np.ndarray, batch: int = 256) -> np.ndarray:
         """Unscaled (N, R, C) matrices of latent points."""
         out = [self._numpy(self.vae.decode(z[i:i + batch].astype(np.float32))) for i in range(0, len(z), batch)]

@@ -575,7 +575,7 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
         return path
     name = path.name[:-4] if path.name.endswith(".zip") else path.name
     name = _ALIASES.get(name, name)
-    env = os.environ.get(MODEL_DIR_ENV)
+    env = _models_env()
     folder = Path(env) / "alignn" if env else Path.home() / ".cache" / "smoacs_bench" / "alignn"
     names = [name] + [a for a, c in _ALIASES.items() if c == name]
     for n in names:
@@ -619,3 +619,11 @@ def load_alignn(path_or_name: str | os.PathLike, device: torch.device | str | No
     kw.setdefault("cutoff", float(config.get("cutoff", 8.0)))
     model = ALIGNNPredictor.from_state_dict(sd, atom_table=atom_table, **kw)
     return model.to(device) if device is not None else model
+
+
+def _models_env() -> str | None:
+    """The models folder as a string (``$SMOACS_MODEL_DIR`` or the config file's), or None."""
+    from smoacs_bench.data.environment import model_dir
+
+    found = model_dir()
+    return str(found) if found else None

@@ -458,7 +458,7 @@ def load_cdvae_judge(path: str | os.PathLike | None = None,
     Raises FileNotFoundError (naming the folder, the variable and the required files) when the folder
     or one of its files is missing; the state dict is loaded strictly.
     """
-    env = os.environ.get(MODEL_DIR_ENV)
+    env = _models_env()
     folder = Path(path) if path is not None else (Path(env) / MODEL_SUBDIR if env else None)
     missing = [f for f in CDVAE_FILES if folder is None or not (folder / f).is_file()]
     if folder is None or not folder.is_dir() or missing:
@@ -478,3 +478,11 @@ def load_cdvae_judge(path: str | os.PathLike | None = None,
         raise RuntimeError(f"CDVAE checkpoint left uninitialised tensors: {left}")
     mean, std = _scaler_fields(_torch_load(folder / "prop_scaler.pt"))
     return CDVAEFormationEnergy(encoder, mean, std, readout=readout, device=device)
+
+
+def _models_env() -> str | None:
+    """The models folder as a string (``$SMOACS_MODEL_DIR`` or the config file's), or None."""
+    from smoacs_bench.data.environment import model_dir
+
+    found = model_dir()
+    return str(found) if found else None

@@ -546,7 +546,7 @@ def load_crystalformer(path_or_name: str | os.PathLike, device: torch.device | s
     """
     path = Path(path_or_name)
     if not path.is_file():
-        env_dir = os.environ.get(MODEL_DIR_ENV)
+        env_dir = _models_env()
         folder = Path(env_dir) / MODEL_SUBDIR if env_dir else None
         path = folder / path.name if folder else path
         if not path.is_file():
@@ -577,3 +577,11 @@ def load_crystalformer(path_or_name: str | os.PathLike, device: torch.device | s
             last.bias.copy_(last.bias * std_t + mean.to(last.bias.dtype).reshape(-1))
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
+
+
+def _models_env() -> str | None:
+    """The models folder as a string (``$SMOACS_MODEL_DIR`` or the config file's), or None."""
+    from smoacs_bench.data.environment import model_dir
+
+    found = model_dir()
+    return str(found) if found else None

@@ -165,7 +165,7 @@ def load_matgl_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
 
     torch.serialization.add_safe_globals([Normalizer])
     path = Path(name_or_path)
-    env_dir = os.environ.get(MODEL_DIR_ENV)
+    env_dir = _models_env()
     candidates = [Path(env_dir) / "matgl" / path.name, Path(env_dir) / path.name] if env_dir else []
     if path.is_dir():
         source: str | Path = path
@@ -173,6 +173,13 @@ def load_matgl_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
         source = found
     else:
         source = str(name_or_path)
+        from smoacs_bench.data.environment import online
+
+        if not online("raw.githubusercontent.com"):   # matgl would retry its hub for about a minute
+            raise FileNotFoundError(
+                f"matgl model {path.name!r} not found and no network to download it: set {MODEL_DIR_ENV} (or "
+                f"'models = \"DIR\"' in ~/.config/smoacs-bench/config.toml) to a folder holding matgl/{path.name}/ "
+                "(model.json, model.pt, state.pt); with internet matgl downloads it by name")
     try:
         with warnings.catch_warnings():  # matgl warns about its own model-version field on every load
             warnings.filterwarnings("ignore", message=".*Incompatible model version.*")
@@ -202,3 +209,11 @@ def formation_energy_predictor(device: torch.device | str | None = None) -> MEGN
 def band_gap_predictor(state: int = 0, device: torch.device | str | None = None) -> MEGNetPredictor:
     """MEGNet multi-fidelity band gap (MP 2019.4.1), eV, cutoff 5 Å; state 0 = PBE fidelity."""
     return load_megnet(BAND_GAP_MODEL, device=device, name="megnet-bandgap", unit="eV", state=state)
+
+
+def _models_env() -> str | None:
+    """The models folder as a string (``$SMOACS_MODEL_DIR`` or the config file's), or None."""
+    from smoacs_bench.data.environment import model_dir
+
+    found = model_dir()
+    return str(found) if found else None

@@ -31,7 +31,7 @@ from smoacs_bench.methods.predictors import (
     paper_abbrev,
 )
 
-from .schedules import cosine_factor, mutate_steps, rebuild_steps, temperature
+from .schedules import lr_factors, mutate_steps, rebuild_steps, temperature
 from .state import CrystalState, InitialCrystal
 
 
@@ -41,15 +41,15 @@ class SMOACSConfig:
     degrees, coordinates in fractional units, A and o in logit-times-temperature units; None takes
     the task's default (``Task.method_defaults["smoacs"]``)."""
 
-    steps: int = 200
-    lr_lattice: float | None = None
-    lr_angles: float | None = None
-    lr_coords: float | None = None
-    lr_atoms: float | None = None
-    lr_ox: float | None = None
+    steps: int = 200                         # optimisation steps (the budget)
+    lr_lattice: float | None = None           # Adam rate of a, b, c (Å); None: the task's default
+    lr_angles: float | None = None            # Adam rate of the angles (degrees); None: the task's default
+    lr_coords: float | None = None            # Adam rate of fractional coordinates; None: the task's default
+    lr_atoms: float | None = None             # Adam rate of the element logits A; None: the task's default
+    lr_ox: float | None = None                # Adam rate of the pattern logits o; None: the task's default
     lam: float = 1.0                   # λ, weight of the formation energy
-    t_start: float = 0.01
-    t_end: float = 0.0001
+    t_start: float = 0.01                     # softmax temperature at the first step
+    t_end: float = 0.0001                     # softmax temperature at the last step
     rebuild_every: int = 1             # steps between neighbour-graph rebuilds; 0: sine schedule of n_rebuilds
     n_rebuilds: int = 32               # only with rebuild_every = 0 (the schedule before this was measured)
     copy_mutate: bool = True           # the authors' copy-and-mutate step (README "SMOACS as implemented")
@@ -57,6 +57,11 @@ class SMOACSConfig:
     keep_best: float = 0.1             # share of the samples missing a target kept at a copy-and-mutate step
     mutate_noise: float = 7e-5         # σ of the noise on copied lattice (Å), angles (°) and coordinates
     reinit_at_temperature: bool = True  # copies' logits near-uniform at the current temperature (else at t_start)
+    # the released copy-and-mutate (src/smoacs_opt_eval/copy_and_mutate.py); False/0 gives this project's earlier one
+    copy_ox: bool = True               # a copy takes its parent's pattern logits plus noise (False: redrawn)
+    skip_copy_rate: float = 0.05       # chance that a sample due to be replaced is left alone (group_C_use_rate)
+    restart_cosine: bool = True        # a new cosine from the current rate over the remaining steps at each copy
+    clamp_bg: bool = True              # the loss sees max(predicted gap, 0)
     selection: str = "final"           # "final": the last step; "best": the step meeting most criteria
     batch_size: int = 256              # samples optimised together
     band_gap_model: str = DEFAULT_PAIR[0]
@@ -92,6 +97,7 @@ class SMOACS(Method):
     config_class = SMOACSConfig
     budget = "steps"
     result_neutral = ("progress", "device")   # CPU and CUDA differ at round-off level only
+    revision = 2   # 2: copy-and-mutate as released (runs stored before it are not reused)
 
     def __init__(self, **config: Any):
         self.cfg = SMOACSConfig(**config)
@@ -207,18 +213,25 @@ class SMOACS(Method):
         best = _Best(n_b, state) if cfg.selection == "best" else None
         graph, last = None, None
         copies: list[list[str]] = [[] for _ in range(n_b)]
+        parents: list[list[str]] = [[] for _ in range(n_b)]   # "step:parent sample" at every copy
+        root = np.arange(offset, offset + n_b)                 # the start each sample descends from
+        factors = lr_factors(cfg.steps, sorted(mutate) if cfg.restart_cosine else ())
         bar = tqdm(range(cfg.steps), desc=f"SMOACS {task.name} {offset}-{offset + n_b - 1}",
                    disable=not cfg.progress, leave=False)
         for step in bar:
             if step in mutate and last is not None:
                 pairs = self._copy_pairs(state, task, alive, *last, gen)
                 scale = temperature(step, cfg.steps, cfg.t_start, cfg.t_end) if cfg.reinit_at_temperature else None
-                state.copy_samples(pairs, gen, cfg.mutate_noise, scale)
+                state.copy_samples(pairs, gen, cfg.mutate_noise, scale, copy_ox=cfg.copy_ox)
+                new_root = root.copy()
                 for dst, src in pairs:
                     if reasons[dst]:
                         copies[dst].append(f"replaced at step {step} after: {reasons[dst]}")
                     alive[dst], reasons[dst] = True, ""
                     copies[dst].append(f"copy of sample {offset + src} at step {step}")
+                    parents[dst].append(f"{step}:{offset + src}")
+                    new_root[dst] = root[src]
+                root = new_root
                 self._mutations.append({"samples_from": offset, "step": step, "copied": len(pairs)})
                 opt = new_optimizer()
                 graph = None
@@ -228,7 +241,8 @@ class SMOACS(Method):
                 graph = build_neighbor_graph(crystals.detach(), cutoff)
             bg = bg_model(crystals, graph)
             ef = ef_model(crystals, graph)
-            loss = torch.relu((bg - task.target_bg).abs() - task.margin) + cfg.lam * ef
+            gap = bg.clamp(min=0.0) if cfg.clamp_bg else bg
+            loss = torch.relu((gap - task.target_bg).abs() - task.margin) + cfg.lam * ef
             t = None
             if state.tolerance:
                 t = state.tolerance_factor(p, w)
@@ -242,7 +256,7 @@ class SMOACS(Method):
             opt.zero_grad()
             torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
             self._sanitize_grads(state, alive)
-            factor = cosine_factor(step, cfg.steps)
+            factor = factors[step]
             for group, (_, lr) in zip(opt.param_groups, groups, strict=True):
                 group["lr"] = lr * factor
             opt.step()
@@ -260,9 +274,11 @@ class SMOACS(Method):
         for k, v in hist.items():
             run.history.setdefault(k, []).append(v)
         run.proposals += self._finalize(state, alive, reasons, hist, offset, best)
-        for p, history in zip(run.proposals[-n_b:], copies, strict=True):
+        for p, history, up, r in zip(run.proposals[-n_b:], copies, parents, root, strict=True):
             if history:
                 p.meta["copies"] = history
+            p.meta["lineage"] = int(r)
+            p.meta["parents"] = ";".join(up)
 
     def _copy_pairs(self, state: CrystalState, task: Task, alive: torch.Tensor, bg: torch.Tensor,
                     ef: torch.Tensor, t: torch.Tensor | None, loss: torch.Tensor,
@@ -270,7 +286,8 @@ class SMOACS(Method):
         """(overwritten sample, kept sample) pairs of the copy-and-mutate step, from the last step's
         optimisation-time predictions: kept are the samples meeting the band-gap window, the E_f
         threshold and (perovskites) the tolerance window, plus the best ``keep_best`` of the rest by
-        loss; every other sample becomes a copy of a random kept sample with as many sites."""
+        loss; every other sample becomes a copy of a random kept sample with as many sites, except that each
+        is left alone with probability ``skip_copy_rate`` (the released ``group_C_use_rate``)."""
         meets = alive & ((bg - task.target_bg).abs() <= task.margin) & (ef < task.ef_max)
         if t is not None:
             lo, hi = task.tolerance_range
@@ -284,6 +301,8 @@ class SMOACS(Method):
         sites = np.array(state.n_sites)
         pairs = []
         for dst in torch.nonzero(~kept).flatten().tolist():
+            if self.cfg.skip_copy_rate > 0 and float(torch.rand((), generator=gen)) < self.cfg.skip_copy_rate:
+                continue   # the released group_C_use_rate: this one keeps its own crystal
             same = [k for k in kept_idx if sites[k] == sites[dst]]
             if same:
                 pairs.append((dst, same[int(torch.randint(len(same), (1,), generator=gen))]))

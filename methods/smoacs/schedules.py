@@ -39,3 +39,14 @@ def cosine_factor(step: int, n_steps: int) -> float:
 def mutate_steps(n_steps: int, fractions: tuple[float, ...] = (0.5, 0.75)) -> list[int]:
     """Steps of the copy-and-mutate step: ``fractions`` of the run (steps 100 and 150 of 200)."""
     return sorted({int(round(f * n_steps)) for f in fractions if 0 < round(f * n_steps) < n_steps})
+
+
+def lr_factors(n_steps: int, restarts: list[int] | tuple[int, ...] = ()) -> list[float]:
+    """Learning-rate factor per step: one cosine over the run, or (the authors' released scheduler) a new
+    cosine at each step of ``restarts`` that starts from the factor reached there and falls to 0 at the end."""
+    out, start, level = [], 0, 1.0
+    for step in range(n_steps):
+        if step in restarts and step > start:
+            level, start = level * cosine_factor(step - start, n_steps - start), step
+        out.append(level * cosine_factor(step - start, n_steps - start))
+    return out

@@ -136,13 +136,13 @@ class CrystalState(torch.nn.Module):
 
     @torch.no_grad()
     def copy_samples(self, pairs: list[tuple[int, int]], generator: torch.Generator, noise: float,
-                     scale: float | None = None) -> None:
+                     scale: float | None = None, copy_ox: bool = True) -> None:
         """Overwrite sample ``dst`` with a copy of sample ``src`` for each (dst, src) pair of equal site
         count: geometry plus Gaussian noise of standard deviation ``noise`` (Å, degrees, fractional),
-        masks, patterns, radii, roles and ideal coordinates copied; element and pattern logits
-        re-initialised to ``scale * U(0, 1)`` (default ``t_start``; the current temperature gives a
-        near-uniform distribution at that temperature), as in the copy-and-mutate step of the authors'
-        optimiser."""
+        masks, patterns, radii, roles and ideal coordinates copied; element logits re-initialised to
+        ``scale * U(0, 1)`` (default ``t_start``; the current temperature gives a near-uniform distribution at
+        that temperature); pattern logits copied with the same noise (``copy_ox``, as the authors' released
+        copy-and-mutate does) or re-initialised like the element logits."""
         dev = self.abc.device
         scale = self.t_start if scale is None else scale
 
@@ -161,7 +161,10 @@ class CrystalState(torch.nn.Module):
                 getattr(self, name)[a] = getattr(self, name)[b]
             self.valid[dst] = self.valid[src]
             self.atoms[a] = scale * torch.rand(self.atoms[a].shape, generator=generator).to(dev)
-            self.ox[dst] = scale * torch.rand(self.ox[dst].shape, generator=generator).to(dev)
+            if copy_ox:
+                self.ox[dst] = jitter(self.ox[src])
+            else:
+                self.ox[dst] = scale * torch.rand(self.ox[dst].shape, generator=generator).to(dev)
         self.project()
 
     @torch.no_grad()

@@ -18,9 +18,11 @@ class TPEConfig:
     another. ``workers``: processes running groups at once. ``batch_size``: structures per predictor
     forward pass."""
 
-    trials: int = 200
+    trials: int = 200                        # trials per study (the budget)
+    sampler: str = "tpe"               # "tpe" (Optuna's multi-objective TPE) or "random" (RandomSampler)
+    space: str = "paper"               # "paper": one element per site; "smoacs": a pattern, then its elements
     storage: str | None = None
-    group_size: int = 32
+    group_size: int = 32                      # studies advanced in lockstep (one predictor call per round); changes results
     workers: int = 1
     batch_size: int = 256
     n_startup_trials: int = 10         # Optuna's default

@@ -124,17 +124,29 @@ def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Calla
     return GroupResult(done, timings)
 
 
+SAMPLERS = ("tpe", "random")
+
+
+def make_sampler(cfg: TPEConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler of one trial: Optuna's multi-objective TPE (``cfg.sampler == "tpe"``) or its uniform
+    RandomSampler ("random": the random-search baseline in the same harness, budget and selection rule)."""
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    sampler = SplitOnceTPESampler if cfg.split_once else optuna.samplers.TPESampler
+    return sampler(seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=cfg.multivariate)
+
+
 def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
               names: list[str], timings: dict) -> None:
     """One trial of every active study: ask all, predict all structures in one call per model, tell all."""
     t0 = time.perf_counter()
     asked = []
     for s in active:
-        sampler = SplitOnceTPESampler if cfg.split_once else optuna.samplers.TPESampler
-        s.study.sampler = sampler(
-            seed=trial_seed(seed, s.member.index, s.n_complete), n_startup_trials=cfg.n_startup_trials,
-            multivariate=cfg.multivariate)
-        asked.append(s.study.ask(s.member.space.distributions))
+        s.study.sampler = make_sampler(cfg, trial_seed(seed, s.member.index, s.n_complete))
+        trial = s.study.ask(s.member.space.distributions)
+        for name, dist in s.member.space.conditional(trial.params).items():   # SMOACS's space: the elements
+            trial.suggest_categorical(name, dist.choices)
+        asked.append(trial)
     t1 = time.perf_counter()
     structures: list[Structure | None] = []
     for s, trial in zip(active, asked, strict=True):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,15 +34,16 @@ import torch
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
+from smoacs_bench.data.patterns import oxidation_patterns
 from smoacs_bench.data.pools import get_pool
 from smoacs_bench.data.task import Task
 from smoacs_bench.methods.base import Method, Proposal, deterministic
 from smoacs_bench.methods.predictors import allowed_elements, family_pair, load_pair
 
 from .config import TPEConfig
-from .lockstep import Job, new_timings, run_jobs
+from .lockstep import SAMPLERS, Job, new_timings, run_jobs
 from .selection import incumbent_history, proposal
-from .study import members, objective_names
+from .study import SPACES, members, objective_names
 
 
 class TPE(Method):
@@ -58,7 +59,7 @@ class TPE(Method):
     neutrality = True
 
     def __init__(self, initial_structures: Sequence[Structure] | None = None, **config: Any):
-        self.cfg = TPEConfig(**config)
+        self.cfg = self.config_class(**config)
         if self.cfg.predictors:
             self.cfg.band_gap_model, self.cfg.formation_energy_model = family_pair(self.cfg.predictors)
         if self.cfg.group_size < 1 or self.cfg.workers < 1 or self.cfg.trials < 1:
@@ -66,6 +67,10 @@ class TPE(Method):
                              f"{self.cfg.group_size}, {self.cfg.workers}")
         if self.cfg.selection not in ("final", "best"):
             raise ValueError(f"selection must be final or best, got {self.cfg.selection!r}")
+        if self.cfg.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.cfg.sampler!r}")
+        if self.cfg.space not in SPACES:
+            raise ValueError(f"space must be one of {', '.join(SPACES)}, got {self.cfg.space!r}")
         self.initial_structures = list(initial_structures) if initial_structures is not None else None
         self.device = self.cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._predictors = None
@@ -74,6 +79,23 @@ class TPE(Method):
 
     def predictor_names(self) -> tuple[str, ...]:
         return (self.cfg.band_gap_model, self.cfg.formation_energy_model)
+
+    @property
+    def label(self) -> str:
+        """``TPE(MEGNet)``; ``Random(MEGNet)`` for the random sampler; ``, SMOACS space`` added in SMOACS's space."""
+        base = super().label
+        if self.cfg.sampler == "random" and self.display_name == "TPE":
+            base = "Random" + base[len("TPE"):]
+        if self.cfg.space == "smoacs":
+            base = base[:-1] + ", SMOACS space)" if base.endswith(")") else base + "(SMOACS space)"
+        return base
+
+    def caption_note(self) -> str:
+        if self.cfg.space != "smoacs":
+            return ""
+        return (f"{self.label} searches SMOACS's space: one categorical for the oxidation pattern, then each "
+                "site's element among those the pattern allows there (conditional parameters), with the same "
+                "geometry ranges, start structures, evaluations and selection rule as in the paper's space.")
 
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg) | {"neutrality": self.neutrality, "device": self.device, "pool_used": self._pool_info}
@@ -92,15 +114,23 @@ class TPE(Method):
         """(K,) bool: elements both predictors can embed."""
         return allowed_elements(self.predictors)
 
-    def _starts(self, task: Task, n_samples: int, seed: int) -> list[tuple[str, Structure]]:
-        """(source, structure) per sample: ``initial_structures`` in order (cycled), else the same seeded
-        draw from the task's pool (``data.pools``) that SMOACS starts from."""
+    def _starts(self, task: Task, n_samples: int, seed: int) -> list[tuple[str, Structure, np.ndarray]]:
+        """(source, structure, oxidation patterns (D, N)) per sample: ``initial_structures`` in order
+        (cycled), else the same seeded draw from the task's pool (``data.pools``) that SMOACS starts from."""
         if self.initial_structures is not None:
             given = self.initial_structures
-            return [(f"given:{i % len(given)}", given[i % len(given)]) for i in range(n_samples)]
+            out = []
+            for i in range(n_samples):
+                st = given[i % len(given)]
+                if task.is_perovskite:
+                    patterns = task.cell.patterns
+                else:
+                    patterns, _why = oxidation_patterns(st)
+                out.append((f"given:{i % len(given)}", st, np.asarray(patterns)))
+            return out
         pool = get_pool(self.cfg.pool or task.default_pool)
         self._pool_info = pool.describe()
-        return [(d.source, d.crystal.structure) for d in pool.draw(n_samples, seed)]
+        return [(d.source, d.crystal.structure, d.crystal.patterns) for d in pool.draw(n_samples, seed)]
 
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         verbosity = optuna.logging.get_verbosity()
@@ -115,7 +145,10 @@ class TPE(Method):
         names = objective_names(task, self.neutrality)
         identity = {"method": self.name, "task": task.name, "target_bg": task.target_bg, "margin": task.margin,
                     "seed": seed, "objectives": names, "group_size": self.cfg.group_size}
-        group = members(task, self._starts(task, n_samples, seed), self.allowed_elements())
+        for key, default in (("sampler", "tpe"), ("space", "paper")):   # absent at their defaults: older journals
+            if getattr(self.cfg, key) != default:
+                identity[key] = getattr(self.cfg, key)
+        group = members(task, self._starts(task, n_samples, seed), self.allowed_elements(), self.cfg.space)
         size = self.cfg.group_size
         jobs = [Job(g, group[k:k + size], task, seed, names, identity)
                 for g, k in enumerate(range(0, len(group), size))]
@@ -137,6 +170,20 @@ class TPE(Method):
         self._artifacts = {"history": incumbent_history([trials[m.index] for m in group], names, task.ef_max),
                            "timings": {k: round(v, 3) for k, v in timings.items()}}
         return proposals
+
+
+@dataclass
+class RandomConfig(TPEConfig):
+    sampler: str = "random"
+
+
+class RandomSearch(TPE):
+    """Random search in the TPE harness: Optuna's RandomSampler with the same spaces (``space``), start
+    structures (the first trial is the start), 200 evaluations per sample and selection rule as TPE."""
+
+    name = "random"
+    display_name = "Random"
+    config_class = RandomConfig
 
 
 class TPEWithoutNeutrality(TPE):

@@ -5,11 +5,14 @@
 - perovskite tasks: a, b, c in the task's range (Å, whole cell), angles fixed at 90°, each fractional
   coordinate within ±ε of its ideal position; elements per site restricted by oxidation number
   (A: +1/+2, B: +2/+4, X: -1/-2, the union of the "Ours" masks, A.7) and to embeddable elements.
+- ``smoacs`` (any task, :func:`smoacs_space`): the same geometry, but SMOACS's composition encoding: one
+  categorical for the oxidation pattern, then each site's element among those the pattern allows there
+  (conditional parameters), so that every proposal is neutral by construction, as SMOACS's are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from pymatgen.core import Lattice, Structure
 
 from smoacs_bench.data.elements import SYMBOLS
-from smoacs_bench.data.masks import oxidation_mask
+from smoacs_bench.data.masks import oxidation_mask, pattern_mask
 from smoacs_bench.data.task import Task
 from smoacs_bench.data.templates import PerovskiteCell
 
@@ -36,6 +39,22 @@ class SearchSpace:
     n_sites: int
     ideal: np.ndarray | None = None     # (N, 3) ideal fractional coordinates, perovskites only
     roles: tuple[str, ...] | None = None
+    # SMOACS's space: [pattern][site] -> the elements that pattern allows there; the categorical ``pattern``
+    # is in ``distributions`` and each site's element is the conditional parameter ``el{i}_p{pattern}``
+    site_choices: tuple[tuple[tuple[str, ...], ...], ...] | None = None
+
+    def conditional(self, params: dict[str, Any]) -> dict[str, CategoricalDistribution]:
+        """The parameters sampled after the fixed ones: the elements the chosen pattern allows per site."""
+        if self.site_choices is None:
+            return {}
+        d = int(params["pattern"])
+        return {f"el{i}_p{d}": CategoricalDistribution(list(ch)) for i, ch in enumerate(self.site_choices[d])}
+
+    def species(self, params: dict[str, Any]) -> list[str]:
+        if self.site_choices is None:
+            return [params[f"el{i}"] for i in range(self.n_sites)]
+        d = int(params["pattern"])
+        return [params[f"el{i}_p{d}"] for i in range(self.n_sites)]
 
     def structure(self, params: dict[str, Any]) -> Structure:
         a, b, c = params["a"], params["b"], params["c"]
@@ -46,8 +65,7 @@ class SearchSpace:
             lattice = Lattice.orthorhombic(a, b, c)
             base = self.ideal
         shift = np.array([[params[f"{q}{i}"] for q in "xyz"] for i in range(self.n_sites)])
-        species = [params[f"el{i}"] for i in range(self.n_sites)]
-        return Structure(lattice, species, (base + shift) % 1.0)
+        return Structure(lattice, self.species(params), (base + shift) % 1.0)
 
 
 def role_elements(allowed: np.ndarray) -> dict[str, list[str]]:
@@ -80,6 +98,36 @@ def free_space(task: Task, allowed: np.ndarray, n_sites: int) -> SearchSpace:
         dists |= {f"{q}{i}": FloatDistribution(0.0, 1.0) for q in "xyz"}
         dists[f"el{i}"] = CategoricalDistribution(symbols)
     return SearchSpace(dists, n_sites)
+
+
+def smoacs_space(space: SearchSpace, patterns: np.ndarray, allowed: np.ndarray) -> SearchSpace:
+    """``space`` with SMOACS's composition encoding instead of one free element per site: a categorical
+    ``pattern`` among the start's oxidation patterns (D, N), then each site's element among those whose
+    "Ours" states include that pattern's number there (and the predictors embed). Every structure it
+    builds is neutral by construction, as SMOACS's are. Patterns leaving a site without an element drop out."""
+    choices = []
+    for p in np.asarray(patterns, dtype=int):
+        mask = pattern_mask(p, allowed=allowed)
+        if mask.any(axis=1).all():
+            choices.append(tuple(tuple(SYMBOLS[k] for k in np.flatnonzero(row)) for row in mask))
+    if not choices:
+        raise ValueError("no oxidation pattern of the start leaves every site an element the predictors embed")
+    dists = {k: v for k, v in space.distributions.items() if not k.startswith("el")}
+    dists["pattern"] = CategoricalDistribution(list(range(len(choices))))
+    return replace(space, distributions=dists, site_choices=tuple(choices))
+
+
+def smoacs_initial_params(space: SearchSpace, initial: dict[str, Any]) -> dict[str, Any]:
+    """The enqueued first trial in SMOACS's space: ``initial`` without per-site elements; on the free task
+    the start's own elements under its first pattern, where that pattern allows them."""
+    out = {k: v for k, v in initial.items() if not k.startswith("el")}
+    starts = {int(k[2:]): v for k, v in initial.items() if k.startswith("el")}
+    if starts and space.site_choices:
+        out["pattern"] = 0
+        for i, choices in enumerate(space.site_choices[0]):
+            if starts.get(i) in choices:
+                out[f"el{i}_p0"] = starts[i]
+    return out
 
 
 def free_initial_params(structure: Structure, task: Task, allowed_symbols: set[str]) -> dict[str, Any]:

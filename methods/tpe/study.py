@@ -26,7 +26,14 @@ from smoacs_bench.data.rules import judge_neutrality, pattern_tolerance_factor
 from smoacs_bench.data.task import Task
 
 from .journal import RoundJournal
-from .space import SearchSpace, free_initial_params, free_space, perovskite_space
+from .space import (
+    SearchSpace,
+    free_initial_params,
+    free_space,
+    perovskite_space,
+    smoacs_initial_params,
+    smoacs_space,
+)
 
 L_BG, L_F, L_NEUTRAL, L_T = "L_bg", "L_f", "L_neutral", "L_t"
 FAILED = {L_BG: 1e3, L_F: 1e3, L_NEUTRAL: 1.0, L_T: 1.0}  # objective values of a failed trial
@@ -68,17 +75,37 @@ class OpenStudy:
     n_complete: int
 
 
-def members(task: Task, starts: list[tuple[str, Structure]], allowed: np.ndarray) -> list[Member]:
-    """One :class:`Member` per (source, start structure): search space and enqueued initial params.
-    ``allowed``: (K,) bool elements the predictors can embed."""
+SPACES = ("paper", "smoacs")
+
+
+def members(task: Task, starts: list[tuple[str, Structure, np.ndarray]], allowed: np.ndarray,
+            space: str = "paper") -> list[Member]:
+    """One :class:`Member` per (source, start structure, its oxidation patterns (D, N)): search space and
+    enqueued initial params. ``allowed``: (K,) bool elements the predictors can embed; ``space``: "paper"
+    (one element per site among its role's states or all elements, the paper's TPE) or "smoacs" (a pattern,
+    then the elements it allows per site: SMOACS's encoding, :func:`.space.smoacs_space`)."""
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    out = []
     if task.is_perovskite:
-        space = perovskite_space(task, allowed)
-        zero = {f"{q}{i}": 0.0 for i in range(space.n_sites) for q in "xyz"}
-        return [Member(i, src, space, dict(zip("abc", map(float, st.lattice.abc), strict=True)) | zero)
-                for i, (src, st) in enumerate(starts)]
-    symbols = {SYMBOLS[k] for k in np.flatnonzero(allowed)}
-    return [Member(i, src, free_space(task, allowed, len(st)), free_initial_params(st, task, symbols))
-            for i, (src, st) in enumerate(starts)]
+        base = perovskite_space(task, allowed)
+        zero = {f"{q}{i}": 0.0 for i in range(base.n_sites) for q in "xyz"}
+        paper = [(src, base, dict(zip("abc", map(float, st.lattice.abc), strict=True)) | zero, pat)
+                 for src, st, pat in starts]
+    else:
+        symbols = {SYMBOLS[k] for k in np.flatnonzero(allowed)}
+        paper = [(src, free_space(task, allowed, len(st)), free_initial_params(st, task, symbols), pat)
+                 for src, st, pat in starts]
+    cache: dict[bytes, SearchSpace] = {}
+    for i, (src, sp, initial, pat) in enumerate(paper):
+        if space == "smoacs":
+            key = np.asarray(pat).tobytes() + str(np.asarray(pat).shape).encode() + str(sp.n_sites).encode()
+            if key not in cache:
+                cache[key] = smoacs_space(sp, pat, allowed)
+            sp = cache[key]
+            initial = smoacs_initial_params(sp, initial)
+        out.append(Member(i, src, sp, initial))
+    return out
 
 
 def group_storage(where: str | None, group: int) -> tuple[Any, RoundJournal | None]:

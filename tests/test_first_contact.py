@@ -1,0 +1,105 @@
+"""First contact: help that lists every option, one-line errors without models or network, doctor, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from smoacs_bench.benchmark.cli import INTERRUPTED, main
+from smoacs_bench.methods import METHODS, get_method_class
+
+
+def _bare_env(tmp_path, **extra):
+    """The environment of a new user: no model or data folder, no config file, no network."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SMOACS_MODEL_DIR", "SMOACS_DATA_DIR")}
+    return env | {"SMOACS_CONFIG": str(tmp_path / "none.toml"), "SMOACS_OFFLINE": "1"} | extra
+
+
+def test_run_help_lists_every_option_of_every_builtin_method(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for name in METHODS:
+        assert f"  {name} (" in text
+        for option in get_method_class(name).options():
+            assert f"    {option}: " in text, (name, option)
+
+
+def test_a_bad_option_value_names_the_option_and_its_type(tmp_path):
+    with pytest.raises(SystemExit, match="smoacs option lr_atoms expects float | None, got 'abc'"):
+        main(["run", "--method", "smoacs", "--param", "lr_atoms=abc", "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--method", "smoacs", "--task", "perovskite", "--n-samples", "2", "--steps", "2", "--no-crossjudge",
+     "--relax", "none", "--robust-copies", "0"],
+    ["evaluate", "CIF", "--no-crossjudge", "--relax", "none", "--robust-copies", "0"],
+])
+def test_readme_commands_without_models_or_network_fail_in_one_line(tmp_path, argv):
+    from pymatgen.core import Lattice, Structure
+
+    cif = tmp_path / "a.cif"
+    Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+              [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]).to(filename=str(cif))
+    argv = [str(cif) if a == "CIF" else a for a in argv] + ["--out", str(tmp_path / "out.csv" if argv[0] ==
+                                                                         "evaluate" else tmp_path / "run")]
+    res = subprocess.run([sys.executable, "-m", "smoacs_bench.benchmark.cli", *argv], env=_bare_env(tmp_path),
+                         capture_output=True, text=True, timeout=300)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert len(err) == 1 and "SMOACS_MODEL_DIR" in err[0], res.stderr[-2000:]
+
+
+def test_doctor_names_a_missing_model(tmp_path, capsys, monkeypatch):
+    (tmp_path / "models" / "matgl" / "MEGNet-MP-2019.4.1-BandGap-mfi").mkdir(parents=True)
+    monkeypatch.setenv("SMOACS_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("SMOACS_CONFIG", str(tmp_path / "none.toml"))
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr()
+    assert "MISSING  MEGNet MEGNet-MP-2018.6.1-Eform" in out.out
+    assert "MEGNet MEGNet-MP-2018.6.1-Eform" in out.err
+
+
+def test_a_config_file_stands_in_for_the_variables(tmp_path, monkeypatch, model_dir):
+    from smoacs_bench.data import environment
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'models = "{model_dir}"\ndata = "relative/data"\n')
+    monkeypatch.delenv("SMOACS_MODEL_DIR", raising=False)
+    monkeypatch.delenv("SMOACS_DATA_DIR", raising=False)
+    monkeypatch.setenv("SMOACS_CONFIG", str(cfg))
+    assert environment.model_dir() == model_dir
+    assert environment.data_dir() == tmp_path / "relative" / "data"
+
+
+@pytest.mark.usefixtures("model_dir")
+def test_ctrl_c_exits_130_with_the_hint_and_a_rerun_completes_identically(tmp_path):
+    def command(out):
+        return [sys.executable, "-m", "smoacs_bench.benchmark.cli", "run", "--method", "tpe", "--task", "perovskite",
+                "--n-samples", "8", "--trials", "60", "--no-crossjudge", "--relax", "none", "--robust-copies", "0",
+                "--no-progress", "--out", str(out)]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command(tmp_path / "a"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    journal = tmp_path / "a" / "tpe_journal"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (journal.is_dir() and any(journal.iterdir())):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in err
+    assert not (tmp_path / "a" / "samples.csv").exists()
+    for folder in ("a", "b"):   # the interrupted run resumed, and an uninterrupted one
+        res = subprocess.run(command(tmp_path / folder), env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "a" / "samples.csv").read_bytes() == (tmp_path / "b" / "samples.csv").read_bytes()
