@@ -22,6 +22,7 @@ from pathlib import Path
 from smoacs_bench.data.task import TASKS
 
 from .physical import add_physical_args, physical_settings
+from .values import parse_value
 
 
 def _version() -> str:
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="judge structure files with the paper's criteria")
-    ev.add_argument("files", nargs="+", help="structure files (CIF, POSCAR, ...)")
+    ev.add_argument("files", nargs="+", help="structure files (CIF, POSCAR, ...) or folders of them")
     ev.add_argument("--task", choices=list(TASKS), default="free", help="task whose criteria judge (default free)")
     _add_target(ev)
     ev.add_argument("--predictions", help="CSV with columns file, band_gap, formation_energy "
@@ -195,9 +196,10 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from smoacs_bench.methods.predictors.training import RECIPES, train_predictor
-    from smoacs_bench.methods.registry import get_method_class
+    from smoacs_bench.methods.registry import get_method_class, trainable_methods
 
     command = "smoacs-bench " + " ".join(sys.argv[1:])
+    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES))
     try:
         if args.method in RECIPES:
             if args.target is None:
@@ -209,15 +211,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             cls = get_method_class(args.method)
         except ValueError:
-            raise ValueError(f"nothing to train called {args.method!r}; trainable: ftcp, {', '.join(RECIPES)}, "
+            raise ValueError(f"nothing to train called {args.method!r}; trainable: {trainable}, "
                              "or a plugin method with a model") from None
         if not cls.trainable:
-            raise ValueError(f"method {args.method!r} has no model to train; trainable: ftcp, {', '.join(RECIPES)}")
+            raise ValueError(f"method {args.method!r} has no model to train; trainable: {trainable}")
         if args.target or args.split:
             raise ValueError("--target and --split apply to predictors (crystalformer, alignn) only")
         options = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
-        epochs = 200 if args.epochs is None else args.epochs     # FTCP: the paper's 200
-        cls.train_model(args.dataset, args.out, epochs=epochs, seed=args.seed, limit=args.limit,
+        cls.train_model(args.dataset, args.out, epochs=args.epochs, seed=args.seed, limit=args.limit,
                         float16=args.float16, progress=not args.no_progress, command=command, **options)
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"smoacs-bench train: {err}", file=sys.stderr)
@@ -227,17 +228,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_heldout(args: argparse.Namespace) -> int:
     from smoacs_bench.evaluation.io import atomic_write_text
-    from smoacs_bench.methods.ftcp.heldout import heldout, heldout_markdown
-    from smoacs_bench.methods.ftcp.model import load_model
+    from smoacs_bench.methods.registry import trainable_methods
 
     try:
+        if not Path(args.model).is_dir():
+            raise FileNotFoundError(f"{args.model}: no such folder")
         if (Path(args.model) / "trainer.json").is_file():
             from smoacs_bench.methods.predictors.training import heldout_predictor, heldout_predictor_markdown
 
             text = heldout_predictor_markdown([heldout_predictor(args.model, args.split)], args.split)
         else:
-            trained_on = load_model(args.model).trained_on
-            text = heldout_markdown(heldout(args.model, args.split), trained_on, args.split)
+            owners = [cls for cls in trainable_methods() if cls.owns_model(args.model)]
+            if not owners:
+                raise ValueError(f"{args.model}: not a model folder of a trainable method "
+                                 f"({', '.join(c.name for c in trainable_methods())}) or a predictor")
+            text = owners[0].heldout_markdown(args.model, args.split)
     except (ValueError, FileNotFoundError) as err:
         print(f"smoacs-bench heldout: {err}", file=sys.stderr)
         return 1
@@ -271,13 +276,6 @@ def method_options_text(names: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -311,7 +309,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--param expects KEY=VALUE, got {item!r}")
-        config[key.strip()] = _parse_value(value.strip())
+        config[key.strip()] = parse_value(value.strip())
     for flag in ("steps", "trials"):  # both name the method's budget
         value = getattr(args, flag)
         if value is not None:
@@ -360,6 +358,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     frames, runs = [], []
     for run in args.runs:
         path = Path(run) / "summary.csv"
+        if not Path(run).is_dir():
+            print(f"skipped: {run}: no such folder", file=sys.stderr)
+            continue
         if not path.exists():
             print(f"skipped: {run} has no summary.csv (run unfinished?)", file=sys.stderr)
             continue
@@ -379,9 +380,27 @@ def cmd_table(args: argparse.Namespace) -> int:
             text += "\n" + diffs
     if args.out:
         atomic_write_text(args.out, text)
+        print(f"wrote {args.out} ({len(frames)} run(s), layout {layout})")
     else:
         print(text)
     return 0
+
+
+def _structure_files(items: list[str]) -> list[str]:
+    """Files as given; a folder stands for the structure files directly inside it (CIF, POSCAR, ...)."""
+    out = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.is_file() and (
+                f.suffix.lower() in (".cif", ".vasp", ".poscar", ".json", ".xyz") or f.name.startswith(("POSCAR",
+                                                                                                        "CONTCAR"))))
+            if not found:
+                raise SystemExit(f"smoacs-bench evaluate: {item}: a folder with no structure files (CIF, POSCAR)")
+            out += found
+        else:
+            out.append(item)
+    return out
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -392,6 +411,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _check_numbers(args)
     relax, robust = physical_settings(args)
+    args.files = _structure_files(args.files)
     try:
         df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions,
                                    crossjudge=not args.no_crossjudge)

@@ -123,6 +123,7 @@ def run_planned(
     label: str | None = None,
     crossjudge: bool = True,
     progress: bool = True,
+    status: bool = True,
 ) -> dict[str, Any]:
     """One :func:`~.runner.run_experiment` call that reports instead of raising: ``{"status": "ran",
     "wall_s": ...}`` or ``{"status": "failed", "reason": ...}`` (traceback in ``out_dir/error.txt``)."""
@@ -131,7 +132,7 @@ def run_planned(
     from .runner import run_experiment
 
     out = Path(out_dir)
-    if progress:
+    if status:
         print(f"[reproduce] {out.name}: started", flush=True)
     t0 = time.perf_counter()
     try:
@@ -150,12 +151,12 @@ def run_planned(
     except Exception as err:  # noqa: BLE001 - reported with its unit; the other units go on
         atomic_write_text(out / "error.txt", traceback.format_exc())
         reason = " ".join(f"{type(err).__name__}: {err}".split())
-        if progress:
+        if status:
             print(f"[reproduce] {out.name}: failed ({reason})", flush=True)
         return {"status": FAILED, "reason": reason, "wall_s": round(time.perf_counter() - t0, 1)}
     (out / "error.txt").unlink(missing_ok=True)
     wall = round(time.perf_counter() - t0, 1)
-    if progress:
+    if status:
         print(f"[reproduce] {out.name}: done in {wall} s", flush=True)
     return {"status": RAN, "wall_s": wall}
 
@@ -539,18 +540,20 @@ def _reproduce_heldout(spec: TableSpec, out: Path, request: str, t0: float) -> R
         files["table_md"] = md
     else:
         try:
-            from smoacs_bench.methods.ftcp.heldout import heldout, heldout_markdown
-            from smoacs_bench.methods.ftcp.model import TRAIN_HINT, default_model_folder, load_model
             from smoacs_bench.methods.predictors.training import (
                 heldout_predictor,
                 heldout_predictor_markdown,
                 trained_folders,
             )
+            from smoacs_bench.methods.registry import trainable_methods
 
-            folder = default_model_folder()
-            if folder is None:
-                raise FileNotFoundError(f"no FTCP model folder (train one with `{TRAIN_HINT}`)")
-            text = heldout_markdown(heldout(str(folder)), load_model(folder).trained_on)
+            owned = [(cls, cls.default_model()) for cls in trainable_methods()]
+            owned = [(cls, folder) for cls, folder in owned if folder is not None]
+            if not owned:
+                raise FileNotFoundError("no trained model of a method (train one with `smoacs-bench train "
+                                        "ftcp --dataset perov_5 --out models/ftcp-perov_5`)")
+            text = "\n".join(cls.heldout_markdown(folder) for cls, folder in owned)
+            folder = owned[0][1]
             trained = trained_folders()
             if trained:   # Crystalformer / ALIGNN trained here (`smoacs-bench train crystalformer ...`)
                 text += "\n" + heldout_predictor_markdown([heldout_predictor(f) for f in trained])
@@ -585,8 +588,10 @@ def reproduce(
     relax: Any = None,
     robust: Any = None,
     relax_workers: int = 1,
+    status: bool = True,
 ) -> ReproduceResult:
     """Run the missing units of paper table ``table_id`` into ``out_dir`` and render it beside the paper.
+    ``progress`` shows progress bars, ``status`` the one-line status of each run.
 
     ``samples``, ``seeds`` (a count N for seeds 0..N-1, or a list), ``methods`` (registered names or row tags)
     and ``targets`` (eV, a subset of the table's) reduce or change the spec's defaults; ``budget`` sets the
@@ -626,7 +631,7 @@ def reproduce(
         )
         for r in todo
     )
-    if progress:
+    if status:
         print(
             f"[reproduce] {spec.id}: {len(todo)} run(s) to do (about {format_seconds(estimate)} on 2 CPU cores), "
             f"{sum(r.status == REUSED for r in runs)} reused, {sum(r.status == SKIPPED for r in runs)} skipped; "
@@ -637,7 +642,7 @@ def reproduce(
         Unit(
             run_planned,
             (r.row.method, r.task, r.target, r.margin, r.n_samples, r.seed, str(r.folder), r.config),
-            {"label": r.row.label, "crossjudge": crossjudge, "progress": progress},
+            {"label": r.row.label, "crossjudge": crossjudge, "progress": progress, "status": status},
             key=r.key,
         )
         for r in todo
@@ -656,7 +661,7 @@ def reproduce(
             run.status = res["status"]
             run.reason = res.get("reason", "") if run.status == FAILED else ""
             run.wall_s = res.get("wall_s")
-    notes += _add_physical(runs, relax, robust, relax_workers, progress)
+    notes += _add_physical(runs, relax, robust, relax_workers, progress, status)
     files = render(spec, runs, out / spec.id, resolve_targets(spec, targets))
     result = ReproduceResult(
         spec.id, out, out / spec.id, runs, files, round(time.perf_counter() - t0, 1), estimate, notes
@@ -665,7 +670,8 @@ def reproduce(
     return result
 
 
-def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int, progress: bool) -> list[str]:
+def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int, progress: bool,
+                  status: bool = True) -> list[str]:
     """The physical-validity stage on every finished run; notes for the report."""
     if relax is None and robust is None:
         return []
@@ -677,12 +683,12 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
     for r in runs:
         if not r.done:
             continue
-        if progress:
-            print(f"[reproduce] {r.key}: physical validity", flush=True)
         try:
             res = add_physical(r.folder, relax, robust, workers=workers, progress=progress)
         except RelaxerUnavailable as err:
             raise ValueError(str(err)) from None
+        if res["status"] == "added" and status:
+            print(f"[reproduce] {r.key}: physical validity added in {float(res['wall_s']):.0f} s", flush=True)
         if res["status"] == "added":
             added += 1
             walls += float(res["wall_s"])
@@ -703,7 +709,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run a paper table's experiments (what is missing) and render it beside the paper's numbers",
     )
     p.add_argument(
-        "table", nargs="?", help="table id: table2, table3, table4, tableA2 ... tableA16 (see --list)"
+        "table", nargs="?", help="table id: " + ", ".join(s.id for s in SPECS) + " (--list: rows, sizes, time)"
     )
     p.add_argument("--list", action="store_true", help="list the tables with their estimated time and exit")
     p.add_argument("--samples", help="samples per run, or per method such as smoacs=256,tpe=64 "
@@ -724,7 +730,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", default="reproduce", help="root folder: runs/ and one folder per table (default ./reproduce)"
     )
     p.add_argument("--no-crossjudge", action="store_true", help="skip the independent formation-energy judge")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars (status lines still print)")
     from .physical import add_physical_args
 
     add_physical_args(p)
@@ -760,7 +766,7 @@ def _samples_arg(text: str | None) -> int | dict[str, int] | None:
 
 
 def _params_arg(items: list[str]) -> dict[str, dict[str, Any]] | None:
-    from .cli import _parse_value
+    from .values import parse_value
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -768,7 +774,7 @@ def _params_arg(items: list[str]) -> dict[str, dict[str, Any]] | None:
         key, eq, value = rest.partition("=")
         if not (sep and eq and method.strip() and key.strip()):
             raise ValueError(f"--param expects METHOD:KEY=VALUE, got {item!r}")
-        out.setdefault(method.strip(), {})[key.strip()] = _parse_value(value)
+        out.setdefault(method.strip(), {})[key.strip()] = parse_value(value)
     return out or None
 
 
@@ -796,11 +802,14 @@ def _targets_arg(text: str | None) -> list[float] | None:
 def _print_list() -> None:
     rows = list_tables()
     width = max(len(r[0]) for r in rows)
-    print(
-        f"{'table':<{width}}  {'estimate':>9}  description (estimates: serial, 2 CPU cores, the table's defaults)"
-    )
-    for tid, text, seconds in rows:
+    print(f"{'table':<{width}}  {'estimate':>9}  description; rows (samples x seeds x targets); estimates: serial, "
+          "2 CPU cores, the table's defaults")
+    for spec, (tid, text, seconds) in zip(SPECS, rows, strict=True):
         print(f"{tid:<{width}}  {format_seconds(seconds):>9}  {text}")
+        if spec.is_sampling:
+            tags = ", ".join(dict.fromkeys(r.tag for r in spec.runs))
+            print(f"{'':<{width}}  {'':>9}    rows: {tags}; {spec.samples} x {len(spec.seeds)} seed(s) x "
+                  f"{len(spec.targets)} target(s) ({', '.join(f'{x:g}' for x in spec.targets)} eV)")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

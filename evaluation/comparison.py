@@ -32,8 +32,9 @@ RATE_NAMES = {
 }
 PAPER_MARKERS = ("D", "^", "s", "o", "v", "P", "X", "*")
 CAPTION = (
-    "Bars: our runs (95 % interval: Wilson for one seed, t-interval over seeds). Black markers: the paper's "
-    "published values, on the bar of the matching method (S(Cry)/S(ALI) on SMOACS), else mid-group."
+    "Bars: our runs (95 % interval: Wilson for one seed, t-interval over seeds); a rate of 0 is a short tick in "
+    "the method's colour. Open black-edged markers: the paper's published values, on the bar of the matching "
+    "method (S(Cry)/S(ALI) on SMOACS), else mid-group."
 )
 
 
@@ -131,6 +132,10 @@ def comparison_figure(
                 errs.append(_error(row, column) or (math.nan, math.nan))
                 tops_of.append((ys[-1], errs[-1]))
             yerr = [[e[0] for e in errs], [e[1] for e in errs]] if xs else None
+            zeros = [x for x, y in zip(xs, ys, strict=True) if y == 0]
+            if zeros:   # a zero-height bar is invisible: mark it
+                ax.hlines([0.0] * len(zeros), [x - width * 0.42 for x in zeros], [x + width * 0.42 for x in zeros],
+                          colors=[colors(j % 10)], linewidth=4, zorder=3)
             ax.bar(
                 xs,
                 ys,
@@ -202,7 +207,7 @@ def comparison_figure(
                 else ", no runs of ours"
             )
             title = f"{what.capitalize()} on the {tasks} task, {window}{size}"
-        ax.set_title(title, wrap=True)
+        ax.set_title(title, fontsize=12 if len(title) < 70 else 10)   # one line: a long title gets a smaller font
         if handles:
             ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.text(

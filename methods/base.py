@@ -64,9 +64,25 @@ class Method(abc.ABC):
     trainable: ClassVar[bool] = False      # whether ``smoacs-bench train NAME`` trains a model for it
 
     @classmethod
-    def train_model(cls, dataset: str, out: str, epochs: int, seed: int = 0, **options: Any) -> Any:
-        """Train the method's own model on a dataset into folder ``out`` (methods with ``trainable``)."""
+    def train_model(cls, dataset: str, out: str, epochs: int | None, seed: int = 0, **options: Any) -> Any:
+        """Train the method's own model on a dataset into folder ``out`` (methods with ``trainable``; ``epochs``
+        None: its own recipe)."""
         raise NotImplementedError(f"method {cls.name!r} has no model to train")
+
+    @classmethod
+    def default_model(cls) -> Any:
+        """The folder of the method's own trained model used by default, or None (trainable methods)."""
+        return None
+
+    @classmethod
+    def owns_model(cls, folder: Any) -> bool:
+        """Whether ``folder`` holds a model this method trained (``smoacs-bench heldout`` asks each method)."""
+        return False
+
+    @classmethod
+    def heldout_markdown(cls, folder: Any, split: str = "test") -> str:
+        """Held-out errors of the method's model in ``folder`` as a Markdown table (a Table 1 row)."""
+        raise NotImplementedError(f"method {cls.name!r} has no held-out check")
 
     @abc.abstractmethod
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:

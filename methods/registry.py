@@ -60,3 +60,16 @@ def get_method_class(name: str) -> type[Method]:
 def get_method(name: str, **config) -> Method:
     """Instantiate a method by name with its keyword configuration."""
     return get_method_class(name)(**config)
+
+
+def trainable_methods() -> list[type[Method]]:
+    """The classes of every available method that trains a model of its own (``smoacs-bench train NAME``)."""
+    out = []
+    for name in available_methods():
+        try:
+            cls = get_method_class(name)
+        except ValueError:
+            continue
+        if cls.trainable and cls not in out:
+            out.append(cls)
+    return out

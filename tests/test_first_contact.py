@@ -103,3 +103,28 @@ def test_ctrl_c_exits_130_with_the_hint_and_a_rerun_completes_identically(tmp_pa
         res = subprocess.run(command(tmp_path / folder), env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "a" / "samples.csv").read_bytes() == (tmp_path / "b" / "samples.csv").read_bytes()
+
+
+def test_table_names_a_missing_folder_and_says_what_it_wrote(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="no run with a summary.csv"):
+        main(["table", "--runs", str(tmp_path / "nonexistent")])
+    assert "nonexistent: no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("model_dir")
+def test_evaluate_takes_a_folder_of_structures(tmp_path, capsys):
+    from smoacs_bench.data.reference_crystals import textbook_perovskites
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for name, s in list(textbook_perovskites().items())[:3]:
+        s.to(filename=str(folder / f"{name}.cif"))
+    (folder / "notes.txt").write_text("not a structure")
+    out = tmp_path / "judged.csv"
+    assert main(["evaluate", str(folder), "--task", "perovskite", "--out", str(out), "--no-crossjudge",
+                 "--relax", "none", "--robust-copies", "0"]) == 0
+    import pandas as pd
+
+    assert len(pd.read_csv(out)) == 3
+    with pytest.raises(SystemExit, match="no structure files"):
+        main(["evaluate", str(tmp_path / "judged.csv").replace("judged.csv", ""), "--out", str(out)])

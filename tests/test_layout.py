@@ -100,3 +100,67 @@ def test_one_namespace(cwd):
         done = _python(f"import {bare}", cwd)
         assert done.returncode != 0, f"`import {bare}` worked from {cwd}"
         assert "ModuleNotFoundError" in done.stderr or "installs as smoacs_bench" in done.stderr
+
+
+METHOD_PACKAGES = ("ftcp", "smoacs", "tpe", "reference", "screening")
+
+
+def test_the_harness_names_no_method():
+    """benchmark/ reaches methods through the registry and the Method interface only."""
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+           for floor, path in _modules() if floor == "benchmark"
+           for line, name in _imports(path, floor)
+           if name.split(".")[:3][-1:] and name.startswith("smoacs_bench.methods.")
+           and name.split(".")[2] in METHOD_PACKAGES]
+    assert not bad, "\n".join(bad)
+
+
+def _module_name(floor: str, path: Path, root: Path = ROOT) -> str:
+    rel = path.relative_to(root / floor).with_suffix("")
+    parts = ["smoacs_bench", floor, *rel.parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _cycles(root: Path = ROOT) -> list[list[str]]:
+    """Import cycles between modules (nested imports included), each as the list of modules on it."""
+    modules = {_module_name(f, p, root): (f, p) for f, p in _modules(root)}
+    graph = {m: set() for m in modules}
+    for m, (floor, path) in modules.items():
+        for _line, name in _imports(path, floor, root):
+            parts = name.split(".")
+            for k in range(len(parts), 1, -1):   # `from pkg.mod import x`: the deepest module that exists
+                target = ".".join(parts[:k])
+                if target in modules and target != m:
+                    graph[m].add(target)
+                    break
+    cycles, state, stack = [], {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(stack[stack.index(n):] + [n])
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    # a package's __init__ importing its own modules (and they their package) is how packages work
+    return [c for c in cycles if not any(modules[x][1].name == "__init__.py" for x in c)]
+
+
+def test_no_import_cycles():
+    cycles = _cycles()
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_walk_finds_a_cycle(tmp_path):
+    for floor in FLOORS:
+        (tmp_path / floor).mkdir()
+    (tmp_path / "benchmark" / "a.py").write_text("def f():\n    from smoacs_bench.benchmark.b import g\n")
+    (tmp_path / "benchmark" / "b.py").write_text("from .a import f\n")
+    assert _cycles(tmp_path) == [["smoacs_bench.benchmark.a", "smoacs_bench.benchmark.b", "smoacs_bench.benchmark.a"]]

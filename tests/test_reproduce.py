@@ -82,13 +82,17 @@ def test_comparison_plot_has_bars_intervals_and_paper_markers():
             "seed": 0,
             "success": v,
         }
-        for m, v in (("SMOACS(MEGNet)", 0.4), ("TPE(MEGNet)", 0.1))
+        for m, v in (("SMOACS(MEGNet)", 0.4), ("TPE(MEGNet)", 0.1), ("FTCP(perov_5)", 0.0))
     ]
     df = pd.concat([pd.DataFrame(rows), paper_frame(get_spec("table3"), [1.5])], ignore_index=True)
     fig = comparison_figure(df)
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[:2] == ["SMOACS(MEGNet)", "TPE(MEGNet)"] and "S(Cry) (paper)" in legend
+    assert legend[:3] == ["SMOACS(MEGNet)", "TPE(MEGNet)", "FTCP(perov_5)"] and "S(Cry) (paper)" in legend
+    from matplotlib.collections import LineCollection
+
+    ticks = [c for c in ax.collections if isinstance(c, LineCollection) and c.get_linewidth()[0] == 4]
+    assert len(ticks) == 1   # the zero rate of FTCP is drawn, not an invisible bar
     assert "perovskite" in ax.get_title() and "0.04 eV" in ax.get_title()
     assert "(eV)" in ax.get_xlabel() and "success rate" in ax.get_ylabel()
 

@@ -96,10 +96,28 @@ class FTCP(Method):
         self._info: dict[str, Any] = {}
 
     @classmethod
-    def train_model(cls, dataset: str, out: str, epochs: int, seed: int = 0, **options: Any):
+    def train_model(cls, dataset: str, out: str, epochs: int | None, seed: int = 0, **options: Any):
         from .train import train
 
+        epochs = 200 if epochs is None else epochs   # the paper's 200
         return train(dataset, out, epochs=epochs, seed=seed, **options)
+
+    @classmethod
+    def default_model(cls):
+        return default_model_folder()
+
+    @classmethod
+    def owns_model(cls, folder) -> bool:
+        from pathlib import Path
+
+        folder = Path(folder)
+        return (folder / "manifest.json").is_file() and not (folder / "trainer.json").is_file()
+
+    @classmethod
+    def heldout_markdown(cls, folder, split: str = "test") -> str:
+        from .heldout import heldout, heldout_markdown
+
+        return heldout_markdown(heldout(str(folder), split), load_model(folder).trained_on, split)
 
     @property
     def model(self) -> FTCPModel:

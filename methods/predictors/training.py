@@ -451,7 +451,10 @@ def heldout_predictor(folder: str | os.PathLike, split: str = "test", data_path:
     ``mae_median`` is the MAE of always predicting the training split's median label (the trivial baseline:
     a model no better than it has learned nothing useful).
     """
-    from .registry import DEFAULT_PAIR, get_predictor
+    from .megnet import (  # the judge's pair (not via the registry)
+        band_gap_predictor,
+        formation_energy_predictor,
+    )
 
     folder = Path(folder)
     settings = _read_settings(folder)
@@ -463,8 +466,8 @@ def heldout_predictor(folder: str | os.PathLike, split: str = "test", data_path:
     model = load_trained(folder, device)
     rows = np.arange(len(data.ids))
     pred = _predict(model, data, rows, 256)
-    megnet_name = DEFAULT_PAIR[0] if settings["target"] == "bandgap" else DEFAULT_PAIR[1]
-    megnet = get_predictor(megnet_name, device).eval()
+    megnet = (band_gap_predictor(device=device) if settings["target"] == "bandgap"
+              else formation_energy_predictor(device=device)).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         usable = set(data.ids)
