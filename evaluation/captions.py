@@ -87,10 +87,11 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
     notes = ours["method_note"].dropna() if "method_note" in ours else pd.Series(dtype=str)
     out.extend(dict.fromkeys(str(n) for n in notes if str(n).strip()))
     if "judge_offset" in ours and ours["judge_offset"].notna().any():
-        off = float(ours["judge_offset"].astype(float).mean())
+        offs = ours.assign(label=[row_label(r) for r in ours.to_dict("records")]).groupby(
+            "label", sort=False)["judge_offset"].apply(lambda s: pd.to_numeric(s, errors="coerce").mean()).dropna()
         out.append("'success (cross-judge)' re-judges (B) with an independent model, CDVAE's DimeNet++ trained on "
-                   f"MP-20 formation energies; on these proposals its E_f is {abs(off):.2f} eV/atom "
-                   f"{'below' if off < 0 else 'above'} MEGNet's on average.")
+                   "MP-20 formation energies; its mean E_f minus MEGNet's on each row's proposals: "
+                   + ", ".join(f"{k} {v:+.2f}" for k, v in offs.items()) + " eV/atom.")
         gaps = ours.assign(label=[row_label(r) for r in ours.to_dict("records")])
         gaps = gaps.assign(gap=gaps["success"].astype(float) - gaps["success_crossjudge"].astype(float))
         per = gaps.groupby("label", sort=False)["gap"].mean().dropna()
@@ -102,8 +103,15 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
                     if x.strip().lstrip("-").isdigit()})
     n_seeds = sorted({int(v) for v in ours.get("n_seeds", pd.Series(dtype=float)).dropna()})
     if seeds:
-        out.append(f"Seeds: {', '.join(map(str, seeds))}; rows pool {' or '.join(map(str, n_seeds))} seed(s). "
-                   "Intervals are 95 %: Wilson for a single run, mean ± t-interval over seeds.")
+        sizes = ours.assign(label=[row_label(r) for r in ours.to_dict("records")])
+        per_row = list(dict.fromkeys(f"{r['label']} {int(r['n_samples'])} × {int(r.get('n_seeds') or 1)}"
+                                     for r in sizes.to_dict("records") if not missing(r["n_samples"])))
+        dof = sorted({n - 1 for n in n_seeds if n > 1})
+        out.append(f"Seeds: {', '.join(map(str, seeds))}; rows (samples × seeds): {', '.join(per_row)}. "
+                   "Intervals are 95 %: over seeds, mean ± t-interval"
+                   + (f" ({' or '.join(map(str, dof))} degrees of freedom)" if dof else "")
+                   + "; for a single run, a success rate with copy lineages (SMOACS's copy-and-mutate) resamples "
+                   "whole lineages (cluster bootstrap), other rates are Wilson intervals.")
     small = sorted({int(n) for n in ours["n_samples"] if not missing(n) and int(n) < 256})
     if small:
         out.append(f"Rows with {', '.join(map(str, small))} samples per seed are smaller than the paper's 256.")

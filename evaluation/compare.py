@@ -1,14 +1,23 @@
-"""Paired comparisons between methods: the same start structures (same seed, same sample index, same
-pool entry), the success difference and its 95 % paired-bootstrap interval."""
+"""Comparisons between methods, per (task, target, margin): paired where pairs share a real start, otherwise
+unpaired with seeds (or copy lineages) as the unit; p-values Holm-adjusted over a comparison's targets.
+
+Pairing rule: two samples pair when they come from runs with the same seed and the same number of samples,
+have the same sample index and the same start (``source``), and neither is a copy of another sample's start
+(a SMOACS sample whose ``lineage`` is not its own index descends from another start after copy-and-mutate).
+Paired: mean difference with a bootstrap of pairs and an exact McNemar test. Unpaired with at least two seeds
+on both sides: the difference of mean per-seed rates with a Welch t-interval and test (seeds are the unit).
+Unpaired otherwise: a bootstrap resampling each side's copy lineages (or samples) and a Fisher exact test.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from .stats import paired_bootstrap, unpaired_bootstrap
+from .stats import fisher_p, holm, mcnemar_p, paired_bootstrap, unpaired_bootstrap, welch_seeds
 
 
 def _key(summary: Mapping[str, Any]) -> tuple:
@@ -21,19 +30,34 @@ def _label(summary: Mapping[str, Any]) -> str:
     return f"{summary['method']} [{sel}]" if sel != "final" else str(summary["method"])
 
 
+def _own_start(frame: pd.DataFrame) -> pd.Series:
+    """True where a sample still descends from its own start (no copy of another sample's start)."""
+    if "lineage" not in frame:
+        return pd.Series(True, index=frame.index)
+    lineage = pd.to_numeric(frame["lineage"], errors="coerce")
+    return lineage.isna() | (lineage == pd.to_numeric(frame["sample"], errors="coerce"))
+
+
+def _clusters(frame: pd.DataFrame) -> list:
+    """Copy lineage per sample (seed-qualified); a sample without one is its own cluster."""
+    if "lineage" in frame:
+        lineage = frame["lineage"].where(frame["lineage"].notna(), frame["sample"])
+    else:
+        lineage = frame["sample"]
+    return [f"{s}/{v}" for s, v in zip(frame["seed"], lineage, strict=True)]
+
+
 def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
                        column: str = "success") -> pd.DataFrame:
-    """One row per (task, target, margin) and pair of methods: methods A (the first label seen) and B,
-    the number of paired samples, mean(A) - mean(B) of ``column`` and its bootstrap interval.
+    """One row per (task, target, margin) and pair of methods: method A (the first label seen) against each
+    other method B, with the difference mean(A) - mean(B) of ``column``, its 95 % interval, how it was
+    computed (``kind``: paired, seeds or samples), the p-value and its Holm adjustment over the targets.
 
-    ``runs``: (summary row, samples.csv) per run folder. Samples pair when seed and sample index are equal
-    and, where both record it, the start (``source``) too; unpaired samples are counted, not used. When no
-    sample pairs (methods that do not start from the shared pool, e.g. FTCP), the row compares all samples
-    of both with an independent bootstrap and says so (``paired`` False).
+    ``runs``: (summary row, samples.csv) per run folder.
     """
     by_key: dict[tuple, dict[str, list[pd.DataFrame]]] = {}
     for summary, samples in runs:
-        frame = samples.assign(seed=summary.get("seed", 0))
+        frame = samples.assign(seed=summary.get("seed", 0), n_run=len(samples))
         by_key.setdefault(_key(summary), {}).setdefault(_label(summary), []).append(frame)
     rows = []
     for key, methods in by_key.items():
@@ -41,42 +65,67 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
         for other in labels[1:]:
             a = pd.concat(methods[labels[0]], ignore_index=True)
             b = pd.concat(methods[other], ignore_index=True)
-            both = a.merge(b, on=["seed", "sample"], suffixes=("_a", "_b"))
+            both = a.assign(own=_own_start(a)).merge(b.assign(own=_own_start(b)), on=["seed", "sample"],
+                                                     suffixes=("_a", "_b"))
+            real = (both["n_run_a"] == both["n_run_b"]) & both["own_a"] & both["own_b"]
             if "source_a" in both and "source_b" in both:
-                same = (both["source_a"].fillna("") == both["source_b"].fillna("")) | both["source_a"].isna()
-                unpaired = int((~same).sum())
-                both = both[same]
+                real &= (both["source_a"].fillna("") == both["source_b"].fillna("")) | both["source_a"].isna()
+            unpaired = int((~real).sum()) if real.any() else 0
+            both = both[real]
+            x_all = a[column].fillna(False).astype(bool)
+            y_all = b[column].fillna(False).astype(bool)
+            seeds_a = [float(g[column].fillna(False).astype(bool).mean()) for _, g in a.groupby("seed")]
+            seeds_b = [float(g[column].fillna(False).astype(bool).mean()) for _, g in b.groupby("seed")]
+            dof = np.nan
+            if len(both):
+                kind = "paired"
+                x = both[f"{column}_a"].fillna(False).astype(bool).to_numpy()
+                y = both[f"{column}_b"].fillna(False).astype(bool).to_numpy()
+                diff, lo, hi = paired_bootstrap(x, y)
+                p = mcnemar_p(x, y)
+            elif len(seeds_a) >= 2 and len(seeds_b) >= 2:
+                kind = "seeds"
+                diff, lo, hi, p, dof = welch_seeds(seeds_a, seeds_b)
             else:
-                unpaired = 0
-            paired = len(both) > 0
-            if paired:
-                x = both[f"{column}_a"].fillna(False).astype(bool)
-                y = both[f"{column}_b"].fillna(False).astype(bool)
-                diff, lo, hi = paired_bootstrap(x.to_numpy(), y.to_numpy())
-            else:
-                x = a[column].fillna(False).astype(bool)
-                y = b[column].fillna(False).astype(bool)
-                diff, lo, hi = unpaired_bootstrap(x.to_numpy(), y.to_numpy())
+                kind = "samples"
+                diff, lo, hi = unpaired_bootstrap(x_all.to_numpy(), y_all.to_numpy(),
+                                                  clusters_a=_clusters(a), clusters_b=_clusters(b))
+                p = fisher_p(x_all.to_numpy(), y_all.to_numpy())
             rows.append({"task": key[0], "target_bg": key[1], "margin": key[2], "method_a": labels[0],
-                         "method_b": other, "column": column, "n_pairs": len(both), "n_unpaired": unpaired,
-                         "paired": paired, "n_a": len(a), "n_b": len(b),
-                         "difference": diff, "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
+                         "method_b": other, "column": column, "kind": kind, "paired": kind == "paired",
+                         "n_pairs": len(both), "n_unpaired": unpaired, "n_a": len(a), "n_b": len(b),
+                         "seeds_a": len(seeds_a), "seeds_b": len(seeds_b), "dof": dof,
+                         "difference": diff, "lo": lo, "hi": hi, "p": p})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["p_holm"] = np.nan
+        for _, idx in out.groupby(["method_a", "method_b", "column"]).groups.items():
+            out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].tolist())
+    return out
 
 
 def differences_markdown(diffs: pd.DataFrame) -> str:
-    """The paired differences as a Markdown paragraph list (empty string when there are none)."""
+    """The comparisons as a Markdown paragraph list (empty string when there are none)."""
     if diffs.empty:
         return ""
-    lines = ["Paired bootstrap (same start structures; 10,000 resamples of pairs), difference in success rate; "
-             "methods with no shared start (FTCP samples training crystals) get an unpaired bootstrap:"]
+    lines = ["Differences in success rate (A − B, 95 % intervals). Paired where samples share a real start "
+             "(same seed, index and start, no copy of another start, equal run sizes): bootstrap of pairs and "
+             "exact McNemar test; otherwise unpaired, with seeds as the unit (Welch t) when both rows have two or "
+             "more seeds, else a bootstrap of copy lineages (or samples) and Fisher's exact test. p-values are "
+             "Holm-adjusted over the targets of each comparison:"]
     for r in diffs.to_dict("records"):
         what = "success" if r["column"] == "success" else r["column"]
-        if r.get("paired", True):
-            extra = f"; {r['n_unpaired']} samples started elsewhere, left out" if r["n_unpaired"] else ""
+        kind = r.get("kind", "paired" if r.get("paired", True) else "samples")
+        if kind == "paired":
+            extra = f"; {r['n_unpaired']} samples without a shared start left out" if r["n_unpaired"] else ""
             how = f"{r['n_pairs']} pairs{extra}"
+        elif kind == "seeds":
+            how = f"unpaired over seeds, {r['seeds_a']} vs {r['seeds_b']} seeds, Welch df {r['dof']:.1f}"
         else:
             how = f"unpaired, {r['n_a']} vs {r['n_b']} samples"
+        ptext = ""
+        if "p" in r and r["p"] == r["p"]:
+            ptext = f"; p = {r['p']:.3g}, Holm {r['p_holm']:.3g}"
         lines.append(f"- {r['target_bg']:.2f} ± {r['margin']:.2f} eV, {what}: {r['method_a']} − {r['method_b']} = "
-                     f"{r['difference']:+.3f} (95 % CI {r['lo']:+.3f} to {r['hi']:+.3f}; {how})")
+                     f"{r['difference']:+.3f} (95 % CI {r['lo']:+.3f} to {r['hi']:+.3f}; {how}{ptext})")
     return "\n".join(lines) + "\n"

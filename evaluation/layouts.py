@@ -110,6 +110,8 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                     n = int(sum(int(s) for s in sizes if not missing(s)))
                     row[f"{key}_half"] = math.nan
                     row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(row[key] * n), n)
+            elif not missing(row.get(f"{key}_clo")):   # one run with copy lineages: their cluster bootstrap
+                row[f"{key}_lo"], row[f"{key}_hi"] = float(row[f"{key}_clo"]), float(row[f"{key}_chi"])
             else:
                 size = row.get("n_relaxed") if key in RELAXED_KEYS else row["n_samples"]
                 n = int(size) if not missing(size) else 0

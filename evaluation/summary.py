@@ -41,4 +41,11 @@ def summarize(rows: pd.DataFrame, method: str, task: str, criteria: Criteria,
     out["unique_rate"] = unique_rate(formulas)
     out.update(diversity_counts(formulas, list(rows["success"].astype(bool)), reference))
     out["novelty_reference"] = novelty_reference if reference is not None else ""
+    if "lineage" in rows and n:   # copies share a parent: the interval resamples copy lineages, not samples
+        from .stats import cluster_bootstrap
+
+        lineage = rows["lineage"].where(rows["lineage"].notna(), rows.get("sample", pd.Series(range(n))))
+        _, out["success_clo"], out["success_chi"] = cluster_bootstrap(
+            rows["success"].fillna(False).astype(bool).to_numpy(), lineage.tolist())
+        out["n_lineages"] = int(lineage.nunique())
     return out

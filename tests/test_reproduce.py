@@ -120,7 +120,7 @@ def test_tiny_table3_runs_once_reuses_and_skips(tmp_path):
     assert (table["source"] == "paper").any() and table["method"].str.endswith("(paper)").any()
     report = first.files["report"].read_text()
     assert "FTCP model folder" in report and "no-model" in report  # the loader's reason
-    assert "comparison.png" in report and "Paired bootstrap" in first.files["table_md"].read_text()
+    assert "comparison.png" in report and "Differences in success rate" in first.files["table_md"].read_text()
 
     configs = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("config.json")}
     assert len(configs) == 3

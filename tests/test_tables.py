@@ -278,7 +278,61 @@ def test_paired_differences_pair_by_seed_sample_and_start() -> None:
     assert (r["method_a"], r["method_b"], r["n_pairs"], r["n_unpaired"]) == ("SMOACS(MEGNet)", "TPE(MEGNet)", 5, 1)
     assert r["difference"] == pytest.approx(2 / 5) and r["lo"] <= r["difference"] <= r["hi"]
     text = differences_markdown(diffs)
-    assert "SMOACS(MEGNet) − TPE(MEGNet) = +0.400" in text and "1 samples started elsewhere" in text
+    assert "SMOACS(MEGNet) − TPE(MEGNet) = +0.400" in text and "1 samples without a shared start left out" in text
+    assert "p = " in text and "Holm" in text
+
+
+def test_copies_and_unequal_run_sizes_do_not_pair() -> None:
+    """A copied SMOACS sample (lineage not its own index) has no shared start; runs of other sizes never pair;
+    two seeds or more on both sides make the seed the unit (Welch, as scipy computes it)."""
+    from scipy import stats
+
+    from smoacs_bench.evaluation.compare import paired_differences
+
+    def run(method, seed, success, lineage=None):
+        summary = {"method": method, "task": "perovskite", "target_bg": 1.5, "margin": 0.04, "seed": seed}
+        frame = pd.DataFrame({"sample": range(len(success)), "source": [f"g:{i}" for i in range(len(success))],
+                              "success": success})
+        if lineage is not None:
+            frame["lineage"] = lineage
+        return summary, frame
+
+    r = paired_differences([run("SMOACS(MEGNet)", 0, [True, True, True, False], lineage=[0, 0, 2, 3]),
+                            run("TPE(MEGNet)", 0, [False, False, True, True])]).iloc[0]
+    assert r["kind"] == "paired" and r["n_pairs"] == 3 and r["n_unpaired"] == 1   # sample 1 is a copy of 0
+    r = paired_differences([run("SMOACS(MEGNet)", 0, [True] * 8), run("TPE(MEGNet)", 0, [False] * 4)]).iloc[0]
+    assert r["kind"] == "samples" and r["n_pairs"] == 0
+    rates_a, rates_b = [0.5, 0.75, 0.25], [0.25, 0.0, 0.25]
+    runs = [run("SMOACS(MEGNet)", s, [i < 4 * v for i in range(4)]) for s, v in enumerate(rates_a)]
+    runs += [run("FTCP(perov_5)", s, [i < 4 * v for i in range(4)]) for s, v in enumerate(rates_b)]
+    for _, frame in runs[3:]:
+        frame["source"] = "elsewhere"
+    r = paired_differences(runs).iloc[0]
+    want = stats.ttest_ind(rates_a, rates_b, equal_var=False)
+    ci = want.confidence_interval(0.95)
+    assert r["kind"] == "seeds" and r["p"] == pytest.approx(want.pvalue)
+    assert (r["lo"], r["hi"]) == pytest.approx((ci.low, ci.high)) and r["dof"] == pytest.approx(want.df)
+
+
+def test_tests_and_intervals_agree_with_scipy() -> None:
+    from scipy import stats
+
+    from smoacs_bench.evaluation.stats import cluster_bootstrap, fisher_p, holm, mcnemar_p, wilson
+
+    a = [True] * 30 + [False] * 10 + [True] * 3 + [False] * 57
+    b = [True] * 30 + [True] * 10 + [False] * 3 + [False] * 57   # 10 vs 3 discordant pairs
+    assert mcnemar_p(b, a) == pytest.approx(stats.binomtest(10, 13, 0.5).pvalue)
+    assert fisher_p(a, b) == pytest.approx(stats.fisher_exact([[33, 67], [40, 60]]).pvalue)
+    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    lo, hi = wilson(0, 768)
+    assert lo == pytest.approx(0, abs=1e-12) and hi == pytest.approx(stats.binomtest(0, 768).proportion_ci(method="wilson").high)
+    # clone-correlated samples: 16 lineages of 16 identical copies each; treating 256 clones as independent
+    # gives a far narrower interval than resampling lineages
+    success = [lineage % 2 == 0 for lineage in range(16) for _ in range(16)]
+    lineages = [lineage for lineage in range(16) for _ in range(16)]
+    _, naive_lo, naive_hi = cluster_bootstrap(success, range(256))
+    rate, lo, hi = cluster_bootstrap(success, lineages)
+    assert rate == 0.5 and (hi - lo) > 2.5 * (naive_hi - naive_lo)
 
 
 def test_methods_without_a_shared_start_get_an_unpaired_comparison() -> None:
