@@ -1,0 +1,219 @@
+"""Rendering a paper table from its planned runs: table.{md,csv,tex}, paired.csv, comparison.png, the
+physical-validity figures and summary, and report.md."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .experiments import (
+    TableSpec,
+    format_seconds,
+    paper_frame,
+)
+from .planning import PlannedRun, ReproduceResult
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+def _summaries(runs: list[PlannedRun]):
+    import pandas as pd
+
+    frames, paired = [], []
+    for run in runs:
+        path = run.folder / "summary.csv"
+        if not (run.done and path.is_file()):
+            continue
+        summary = pd.read_csv(path)
+        if run.row.label:
+            summary["method"] = run.row.label
+        frames.append(summary)
+        if (run.folder / "samples.csv").is_file():
+            paired.append((summary.iloc[0].to_dict(), pd.read_csv(run.folder / "samples.csv")))
+    return frames, paired
+
+
+def render(
+    spec: TableSpec, runs: list[PlannedRun], table_dir: Path, targets: Sequence[float]
+) -> dict[str, Path]:
+    """table.{md,csv,tex} beside the paper's rows, paired.csv (two or more methods), comparison.png."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.captions import caption_for
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
+    from smoacs_bench.evaluation.comparison import plot_comparison
+    from smoacs_bench.evaluation.io import atomic_write_text, write_csv
+    from smoacs_bench.evaluation.render import render_table
+
+    table_dir.mkdir(parents=True, exist_ok=True)
+    frames, paired = _summaries(runs)
+    margins = sorted({r.margin for r in runs})
+    paper = paper_frame(spec, targets, margins)
+    parts = [f for f in [*frames, paper] if not f.empty]
+    files: dict[str, Path] = {}
+    if not parts:
+        text = f"No run of {spec.id} finished and the paper has no rows for it; see report.md.\n"
+        atomic_write_text(table_dir / "table.md", text)
+        return {"table_md": table_dir / "table.md"}
+    df = pd.concat(parts, ignore_index=True)
+    md = render_table(df, spec.layout, "md")
+    md = md.rstrip("\n") + "\n\n" + caption_for(spec.layout, df, with_paper=not paper.empty) + "\n"
+    labels = {s.get("method") for s, _ in paired}
+    if spec.layout != "diversity" and len(labels) >= 2:
+        diffs = paired_differences(paired)
+        if not diffs.empty:
+            md += "\n" + differences_markdown(diffs)
+            write_csv(diffs, table_dir / "paired.csv")
+            files["paired"] = table_dir / "paired.csv"
+    for fmt, text in (
+        ("md", md),
+        ("csv", render_table(df, spec.layout, "csv")),
+        ("tex", render_table(df, spec.layout, "tex")),
+    ):
+        atomic_write_text(table_dir / f"table.{fmt}", text)
+        files[f"table_{fmt}"] = table_dir / f"table.{fmt}"
+    plot_comparison(df, table_dir / "comparison.png")
+    files["plot"] = table_dir / "comparison.png"
+    files.update(_physical_plots(runs, df, table_dir))
+    return files
+
+
+def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[str, Path]:
+    """funnel.png, energy_drop.png and physical.{md,csv} when the runs carry physical-validity columns."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.io import atomic_write_text
+    from smoacs_bench.evaluation.physical_plots import plot_energy_drop, plot_funnel
+    from smoacs_bench.evaluation.physical_summary import physical_summary, summary_markdown
+
+    files: dict[str, Path] = {}
+    has = [c for c in ("success_robust", "success_relaxed") if c in df and df[c].notna().any()]
+    if not has:
+        return files
+    files["funnel"] = plot_funnel(df, table_dir / "funnel.png")
+    # a crystal relaxed under several targets (the reference row proposes the same crystals for each) counts once
+    drops: dict[str, dict[tuple[float, float], float]] = {}
+    per_method: dict[str, list[tuple[pd.DataFrame, float | None]]] = {}
+    stay_drop = None
+    for run in runs:
+        samples = run.folder / "samples.csv"
+        if not (run.done and samples.is_file()):
+            continue
+        s = pd.read_csv(samples)
+        if "relax_energy_drop" not in s:
+            continue
+        summary = pd.read_csv(run.folder / "summary.csv").iloc[0]
+        label = run.row.label or str(summary["method"])
+        pair = s[["relax_energy_initial", "relax_energy_drop"]].apply(pd.to_numeric, errors="coerce").dropna()
+        for e0, drop in pair.itertuples(index=False):
+            drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
+        physical = json.loads((run.folder / "config.json").read_text()).get("physical", {})
+        per_method.setdefault(label, []).append((s, physical.get("wall_time_s")))
+        key = physical.get("key", {})
+        stay_drop = (key.get("relax") or {}).get("stay_drop", stay_drop)
+    if drops:
+        files["energy_drop"] = plot_energy_drop({k: list(v.values()) for k, v in drops.items()},
+                                                table_dir / "energy_drop.png",
+                                                stay_drop if stay_drop is not None else 0.1)
+        summary = physical_summary(per_method)
+        atomic_write_text(table_dir / "physical.csv", summary.to_csv(index=False))
+        files["physical"] = table_dir / "physical.md"
+        atomic_write_text(files["physical"], summary_markdown(summary) + "\n")
+    return files
+
+
+def _status_table(runs: list[PlannedRun]) -> list[str]:
+    lines = [
+        "| run | method | target (eV) | margin (eV) | seed | status | wall (s) | note |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for r in runs:
+        wall = "" if r.wall_s is None else f"{float(r.wall_s):.1f}"
+        note = "see Skipped and failed" if r.reason else r.note
+        lines.append(
+            f"| {r.key} | {r.row.label or r.row.method} | {r.target:g} | {r.margin:g} | {r.seed} | "
+            f"{r.status} | {wall} | {note.replace('|', '/')} |"
+        )
+    return lines
+
+
+def write_report(spec: TableSpec, result: ReproduceResult, request: str, executor: str) -> Path:
+    """report.md: the request, what ran / was reused / was skipped and why, wall times, the table, the plot."""
+    from smoacs_bench.evaluation.io import atomic_write_text
+
+    runs = result.runs
+    lines = [f"# {spec.id}: {spec.title}", "", f"Request: `{request}`", ""]
+    if spec.note:
+        lines += [f"Note: {spec.note}.", ""]
+    if spec.is_sampling:
+        per_row: dict[str, tuple[int, set[int]]] = {}
+        for r in runs:
+            per_row.setdefault(r.row.tag, (r.n_samples, set()))[1].add(r.seed)
+        sizes = "; ".join(f"{tag} {n} samples, seeds {', '.join(map(str, sorted(sd)))}"
+                          for tag, (n, sd) in per_row.items())
+        lines += [
+            f"Task `{spec.task}`; targets {', '.join(f'{t:g}' for t in sorted({r.target for r in runs}))} eV; "
+            f"margins {', '.join(f'{m:g}' for m in sorted({r.margin for r in runs}))} eV; {sizes}; "
+            f"selection `{spec.selection}`; "
+            f"layout `{spec.layout}`; paper table {spec.paper or '-'}; executor {executor}.",
+            "",
+        ]
+    ran_wall = sum(float(r.wall_s or 0) for r in result.ran)
+    lines += [
+        "## What happened",
+        "",
+        f"- ran: {len(result.ran)} run(s), {ran_wall:.1f} s of unit wall time "
+        f"(estimated beforehand: {format_seconds(result.estimate_s)} on 2 CPU cores)",
+        f"- reused: {len(result.reused)} complete run(s) with the same settings (not re-run)",
+        f"- skipped: {len(result.skipped)}",
+        f"- failed: {len(result.failed)}",
+        f"- wall time of this call: {result.wall_s:.1f} s",
+        "",
+    ]
+    why: dict[tuple[str, str], int] = {}
+    for r in result.skipped + result.failed:
+        why[(f"{r.row.tag} ({r.status})", r.reason)] = why.get((f"{r.row.tag} ({r.status})", r.reason), 0) + 1
+    if why:
+        lines += ["## Skipped and failed", ""]
+        lines += [f"- {who}, {k} run(s): {reason}" for (who, reason), k in why.items()]
+        lines.append("")
+    for note in result.notes:
+        lines += [f"- {note}"]
+    if result.notes:
+        lines.append("")
+    if runs:
+        lines += [
+            "## Runs",
+            "",
+            *_status_table(runs),
+            "",
+            "Wall: the unit's time in this call for runs that ran; for reused runs the stored run's method "
+            "time (config.json).",
+            "",
+        ]
+    table = result.files.get("table_md")
+    if table and table.is_file():
+        lines += ["## Table", "", table.read_text().rstrip("\n"), ""]
+    if "plot" in result.files:
+        lines += ["## Plot", "", f"![success rate per method and target]({result.files['plot'].name})", ""]
+    if "funnel" in result.files:
+        lines += ["## Physical validity", "",
+                  f"![own-judge, robust and relaxed success per method]({result.files['funnel'].name})", ""]
+    if "energy_drop" in result.files:
+        lines += [f"![relaxation energy drop per method]({result.files['energy_drop'].name})", ""]
+    if "physical" in result.files:
+        lines += ["Relaxed proposals per method, pooled over targets and seeds (a crystal relaxed under several "
+                  "targets counted once; success counts per run):", "",
+                  result.files["physical"].read_text().rstrip("\n"), ""]
+    names = [p.name for k, p in result.files.items() if k != "report"]
+    lines += [
+        "Files: "
+        + ", ".join(f"[{n}]({n})" for n in names)
+        + (", runs under `" + os.path.relpath(result.out_dir / "runs", result.table_dir) + "/`" if runs else ""),
+        "",
+    ]
+    path = result.table_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
