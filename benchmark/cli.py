@@ -412,13 +412,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_numbers(args)
     relax, robust = physical_settings(args)
     args.files = _structure_files(args.files)
-    try:
-        df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin, args.predictions,
-                                   crossjudge=not args.no_crossjudge)
-    except (FileNotFoundError, ValueError) as err:   # the judge's models (or a predictions file) missing
-        raise SystemExit(f"smoacs-bench evaluate: {err}") from None
-    if relax is not None or robust is not None:
-        df = _physical_columns(args, df, relax, robust)
+    import warnings
+
+    from .runner import _warnings_log
+
+    with warnings.catch_warnings(record=True) as caught:   # third-party warnings go to a log, not the console
+        warnings.simplefilter("always")
+        try:
+            df, problems = judge_files(args.files, get_task(args.task), args.target_bg, args.margin,
+                                       args.predictions, crossjudge=not args.no_crossjudge)
+        except (FileNotFoundError, ValueError) as err:   # the judge's models (or a predictions file) missing
+            raise SystemExit(f"smoacs-bench evaluate: {err}") from None
+        if relax is not None or robust is not None:
+            df = _physical_columns(args, df, relax, robust)
+    if caught:
+        from smoacs_bench.evaluation.io import atomic_write_text
+
+        log = Path(args.out).with_suffix(".log")
+        atomic_write_text(log, _warnings_log(caught))
+        print(f"{len(caught)} warning(s) of the libraries in {log}", file=sys.stderr)
     write_csv(df, args.out)
     for msg in problems:
         print(f"skipped/flagged: {msg}", file=sys.stderr)
