@@ -38,6 +38,7 @@ DIVERSITY_COLS: list[tuple[str, str]] = [
     ("unique_novel_in_success", "unique and novel rate in success"),
 ]
 PROTOCOL_COLS: list[tuple[str, str]] = [  # beyond the paper: the generic DP and the independent judge
+    ("n_unique_success", "unique successes"),
     ("neutral_any", "neut (any)"),
     ("success_crossjudge", "success (cross-judge)"),
 ]
@@ -54,9 +55,9 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
     "diversity": DIVERSITY_COLS,
 }
-RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS)) + (
-    "unique_rate",)
 COUNT_KEYS = ("n_success", "n_unique_success", "n_unique_novel_success")
+RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS
+                                if k not in COUNT_KEYS)) + ("unique_rate",)
 SUMMARY_COLS = (
     "method", "task", "target_bg", "margin", "n_samples", *RATE_KEYS, *COUNT_KEYS, "novelty_reference",
     "selection", "seed", "n_relaxed",
@@ -155,6 +156,8 @@ def cell(row: Mapping[str, Any], key: str, decimals: int) -> str:
     v = row.get(key)
     if missing(v):
         return _notes(row).get(key, "-")
+    if key in COUNT_KEYS:   # distinct successful formulas, summed over the row's seeds
+        return str(int(v))
     text = f"{float(v):.{decimals}f}"
     half, lo, hi = row.get(f"{key}_half"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
     if not missing(half):
