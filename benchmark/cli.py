@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .doctor import add_parser as add_doctor_parser
 
     add_doctor_parser(sub)
+    from .readme import add_parser as add_readme_parser
+
+    add_readme_parser(sub)
     return ap
 
 

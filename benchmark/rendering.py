@@ -74,6 +74,10 @@ def render(
     ):
         atomic_write_text(table_dir / f"table.{fmt}", text)
         files[f"table_{fmt}"] = table_dir / f"table.{fmt}"
+    if spec.layout != "diversity":   # the compact table results/README.md includes (our rows only)
+        ours = df[df["source"].fillna("ours") == "ours"] if "source" in df else df
+        atomic_write_text(table_dir / "summary.md", render_table(ours, "summary", "md"))
+        files["summary_md"] = table_dir / "summary.md"
     plot_comparison(df, table_dir / "comparison.png")
     files["plot"] = table_dir / "comparison.png"
     files.update(_physical_plots(runs, df, table_dir))

@@ -49,11 +49,16 @@ PHYSICAL_COLS: list[tuple[str, str]] = [  # beyond the paper: does a success mea
     ("relaxed_bg_wide", "relaxed gap (wide)"),
 ]
 RELAXED_KEYS = ("success_relaxed", "stays", "relaxed_bg_wide")  # rates over the relaxed set (n_relaxed)
+SUMMARY_LAYOUT: list[tuple[str, str]] = [   # the compact table results/README.md includes
+    ("size", "samples × seeds"), ("success", "success rate"), ("n_unique_success", "unique successes"),
+    *PHYSICAL_COLS,
+]
 LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "table2": BASE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
     "table3": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
     "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
     "diversity": DIVERSITY_COLS,
+    "summary": SUMMARY_LAYOUT,
 }
 COUNT_KEYS = ("n_success", "n_unique_success", "n_unique_novel_success")
 RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS
@@ -149,6 +154,9 @@ def _fraction(k: Any, n: Any) -> str:
 
 def cell(row: Mapping[str, Any], key: str, decimals: int) -> str:
     """A cell: the rate with its 95 % interval (Wilson ``lo-hi`` for one run, ``± half`` over seeds)."""
+    if key == "size":
+        n, seeds = row.get("n_samples"), row.get("n_seeds")
+        return "-" if missing(n) else f"{int(n)} × {1 if missing(seeds) else int(seeds)}"
     if key == "unique_in_success":
         return _fraction(row.get("n_unique_success"), row.get("n_success"))
     if key == "unique_novel_in_success":

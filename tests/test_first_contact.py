@@ -128,3 +128,15 @@ def test_evaluate_takes_a_folder_of_structures(tmp_path, capsys):
     assert len(pd.read_csv(out)) == 3
     with pytest.raises(SystemExit, match="no structure files"):
         main(["evaluate", str(tmp_path / "judged.csv").replace("judged.csv", ""), "--out", str(out)])
+
+
+def test_readme_blocks_are_filled_from_files(tmp_path, capsys):
+    (tmp_path / "table3").mkdir()
+    (tmp_path / "table3" / "summary.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("prose\n<!-- include: table3/summary.md -->\nold numbers\n<!-- end include -->\nmore prose\n"
+                      "<!-- include: table9/summary.md -->\n<!-- end include -->\n")
+    assert main(["readme", str(readme)]) == 1   # one block has no file yet
+    text = readme.read_text()
+    assert "old numbers" not in text and "| 1 | 2 |" in text and text.startswith("prose\n")
+    assert "more prose" in text and "table9/summary.md" in capsys.readouterr().out

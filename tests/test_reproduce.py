@@ -113,7 +113,7 @@ def test_tiny_table3_runs_once_reuses_and_skips(tmp_path):
     assert [r.row.tag for r in first.ran] == ["smoacs", "tpe", "tpe-smoacs"], [(r.key, r.reason) for r in first.failed]
     assert first.ran[0].key == "smoacs_bg1.5_m0.04_s0_n4_steps3"
     assert [r.row.method for r in first.skipped] == ["ftcp"]
-    for key in ("table_md", "table_csv", "table_tex", "plot", "report", "paired"):
+    for key in ("table_md", "table_csv", "table_tex", "plot", "report", "paired", "summary_md"):
         assert first.files[key].is_file(), key
     table = pd.read_csv(first.files["table_csv"])
     assert {"SMOACS(MEGNet)", "TPE(MEGNet)", "TPE(MEGNet, SMOACS space)"} <= set(table["method"])
