@@ -78,6 +78,8 @@ def render(
         ours = df[df["source"].fillna("ours") == "ours"] if "source" in df else df
         atomic_write_text(table_dir / "summary.md", render_table(ours, "summary", "md"))
         files["summary_md"] = table_dir / "summary.md"
+        atomic_write_text(table_dir / "runs.md", runs_summary(runs))
+        files["runs_md"] = table_dir / "runs.md"
     plot_comparison(df, table_dir / "comparison.png")
     files["plot"] = table_dir / "comparison.png"
     files.update(_physical_plots(runs, df, table_dir))
@@ -126,6 +128,33 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         files["physical"] = table_dir / "physical.md"
         atomic_write_text(files["physical"], summary_markdown(summary) + "\n")
     return files
+
+
+def runs_summary(runs: list[PlannedRun]) -> str:
+    """Per row of the table: finished runs, their size, the method's wall time per run (median, s; as stored
+    in config.json) and the physical-validity stage's time, as a Markdown table (results/README includes it)."""
+    import statistics
+
+    lines = ["| row | runs | samples × seeds | method wall per run (s, median) | relaxation + copies, all runs (s) |",
+             "|---|---:|---|---:|---:|"]
+    by_tag: dict[str, list[PlannedRun]] = {}
+    for r in runs:
+        if r.done:
+            by_tag.setdefault(r.row.tag, []).append(r)
+    for tag, rs in by_tag.items():
+        walls = [float(r.wall_s) for r in rs if r.wall_s is not None]
+        physical = 0.0
+        for r in rs:
+            try:
+                stage = json.loads((r.folder / "config.json").read_text()).get("physical", {})
+            except (OSError, ValueError):
+                stage = {}
+            physical += float(stage.get("wall_time_s") or 0) + float(stage.get("robust_wall_time_s") or 0)
+        seeds = sorted({r.seed for r in rs})
+        lines.append(f"| {tag} | {len(rs)} | {rs[0].n_samples} × {len(seeds)} | "
+                     f"{statistics.median(walls):.0f} | {physical:.0f} |" if walls else
+                     f"| {tag} | {len(rs)} | {rs[0].n_samples} × {len(seeds)} | - | {physical:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _status_table(runs: list[PlannedRun]) -> list[str]:

@@ -218,8 +218,18 @@ def test_missing_model_raises_helpful_error(tmp_path, monkeypatch):
         calls.append(str(name))
         raise RuntimeError("no network in tests")
 
+    from smoacs_bench.data import environment
+
     monkeypatch.setattr(matgl, "load_model", offline)
     monkeypatch.setenv("SMOACS_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("SMOACS_OFFLINE", "1")   # no network: fail at once, never ask matgl's hub
+    with pytest.raises(FileNotFoundError) as info:
+        load_megnet("MEGNet-Bogus-Model")
+    msg = str(info.value)
+    for part in ("MEGNet-Bogus-Model", "SMOACS_MODEL_DIR", "model.json", "no network", "downloads it by name"):
+        assert part in msg
+    assert calls == [] and "\n" not in msg
+    monkeypatch.setattr(environment, "online", lambda *a, **k: True)   # a network, but the download fails
     with pytest.raises(FileNotFoundError) as info:
         load_megnet("MEGNet-Bogus-Model")
     msg = str(info.value)

@@ -78,14 +78,20 @@ class OpenStudy:
 SPACES = ("paper", "smoacs")
 
 
-def members(task: Task, starts: list[tuple[str, Structure, np.ndarray]], allowed: np.ndarray,
-            space: str = "paper") -> list[Member]:
-    """One :class:`Member` per (source, start structure, its oxidation patterns (D, N)): search space and
+def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "paper") -> list[Member]:
+    """One :class:`Member` per (source, start structure[, its oxidation patterns (D, N)]): search space and
     enqueued initial params. ``allowed``: (K,) bool elements the predictors can embed; ``space``: "paper"
     (one element per site among its role's states or all elements, the paper's TPE) or "smoacs" (a pattern,
     then the elements it allows per site: SMOACS's encoding, :func:`.space.smoacs_space`)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    starts = [tuple(s) if len(s) == 3 else (*s, None) for s in starts]   # (source, structure) still works
+    if space == "smoacs":
+        from smoacs_bench.data.patterns import oxidation_patterns
+
+        starts = [(src, st, pat if pat is not None else (task.cell.patterns if task.is_perovskite
+                                                            else oxidation_patterns(st)[0]))
+                  for src, st, pat in starts]
     out = []
     if task.is_perovskite:
         base = perovskite_space(task, allowed)
