@@ -84,8 +84,17 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
     out.append("Every row is judged on the same predictors, and SMOACS and TPE optimise with them"
                + (f" ({'; '.join(preds)})" if preds else "") + ": MEGNet band gap (PBE fidelity) and MEGNet "
                "formation energy (MP-2018.6.1), not the paper's Crystalformer/ALIGNN.")
-    notes = ours["method_note"].dropna() if "method_note" in ours else pd.Series(dtype=str)
-    out.extend(dict.fromkeys(str(n) for n in notes if str(n).strip()))
+    if "method_note" in ours:   # one note per row label; notes that differ by target keep the first target's
+        by_label: dict[str, list[str]] = {}
+        for r in ours.to_dict("records"):
+            note = r.get("method_note")
+            if isinstance(note, str) and note.strip():
+                by_label.setdefault(row_label(r), [])
+                if note not in by_label[row_label(r)]:
+                    by_label[row_label(r)].append(note)
+        for notes in by_label.values():
+            out.append(notes[0] if len(notes) == 1 else notes[0].rstrip(".") + " (the figures of the first target; "
+                       "each run's config.json has its own).")
     if "judge_offset" in ours and ours["judge_offset"].notna().any():
         offs = ours.assign(label=[row_label(r) for r in ours.to_dict("records")]).groupby(
             "label", sort=False)["judge_offset"].apply(lambda s: pd.to_numeric(s, errors="coerce").mean()).dropna()

@@ -128,6 +128,13 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
             counts = [v for v in part[key] if not missing(v)]
             row[key] = int(sum(counts)) if counts else None
         rows.append(row)
+    if rows:   # rows of one method with different sample counts never share a label
+        agg = pd.DataFrame(rows)
+        keys = ["method", "task", "target_bg", "margin", "selection"]
+        sizes = agg.groupby(keys, dropna=False)["n_samples"].transform("nunique")
+        agg.loc[sizes > 1, "method"] = [f"{m} (n={int(n)})" for m, n in zip(agg.loc[sizes > 1, "method"],
+                                                                         agg.loc[sizes > 1, "n_samples"], strict=True)]
+        rows = agg.to_dict("records")
     out = pd.concat([pd.DataFrame(rows), df[df["source"] != "ours"]], ignore_index=True) if rows else df
     return out.reset_index(drop=True)
 

@@ -351,3 +351,13 @@ def test_methods_without_a_shared_start_get_an_unpaired_comparison() -> None:
     assert r["difference"] == pytest.approx(6 / 8 - 1 / 8) and r["lo"] < r["difference"] < r["hi"]
     assert "unpaired, 8 vs 8 samples" in differences_markdown(paired_differences(runs))
     assert np.isnan(unpaired_bootstrap([], [True])[0])
+
+
+def test_rows_of_different_sizes_never_share_a_label() -> None:
+    from smoacs_bench.evaluation.layouts import to_frame
+
+    small = dict(OURS[1], n_samples=64, seed=0)
+    big = dict(OURS[1], n_samples=256, seed=0)
+    labels = set(to_frame([small, big])["method"])
+    assert labels == {f"{OURS[1]['method']} (n=64)", f"{OURS[1]['method']} (n=256)"}
+    assert set(to_frame([small])["method"]) == {OURS[1]["method"]}
