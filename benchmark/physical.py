@@ -137,10 +137,39 @@ def _load_state(state: Path, key: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return done
 
 
+SHARED_CACHE = ".relax_cache"   # in a task's runs folder: relaxation records by crystal and settings
+
+
+def _digest(structure: Structure, relax_identity: Any) -> str:
+    """A crystal (lattice, species, coordinates to 1e-8) and the relaxation settings, hashed."""
+    import hashlib
+
+    lat = np.round(structure.lattice.matrix, 8).tolist()
+    sites = [(s.specie.symbol, np.round(s.frac_coords, 8).tolist()) for s in structure]
+    text = json.dumps([lat, sites, relax_identity], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _shared_get(folder: Path, digest: str | None) -> dict[str, Any] | None:
+    if not digest or not (folder / f"{digest}.json").is_file():
+        return None
+    try:
+        return json.loads((folder / f"{digest}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _shared_put(folder: Path, digest: str, record: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{digest}.json", json.dumps(record))
+
+
 def run_relaxations(structures: list[Structure | None], indices: list[int], settings: RelaxSettings, state: Path,
-                    workers: int = 1, progress: bool = True) -> dict[int, dict[str, Any]]:
+                    workers: int = 1, progress: bool = True, shared: Path | None = None) -> dict[int, dict[str, Any]]:
     """Relax ``structures[i]`` for i in ``indices`` in chunks of :data:`CHUNK`, ``workers`` processes at once,
-    saving each finished chunk in ``state`` (resumable); returns sample -> outcome record."""
+    saving each finished chunk in ``state`` (resumable); returns sample -> outcome record. With ``shared`` (a
+    folder), a chunk whose crystals were all relaxed with the same settings before (another run of the task,
+    e.g. the reference row's crystals under each target) is taken from there instead of relaxed again."""
     from tqdm import tqdm
 
     key = {"relax": settings.identity(), "indices": indices}
@@ -148,6 +177,18 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
     state.mkdir(parents=True, exist_ok=True)
     atomic_write_text(state / "settings.json", json.dumps(key))
     chunks = [indices[k:k + CHUNK] for k in range(0, len(indices), CHUNK)]
+    digests = ({i: _digest(structures[i], key["relax"]) for i in indices if structures[i] is not None}
+               if shared is not None else {})
+    for i, rec in done.items():   # what this run relaxed before seeds the shared cache
+        if digests.get(i) and _shared_get(shared, digests[i]) is None:
+            _shared_put(shared, digests[i], rec)
+    for n, chunk in enumerate(chunks):
+        if all(i in done for i in chunk):
+            continue
+        found = {i: _shared_get(shared, digests.get(i)) for i in chunk}
+        if all(rec is not None for rec in found.values()):   # every crystal relaxed before, in another run
+            done.update(found)
+            atomic_write_text(state / f"chunk_{n:05d}.json", json.dumps({str(k): v for k, v in found.items()}))
     todo = [(n, c) for n, c in enumerate(chunks) if not all(i in done for i in c)]
     bar = tqdm(total=len(indices), initial=len(indices) - sum(len(c) for _, c in todo), desc="relax",
                unit="structure", disable=not progress, file=sys.stderr)
@@ -156,6 +197,9 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
         part = dict(zip(chunk, records, strict=True))
         atomic_write_text(state / f"chunk_{n:05d}.json", json.dumps({str(k): v for k, v in part.items()}))
         done.update(part)
+        for i, rec in part.items():
+            if digests.get(i):
+                _shared_put(shared, digests[i], rec)
         bar.update(len(chunk))
 
     payload = {n: [None if structures[i] is None else structures[i].as_dict() for i in c] for n, c in todo}
@@ -307,7 +351,8 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
             parts.append(old[list(RELAX_COLUMNS)])
         elif relax_settings is not None:
             indices = relaxed_indices(samples, relax_settings)
-            outcomes = run_relaxations(structures, indices, relax_settings, folder / STATE_DIR, workers, progress)
+            outcomes = run_relaxations(structures, indices, relax_settings, folder / STATE_DIR, workers, progress,
+                                       shared=folder.parent / SHARED_CACHE)
             parts.append(relaxation_columns(samples, structures, criteria, relax_settings, outcomes, predict,
                                              folder / RELAXED_DIR))
     wall = time.perf_counter() - t0

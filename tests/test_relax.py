@@ -230,6 +230,25 @@ def test_relaxations_resume_from_finished_chunks(tmp_path, monkeypatch, chgnet):
         assert Structure.from_dict(a["final"]) == Structure.from_dict(b["final"])
 
 
+def test_runs_of_a_task_share_relaxations_of_equal_crystals(tmp_path, monkeypatch, chgnet):
+    """The reference row proposes the same crystals under every target: relaxed once, reused by the others."""
+    from smoacs_bench.benchmark import physical
+
+    structures = [textbook_perovskite("Sr", "Ti", "O", 3.905, scale=1 + 0.01 * i) for i in range(3)]
+    settings, shared = RelaxSettings(max_steps=20), tmp_path / ".relax_cache"
+    first = physical.run_relaxations(structures, [0, 1, 2], settings, tmp_path / "a" / "state", progress=False,
+                                     shared=shared)
+    calls = []
+    real = physical._relax_chunk
+    monkeypatch.setattr(physical, "_relax_chunk", lambda s, c: calls.append(len(s)) or real(s, c))
+    second = physical.run_relaxations(structures, [0, 1, 2], settings, tmp_path / "b" / "state", progress=False,
+                                      shared=shared)
+    assert calls == [] and all(first[i]["energy_final"] == second[i]["energy_final"] for i in range(3))
+    other = physical.run_relaxations(structures, [0, 1, 2], RelaxSettings(max_steps=21), tmp_path / "c" / "state",
+                                     progress=False, shared=shared)
+    assert calls == [3] and len(other) == 3   # other settings: relaxed again
+
+
 @pytest.mark.parametrize("args, message", [
     (["--relax", "bogus"], "unknown relaxer 'bogus'"),
     (["--relax", "no_such_module_xyz:make"], "cannot import"),
