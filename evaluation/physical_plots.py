@@ -35,9 +35,12 @@ def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: 
     methods = list(dict.fromkeys(ours["label"]))
     colors = matplotlib.colormaps["tab10"]
     with matplotlib.rc_context(FONTS):
-        fig = Figure(figsize=(max(6.0, 1.2 + 0.55 * len(methods) * len(STAGES) * len(targets) / 1.6), 5.4),
+        stacked = len(methods) > 4   # many methods: one panel per target, stacked, each as wide as the methods
+        width = 1.2 + 0.55 * len(methods) * len(STAGES) / 1.6 * (1 if stacked else max(len(targets), 1))
+        fig = Figure(figsize=(max(6.0, width), 3.6 * max(len(targets), 1) if stacked else 5.4),
                      layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, max(len(targets), 1), sharey=True))
+        shape = (max(len(targets), 1), 1) if stacked else (1, max(len(targets), 1))
+        axes = np.atleast_1d(fig.subplots(*shape, sharey=True, squeeze=False).ravel())
         for ax, target in zip(axes, targets, strict=False):
             part = ours[ours["target_bg"].astype(float) == target]
             for j, label in enumerate(methods):
@@ -57,16 +60,17 @@ def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: 
                         ax.plot(x, 0.0, marker="v", color=colors(j % 10), markeredgecolor="black", markersize=6,
                                 clip_on=False, zorder=3)
             ax.set_xticks(range(len(methods)))
-            ax.set_xticklabels([m.replace("(", "\n(") for m in methods], fontsize=8)
+            ax.set_xticklabels([m.replace("(", "\n(").replace(", ", ",\n") for m in methods], fontsize=8)
             ax.set_title(f"target {target:g} eV", fontsize=11)
             ax.set_ylim(0, 1.0)
             ax.grid(axis="y", alpha=0.3)
-        axes[0].set_ylabel("success rate (95 % interval)")
+        for ax in axes if stacked else axes[:1]:
+            ax.set_ylabel("success rate (95 % interval)")
         handles = [matplotlib.patches.Patch(facecolor="white", edgecolor="black", hatch=HATCHES[k], label=name)
                    for k, (_, name) in enumerate(STAGES)]
         handles.append(matplotlib.lines.Line2D([], [], marker="v", color="grey", linestyle="",
                                                markeredgecolor="black", label="rate 0"))
-        fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
         fig.suptitle(title or "Which successes survive: own judge -> perturbed copies -> relaxation",
                      fontsize=12, x=0.01, ha="left")
     return fig
