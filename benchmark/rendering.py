@@ -131,24 +131,27 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
 
 
 def runs_summary(runs: list[PlannedRun]) -> str:
-    """Per row of the table: finished runs, their size, the method's wall time per run (median, s; as stored
-    in config.json) and the physical-validity stage's time, as a Markdown table (results/README includes it)."""
+    """Per row of the table: finished runs, their size, the method's proposing time per run (median, s; as stored
+    in config.json: a run reused across sessions keeps the time it took then) and the physical-validity stage's
+    time, as a Markdown table (results/README includes it)."""
     import statistics
 
-    lines = ["| row | runs | samples × seeds | method wall per run (s, median) | relaxation + copies, all runs (s) |",
+    lines = ["| row | runs | samples × seeds | proposing, per run (s, median) | relaxation + copies, all runs (s) |",
              "|---|---:|---|---:|---:|"]
     by_tag: dict[str, list[PlannedRun]] = {}
     for r in runs:
         if r.done:
             by_tag.setdefault(r.row.tag, []).append(r)
     for tag, rs in by_tag.items():
-        walls = [float(r.wall_s) for r in rs if r.wall_s is not None]
-        physical = 0.0
-        for r in rs:
+        walls, physical = [], 0.0
+        for r in rs:   # config.json's wall time: the method proposing (judging and the physical stage apart)
             try:
-                stage = json.loads((r.folder / "config.json").read_text()).get("physical", {})
+                config = json.loads((r.folder / "config.json").read_text())
             except (OSError, ValueError):
-                stage = {}
+                config = {}
+            if config.get("wall_time_s") is not None:
+                walls.append(float(config["wall_time_s"]))
+            stage = config.get("physical", {})
             physical += float(stage.get("wall_time_s") or 0) + float(stage.get("robust_wall_time_s") or 0)
         seeds = sorted({r.seed for r in rs})
         lines.append(f"| {tag} | {len(rs)} | {rs[0].n_samples} × {len(seeds)} | "
