@@ -140,6 +140,16 @@ def run_planned(
 
 
 # -- planning --------------------------------------------------------------------------------------------------
+def _same_value(default: Any, value: Any) -> bool:
+    """Whether an option's value equals its default (1 == 1.0, but True is not 1)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(default) is type(value) and default == value
+    try:
+        return bool(default == value)
+    except Exception:  # noqa: BLE001 - incomparable values are different
+        return False
+
+
 def _for_row(values: Any, row: MethodRun) -> Any:
     """A per-method argument: one value for every row, or a mapping by row tag or method name."""
     if isinstance(values, Mapping):
@@ -243,6 +253,8 @@ def plan(
         n_budget = _for_row(budget, row)
         if cls is not None:
             known = cls.options()
+            # an option set to its default changes nothing: same folder, same identity (e.g. a tuned default)
+            user = {k: v for k, v in user.items() if not (k in known and _same_value(known[k], v))}
             if "selection" in known and spec.selection != known["selection"]:
                 config["selection"] = spec.selection
             if cls.budget and n_budget is not None:
@@ -300,3 +312,36 @@ def plan(
         if checked[run.row.tag]:
             run.status, run.reason = SKIPPED, checked[run.row.tag]
     return out
+
+
+def fill_missing_notes(runs: Sequence[PlannedRun]) -> int:
+    """Give finished runs stored without a caption note (``method_note`` in summary.csv, empty in runs made
+    before their method wrote one) the note their method writes from the stored config; returns how many
+    summaries were rewritten. Notes already stored are kept (some carry figures only ``propose`` knows)."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.io import write_csv
+    from smoacs_bench.methods import get_method_class
+
+    n = 0
+    for r in runs:
+        summary, cfg = r.folder / "summary.csv", r.folder / "config.json"
+        if not (r.done and summary.is_file() and cfg.is_file()):
+            continue
+        try:
+            df = pd.read_csv(summary)
+            note = df.get("method_note", pd.Series([None])).iloc[0]
+            if isinstance(note, str) and note.strip():
+                continue
+            stored = json.loads(cfg.read_text())
+            m = get_method_class(r.row.method)(**stored["settings"]["method_config"])
+            if hasattr(m, "_pool_info"):
+                m._pool_info = stored.get("method_config_resolved", {}).get("pool_used") or {}
+            text = " ".join(x for x in (m.caption_note(), m.hyperparameter_note()) if x)
+        except Exception:  # noqa: BLE001 - a note is a nicety: a run that cannot give one keeps none
+            continue
+        if text:
+            df["method_note"] = text
+            write_csv(df, summary)
+            n += 1
+    return n

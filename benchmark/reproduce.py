@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from .executor import Executor, InProcess, Unit, UnitFailed, get_executor
 from .experiments import (
     SPECS,
+    TUNING_ID,
     TableSpec,
     estimate_seconds,
     format_seconds,
@@ -43,6 +45,7 @@ from .planning import (  # noqa: F401 - re-exported: the planning API is reached
     _one_line,
     _shown,
     _stored_settings,
+    fill_missing_notes,
     plan,
     run_planned,
 )
@@ -185,7 +188,21 @@ def reproduce(
             run.reason = res.get("reason", "") if run.status == FAILED else ""
             run.wall_s = res.get("wall_s")
     notes += _add_physical(runs, relax, robust, relax_workers, progress, status)
-    files = render(spec, runs, out / spec.id, resolve_targets(spec, targets))
+    fill_missing_notes(runs)
+    with warnings.catch_warnings(record=True) as caught:   # third-party warnings go to a log, not the console
+        warnings.simplefilter("always")
+        files = render(spec, runs, out / spec.id, resolve_targets(spec, targets))
+    if caught:
+        from smoacs_bench.evaluation.io import atomic_write_text
+
+        from .runner import _warnings_log
+
+        files["warnings"] = out / spec.id / "warnings.log"
+        atomic_write_text(files["warnings"], "rendering: " + _warnings_log(caught))
+    if spec.id == TUNING_ID:
+        from .tuning import write_choice
+
+        files |= write_choice(runs, out / spec.id)
     result = ReproduceResult(
         spec.id, out, out / spec.id, runs, files, round(time.perf_counter() - t0, 1), estimate, notes
     )
@@ -220,8 +237,10 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
 
 
 def list_tables() -> list[tuple[str, str, float]]:
-    """(id, description, estimated seconds at the spec's defaults on 2 CPU cores) of every table spec."""
-    return [(s.id, s.title + (f" [{s.command}]" if s.command else ""), estimate_seconds(s)) for s in SPECS]
+    """(id, description, estimated seconds at the spec's defaults on 2 CPU cores) of every table spec,
+    the tuning protocol last."""
+    specs = [*SPECS, get_spec(TUNING_ID)]
+    return [(s.id, s.title + (f" [{s.command}]" if s.command else ""), estimate_seconds(s)) for s in specs]
 
 
 # -- command line ----------------------------------------------------------------------------------------------
@@ -242,6 +261,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
                    help="a method option for this table's runs, e.g. smoacs:selection=best (repeatable); "
                    "runs with extra options get their own folders")
+    p.add_argument("--tuned", metavar="FILE", help="the tuning protocol's chosen.json (or its folder): each tuned "
+                   "row runs with its chosen settings (--param still overrides)")
     p.add_argument("--methods", help="comma list of methods or row tags to run (default: the table's)")
     p.add_argument("--targets", help="comma list of target band gaps in eV, a subset of the table's")
     p.add_argument(
@@ -327,7 +348,7 @@ def _print_list() -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'table':<{width}}  {'estimate':>9}  description; rows (samples x seeds x targets); estimates: serial, "
           "2 CPU cores, the table's defaults")
-    for spec, (tid, text, seconds) in zip(SPECS, rows, strict=True):
+    for spec, (tid, text, seconds) in zip([*SPECS, get_spec(TUNING_ID)], rows, strict=True):
         print(f"{tid:<{width}}  {format_seconds(seconds):>9}  {text}")
         if spec.is_sampling:
             tags = ", ".join(dict.fromkeys(r.tag for r in spec.runs))
@@ -356,6 +377,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         seeds = _seeds_arg(args.seeds)
         samples = _samples_arg(args.samples)
         options = _params_arg(args.param)
+        if args.tuned:
+            from .tuning import load_choice, merge_tuned
+
+            options = merge_tuned(options, load_choice(args.tuned), list(spec.runs))
         targets = _targets_arg(args.targets)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         executor = get_executor(args.workers, args.scheduler)
@@ -381,7 +406,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as err:
         return fail(_one_line(err))
-    for key, what in (("table_md", "table"), ("plot", "plot"), ("report", "report")):
+    for key, what in (("table_md", "table"), ("plot", "plot"), ("report", "report"), ("chosen_md", "chosen")):
         if key in result.files:
             print(f"{what}: {result.files[key]}")
     print(

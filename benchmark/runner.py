@@ -174,15 +174,20 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
                 f"(judged on the judge's; own values in own_* columns):\n" + "\n".join(mismatched) + "\n")
         print(f"{out}: {len(mismatched)} of the method's own predictions disagree with the judge's; "
               f"see run.log", file=sys.stderr)
-    atomic_write_text(out / "run.log", log)
     name = label or m.label
-    reference, reference_label = novelty_reference()
-    summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
-                        novelty_reference=reference_label)
+    with warnings.catch_warnings(record=True) as later:   # formulas of exotic elements warn (pymatgen): run.log too
+        warnings.simplefilter("always")
+        reference, reference_label = novelty_reference()
+        summary = summarize(rows, name, task, the_task.criteria(), reference=reference or None,
+                            novelty_reference=reference_label)
+    if later:
+        log += "while summarising: " + _warnings_log(later)
+    atomic_write_text(out / "run.log", log)
     resolved = m.config()
     summary.update(seed=seed, selection=resolved.get("selection", "final"), neutrality=the_task.neutrality,
                    predictors=",".join(m.predictor_names()), judge=",".join(judge_predictors()),
-                   own_disagreements=len(mismatched), crossjudge=cross_note, method_note=m.caption_note())
+                   own_disagreements=len(mismatched), crossjudge=cross_note,
+                   method_note=" ".join(x for x in (m.caption_note(), m.hyperparameter_note()) if x))
     summary["wall_time_s"] = round(wall, 1)
     write_csv(pd.DataFrame([summary]), out / "summary.csv")
 

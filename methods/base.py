@@ -60,6 +60,9 @@ class Method(abc.ABC):
     result_neutral: ClassVar[tuple[str, ...]] = ("progress",)
     history_unit: ClassVar[str] = "step"   # what a row of ``artifacts()["history"]`` is
     revision: ClassVar[int] = 0            # bumped when default behaviour changes: stored runs are then not reused
+    # the configurations the tuning protocol tries (``smoacs-bench reproduce tuning``), the first the default;
+    # every method with a hyperparameter lists the same number (TUNING_CONFIGS)
+    tuning: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     trainable: ClassVar[bool] = False      # whether ``smoacs-bench train NAME`` trains a model for it
 
@@ -87,6 +90,14 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         """``n_samples`` proposals for ``task``; the same seed gives the same proposals."""
+
+    def hyperparameter_note(self) -> str:
+        """One sentence naming the tuned hyperparameters (those in ``tuning``) that this run sets away from
+        their defaults, read from its resolved config ('' when none)."""
+        keys = dict.fromkeys(k for c in self.tuning for k in c)
+        cfg, defaults = self.config(), self.options()
+        changed = [f"{k}={cfg[k]} (default {defaults[k]})" for k in keys if k in cfg and cfg[k] != defaults.get(k)]
+        return f"{self.label} runs with {', '.join(changed)}." if changed else ""
 
     @classmethod
     def options(cls) -> dict[str, Any]:

@@ -7,16 +7,20 @@ Modes, each adding one change to the previous (all run the same studies and tria
 2. ``split-once``  ``SplitOnceTPESampler`` (the below/above split once per trial, not per parameter);
 3. ``round-journal`` journals written once per round (``methods.tpe.journal.RoundJournal``);
 4. ``lockstep``    groups of ``--group-size`` studies in lockstep, one batched predictor call per round;
-5. ``workers``     ``--workers`` processes running groups at once.
+5. ``workers``     ``--workers`` processes running groups at once;
+6. ``batched``     ``BatchTPE`` (engine "batched", the default): Optuna's TPE vectorised over each group's studies,
+                   drawing from the same distribution with other random numbers (``tests/test_tpe_batched.py``).
 
 "sampler" is Optuna's ask/tell (including storage writes), "predictor" the MEGNet calls, "objectives"
 building structures, the neutrality check and the tolerance factor (seconds summed over processes).
 Modes 1-3 propose identical structures (same per-trial seeds, same one-structure predictions); 4-5
 batch predictions, whose float32 noise (~1e-6 eV) can tip a late TPE split; the script counts the
-proposals identical to mode 1's.
+proposals identical to mode 1's. Mode 6 draws other random numbers, so its proposals differ; the script
+prints each mode's success rate (the evaluator's criteria on the method's predictions) with its Wilson interval.
 
 Run: python perf/tpe_lockstep.py                      (16 studies x 100 trials, ~6 min on 2 cores)
      python perf/tpe_lockstep.py --studies 64 --trials 200 --modes lockstep workers
+     python perf/tpe_lockstep.py --studies 256 --trials 200 --group-size 32 --modes workers batched
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from smoacs_bench.data.task import TASKS, get_task
+from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.evaluation.stats import wilson
 from smoacs_bench.methods import get_method
 
-MODES = ("plain", "split-once", "round-journal", "lockstep", "workers")
+MODES = ("plain", "split-once", "round-journal", "lockstep", "workers", "batched")
 
 
 def settings(mode: str, args: argparse.Namespace, tmp: Path) -> dict:
@@ -39,7 +46,8 @@ def settings(mode: str, args: argparse.Namespace, tmp: Path) -> dict:
     return {"split_once": k >= 1,
             "storage": str(tmp / f"{mode}.log") if k < 2 else str(tmp / mode),
             "group_size": args.group_size if k >= 3 else 1,
-            "workers": args.workers if k >= 4 else 1}
+            "workers": args.workers if k >= 4 else 1,
+            "engine": "batched" if k >= 5 else "optuna"}
 
 
 def run(mode: str, args: argparse.Namespace, tmp: Path) -> tuple[float, dict, list]:
@@ -48,6 +56,16 @@ def run(mode: str, args: argparse.Namespace, tmp: Path) -> tuple[float, dict, li
     t0 = time.perf_counter()
     proposals = m.propose(get_task(args.task, 1.5), args.studies, seed=0)
     return time.perf_counter() - t0, m.artifacts()["timings"], proposals
+
+
+def success(proposals: list, task) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # pymatgen's radius notes
+        df = evaluate([p.structure for p in proposals], [p.band_gap for p in proposals],
+                      [p.formation_energy for p in proposals], task.criteria())
+    k, n = int(df["success"].sum()), len(df)
+    lo, hi = wilson(k, n)
+    return f"{k / n:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def main() -> None:
@@ -70,12 +88,13 @@ def main() -> None:
     n_trials = args.studies * args.trials
     first = next(iter(results))
     print(f"\n{'mode':14s} {'wall s':>8s} {'x faster':>9s} {'sampler s':>10s} {'predictor s':>12s} "
-          f"{'objectives s':>13s} {'pred. calls':>11s} {'trials/s':>9s} {'same as ' + first:>14s}")
+          f"{'objectives s':>13s} {'pred. calls':>11s} {'trials/s':>9s} {'same as ' + first:>14s} "
+          f"{'success [95 % Wilson]':>24s}")
     for mode, (wall, t, props) in results.items():
         same = sum(a.structure == b.structure for a, b in zip(results[first][2], props, strict=True))
         print(f"{mode:14s} {wall:8.1f} {results[first][0] / wall:9.2f} {t['sampler_s']:10.1f} "
               f"{t['predictor_s']:12.1f} {t['objectives_s']:13.1f} {t['predictor_calls']:11d} "
-              f"{n_trials / wall:9.1f} {same:>8d}/{args.studies}")
+              f"{n_trials / wall:9.1f} {same:>8d}/{args.studies} {success(props, get_task(args.task, 1.5)):>24s}")
     for mode, (_, t, _) in results.items():
         total = t["sampler_s"] + t["predictor_s"] + t["objectives_s"]
         print(f"{mode}: sampler {100 * t['sampler_s'] / total:.0f} %, predictor {100 * t['predictor_s'] / total:.0f} %, "

@@ -83,12 +83,13 @@ def test_a_config_file_stands_in_for_the_variables(tmp_path, monkeypatch, model_
 def test_ctrl_c_exits_130_with_the_hint_and_a_rerun_completes_identically(tmp_path):
     def command(out):
         return [sys.executable, "-m", "smoacs_bench.benchmark.cli", "run", "--method", "tpe", "--task", "perovskite",
-                "--n-samples", "8", "--trials", "60", "--no-crossjudge", "--relax", "none", "--robust-copies", "0",
+                "--n-samples", "8", "--trials", "300", "--no-crossjudge", "--relax", "none", "--robust-copies", "0",
                 "--no-progress", "--out", str(out)]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # SIGINT back to its default in the child: under nohup or `cmd &` it is inherited as ignored
     proc = subprocess.Popen(command(tmp_path / "a"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal = tmp_path / "a" / "tpe_journal"
     deadline = time.time() + 240
     while time.time() < deadline and not (journal.is_dir() and any(journal.iterdir())):

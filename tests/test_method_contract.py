@@ -98,3 +98,27 @@ def test_the_judge_predicts_every_proposal_from_its_structure(tmp_path, monkeypa
     log = (tmp_path / "liar" / "run.log").read_text()
     assert "differ from the judge's" in log and "sample 0: band gap reported 1.500 eV" in log
     assert "differ from the judge's" not in (tmp_path / "bare" / "run.log").read_text()
+
+
+@pytest.mark.usefixtures("model_dir")
+def test_third_party_warnings_go_to_run_log_not_the_console(tmp_path, monkeypatch, capfd):
+    """pymatgen warns when the evaluator looks up a radius it lacks (Sn2+ in KSnF3): the warning lands in
+    run.log, the console stays quiet."""
+    from pymatgen.core import Lattice, Structure
+
+    from smoacs_bench.benchmark import runner
+    from smoacs_bench.methods.base import Method, Proposal
+
+    class Tin(Method):
+        name = "tin"
+
+        def propose(self, task, n_samples, seed):
+            s = Structure(Lattice.cubic(4.3), ["K", "Sn", "F", "F", "F"],
+                          [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+            return [Proposal(s) for _ in range(n_samples)]
+
+    monkeypatch.setattr(runner, "get_method_class", lambda name: Tin)
+    runner.run_experiment("tin", "perovskite", 1.5, 0.04, 2, 0, tmp_path / "sn", crossjudge=False)
+    err = capfd.readouterr().err
+    assert "Warning" not in err and "radius" not in err, err
+    assert "No ionic radius for Sn2+" in (tmp_path / "sn" / "run.log").read_text()

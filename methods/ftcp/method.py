@@ -77,6 +77,7 @@ class FTCP(Method):
     config_class = FTCPConfig
     result_neutral = ("progress", "device", "data_path")
     revision = 2   # 2: target-selected starts and noise on the sampled latent (runs stored before are not reused)
+    tuning = ({"noise_std": 0.6}, {"noise_std": 0.3}, {"noise_std": 1.0}, {"noise_std": 1.5})
     trainable = True
 
     def __init__(self, **config: Any):

@@ -47,6 +47,7 @@ class SMOACSConfig:
     lr_coords: float | None = None            # Adam rate of fractional coordinates; None: the task's default
     lr_atoms: float | None = None             # Adam rate of the element logits A; None: the task's default
     lr_ox: float | None = None                # Adam rate of the pattern logits o; None: the task's default
+    lr_scale: float = 1.0                     # multiplies every rate above (the tuning protocol's knob)
     lam: float = 1.0                   # λ, weight of the formation energy
     t_start: float = 0.01                     # softmax temperature at the first step
     t_end: float = 0.0001                     # softmax temperature at the last step
@@ -98,6 +99,7 @@ class SMOACS(Method):
     budget = "steps"
     result_neutral = ("progress", "device")   # CPU and CUDA differ at round-off level only
     revision = 2   # 2: copy-and-mutate as released (runs stored before it are not reused)
+    tuning = ({"lr_scale": 1.0}, {"lr_scale": 0.5}, {"lr_scale": 2.0}, {"lr_scale": 0.25})
 
     def __init__(self, **config: Any):
         self.cfg = SMOACSConfig(**config)
@@ -123,6 +125,23 @@ class SMOACS(Method):
     def predictor_names(self) -> tuple[str, ...]:
         return (self.cfg.band_gap_model, self.cfg.formation_energy_model)
 
+    def caption_note(self) -> str:
+        """Its start pool and copy-and-mutate settings, from the resolved config (after :meth:`propose`)."""
+        cfg = self.cfg
+        pool = self._pool_info.get("name") or cfg.pool or "the task's default pool"
+        if not cfg.copy_mutate:
+            copy = "without the authors' copy-and-mutate step"
+        else:
+            steps = ", ".join(str(round(f * cfg.steps)) for f in cfg.mutate_at)
+            released = [name for name, on in (("pattern logits copied with noise", cfg.copy_ox),
+                                              (f"{cfg.skip_copy_rate:g} chance to skip a copy", cfg.skip_copy_rate > 0),
+                                              ("a cosine restarted at each copy", cfg.restart_cosine),
+                                              ("band gap clamped at 0 in the loss", cfg.clamp_bg)) if on]
+            copy = (f"with the authors' copy-and-mutate step from their released code (not in the paper) at steps "
+                    f"{steps}: the samples missing the target are replaced by copies of those meeting it (the best "
+                    f"{cfg.keep_best:g} kept)" + (f", {', '.join(released)}" if released else ""))
+        return f"{self.label} starts from {pool} and runs {cfg.steps} steps {copy}."
+
     @property
     def label(self) -> str:
         """``S(Cry)`` / ``S(ALI)`` as in the paper's tables; ``SMOACS(MEGNet)`` for the pair the paper lacks."""
@@ -143,7 +162,7 @@ class SMOACS(Method):
                     raise ValueError(f"task {task.name!r} has no default {key} for SMOACS; set it "
                                      f"(--param {key}=...)")
                 value = defaults[key]
-            out[key] = float(value)
+            out[key] = float(value) * self.cfg.lr_scale
         return out
 
     def artifacts(self) -> dict[str, Any]:

@@ -16,7 +16,9 @@ class TPEConfig:
     ``group_size``: studies advanced in lockstep, whose
     structures go to the predictors in one call; 1 is the plain Optuna loop, one study after
     another. ``workers``: processes running groups at once. ``batch_size``: structures per predictor
-    forward pass."""
+    forward pass. ``engine``: how TPE draws once a study has ``n_startup_trials`` trials: "batched"
+    (:class:`.batched.BatchTPE`, Optuna's algorithm vectorised over the group's studies, same distribution;
+    a 256-study run 3.6x faster) or "optuna" (Optuna's ``TPESampler`` per trial); the random sampler is always Optuna's."""
 
     trials: int = 200                        # trials per study (the budget)
     sampler: str = "tpe"               # "tpe" (Optuna's multi-objective TPE) or "random" (RandomSampler)
@@ -27,7 +29,9 @@ class TPEConfig:
     batch_size: int = 256
     n_startup_trials: int = 10         # Optuna's default
     multivariate: bool = False         # Optuna's default for multi-objective TPE
-    split_once: bool = True            # SplitOnceTPESampler (same samples, faster); False: Optuna's TPESampler
+    gamma: float = 0.1                 # fraction of trials in "below": ceil(gamma n), Optuna's multi-objective default
+    engine: str = "batched"            # "batched": BatchTPE across a group's studies; "optuna": TPESampler per trial
+    split_once: bool = True            # engine "optuna": SplitOnceTPESampler (same samples, faster) or TPESampler
     band_gap_model: str = DEFAULT_PAIR[0]
     formation_energy_model: str = DEFAULT_PAIR[1]
     predictors: str | None = None      # family shortcut (megnet, crystalformer, alignn): sets both models

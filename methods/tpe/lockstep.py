@@ -1,17 +1,20 @@
 """Running groups of TPE studies in lockstep: ask every study, predict every structure in one batched
 call per model, tell every study; groups one after another or in worker processes.
 
-Each trial gets a fresh sampler (``SplitOnceTPESampler``) seeded from (run seed, sample index, number
-of COMPLETE trials so far), and predictions run on one torch thread under deterministic kernels, so a
-run's output depends on its seed and group size (which fixes the batches) but not on the number of
-worker processes.
+Each trial draws from a generator seeded from (run seed, sample index, number of COMPLETE trials so far):
+Optuna's RandomSampler for the first ``n_startup_trials``, then ``BatchTPE`` (Optuna's TPE vectorised over
+the group's studies, engine "batched") or a fresh ``SplitOnceTPESampler`` (engine "optuna"). Predictions run
+on one torch thread under deterministic kernels, so a run's output depends on its seed and group size
+(which fixes the batches) but not on the number of worker processes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -29,8 +32,9 @@ from smoacs_bench.evaluation.geometry import lattice_problem
 from smoacs_bench.methods.base import deterministic
 from smoacs_bench.methods.predictors import Predictor, load_pair
 
+from .batched import BatchTPE, History, n_below, supported
 from .config import TPEConfig
-from .sampler import SplitOnceTPESampler
+from .sampler import FixedSampler, SplitOnceTPESampler
 from .study import Member, OpenStudy, group_storage, objectives, open_study, trial_seed
 
 PredictorPair = tuple[Predictor, Predictor]
@@ -107,6 +111,10 @@ def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Calla
     timings = new_timings()
     try:
         studies = [open_study(storage, m, len(job.names), job.identity, cfg.storage) for m in job.members]
+        if batched_engine(cfg):
+            for s in studies:
+                s.history = History.from_trials(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                                                len(job.names))
         if journal is not None:
             journal.flush()
         report(sum(min(s.n_complete, cfg.trials) for s in studies))
@@ -125,6 +133,12 @@ def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Calla
 
 
 SAMPLERS = ("tpe", "random")
+ENGINES = ("batched", "optuna")
+DEFAULT_GAMMA = 0.1
+
+
+def batched_engine(cfg: TPEConfig) -> bool:
+    return cfg.sampler == "tpe" and cfg.engine == "batched"
 
 
 def make_sampler(cfg: TPEConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -133,7 +147,32 @@ def make_sampler(cfg: TPEConfig, seed: int) -> optuna.samplers.BaseSampler:
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     sampler = SplitOnceTPESampler if cfg.split_once else optuna.samplers.TPESampler
-    return sampler(seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=cfg.multivariate)
+    kwargs = {}
+    if cfg.gamma != DEFAULT_GAMMA:
+        kwargs["gamma"] = functools.partial(n_below, cfg.gamma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # Optuna deprecates ``gamma`` (and warns that multivariate is experimental)
+        return sampler(seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=cfg.multivariate, **kwargs)
+
+
+def _batched_params(cfg: TPEConfig, active: list[OpenStudy], seed: int) -> dict[int, dict[str, Any]]:
+    """Params of the studies that BatchTPE draws this round (past their startup trials), by position in
+    ``active``; studies sharing a search space and a number of trials are drawn together."""
+    if not batched_engine(cfg):
+        return {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, s in enumerate(active):
+        if s.n_complete >= max(1, cfg.n_startup_trials) and supported(s.member.space.distributions):
+            groups.setdefault((s.n_complete, id(s.member.space)), []).append(k)
+    engine = BatchTPE(gamma=cfg.gamma, multivariate=cfg.multivariate)
+    out = {}
+    for ks in groups.values():
+        studies = [active[k] for k in ks]
+        rngs = [np.random.RandomState(trial_seed(seed, s.member.index, s.n_complete)) for s in studies]
+        drawn = engine.sample([s.history for s in studies], studies[0].member.space.distributions, rngs,
+                              conditional=lambda i, p, studies=studies: studies[i].member.space.conditional(p))
+        out |= dict(zip(ks, drawn, strict=True))
+    return out
 
 
 def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
@@ -141,17 +180,22 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
     """One trial of every active study: ask all, predict all structures in one call per model, tell all."""
     t0 = time.perf_counter()
     asked = []
-    for s in active:
-        s.study.sampler = make_sampler(cfg, trial_seed(seed, s.member.index, s.n_complete))
+    batched = _batched_params(cfg, active, seed)
+    for k, s in enumerate(active):
+        if k in batched:
+            s.study.sampler = FixedSampler(batched[k])
+        else:
+            s.study.sampler = make_sampler(cfg, trial_seed(seed, s.member.index, s.n_complete))
         trial = s.study.ask(s.member.space.distributions)
         for name, dist in s.member.space.conditional(trial.params).items():   # SMOACS's space: the elements
             trial.suggest_categorical(name, dist.choices)
         asked.append(trial)
+    params = [t.params for t in asked]      # each access deep-copies
     t1 = time.perf_counter()
     structures: list[Structure | None] = []
-    for s, trial in zip(active, asked, strict=True):
+    for s, p in zip(active, params, strict=True):
         try:
-            st = s.member.space.structure(trial.params)
+            st = s.member.space.structure(p)
             structures.append(None if lattice_problem(st) else st)
         except (ValueError, ArithmeticError):
             structures.append(None)
@@ -168,11 +212,15 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
     t3 = time.perf_counter()
     results = [objectives(st, b, e, task) for st, b, e in zip(structures, bg, ef, strict=True)]
     t4 = time.perf_counter()
-    for s, trial, (values, attrs) in zip(active, asked, results, strict=True):
+    for s, trial, p, (values, attrs) in zip(active, asked, params, results, strict=True):
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
-        s.study.tell(trial, [values[n] for n in names])
+        told = [values[n] for n in names]
+        s.study.tell(trial, told)
         s.n_complete += 1
+        if s.history is not None:
+            dists = s.member.space.distributions | s.member.space.conditional(p)
+            s.history.add({k: d.to_internal_repr(p[k]) for k, d in dists.items()}, told)
     t5 = time.perf_counter()
     timings["sampler_s"] += (t1 - t0) + (t5 - t4)
     timings["objectives_s"] += (t2 - t1) + (t4 - t3)

@@ -41,7 +41,7 @@ from smoacs_bench.methods.base import Method, Proposal, deterministic
 from smoacs_bench.methods.predictors import allowed_elements, family_pair, load_pair
 
 from .config import TPEConfig
-from .lockstep import SAMPLERS, Job, new_timings, run_jobs
+from .lockstep import ENGINES, SAMPLERS, Job, new_timings, run_jobs
 from .selection import incumbent_history, proposal
 from .study import SPACES, members, objective_names
 
@@ -57,6 +57,8 @@ class TPE(Method):
     result_neutral = ("progress", "workers", "device")
     history_unit = "trial"
     neutrality = True
+    revision = 1   # 1: BatchTPE draws by default (engine "batched"; runs stored before are not reused)
+    tuning = ({}, {"multivariate": True}, {"n_startup_trials": 20}, {"gamma": 0.25})
 
     def __init__(self, initial_structures: Sequence[Structure] | None = None, **config: Any):
         self.cfg = self.config_class(**config)
@@ -69,6 +71,10 @@ class TPE(Method):
             raise ValueError(f"selection must be final or best, got {self.cfg.selection!r}")
         if self.cfg.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.cfg.sampler!r}")
+        if self.cfg.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.cfg.engine!r}")
+        if not 0.0 < self.cfg.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.cfg.gamma}")
         if self.cfg.space not in SPACES:
             raise ValueError(f"space must be one of {', '.join(SPACES)}, got {self.cfg.space!r}")
         self.initial_structures = list(initial_structures) if initial_structures is not None else None
@@ -91,11 +97,22 @@ class TPE(Method):
         return base
 
     def caption_note(self) -> str:
-        if self.cfg.space != "smoacs":
-            return ""
-        return (f"{self.label} searches SMOACS's space: one categorical for the oxidation pattern, then each "
-                "site's element among those the pattern allows there (conditional parameters), with the same "
-                "geometry ranges, start structures, evaluations and selection rule as in the paper's space.")
+        """Its space, start pool and sampler, from the resolved config."""
+        pool = self._pool_info.get("name") or self.cfg.pool or "the task's default pool"
+        out = []
+        if self.cfg.space == "smoacs":
+            out.append(f"{self.label} searches SMOACS's space: one categorical for the oxidation pattern, then each "
+                       "site's element among those the pattern allows there (conditional parameters), with the same "
+                       "geometry ranges, start structures, evaluations and selection rule as in the paper's space.")
+        if self.cfg.sampler == "tpe":
+            how = ("drawn by BatchTPE, Optuna's multi-objective TPE vectorised over studies (the same distribution, "
+                   "other random numbers)" if self.cfg.engine == "batched" else "drawn by Optuna's TPESampler")
+            out.append(f"{self.label}: {self.cfg.trials} trials per sample from {pool} (the start is the first "
+                       f"trial), {how}, {self.cfg.n_startup_trials} random startup trials.")
+        else:
+            out.append(f"{self.label}: {self.cfg.trials} uniformly random trials per sample from {pool} "
+                       "(the start is the first trial).")
+        return " ".join(out)
 
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg) | {"neutrality": self.neutrality, "device": self.device, "pool_used": self._pool_info}
@@ -145,7 +162,8 @@ class TPE(Method):
         names = objective_names(task, self.neutrality)
         identity = {"method": self.name, "task": task.name, "target_bg": task.target_bg, "margin": task.margin,
                     "seed": seed, "objectives": names, "group_size": self.cfg.group_size}
-        for key, default in (("sampler", "tpe"), ("space", "paper")):   # absent at their defaults: older journals
+        for key, default in (("sampler", "tpe"), ("space", "paper"), ("engine", "optuna"), ("gamma", 0.1),
+                             ("n_startup_trials", 10), ("multivariate", False)):   # absent at defaults: older journals
             if getattr(self.cfg, key) != default:
                 identity[key] = getattr(self.cfg, key)
         group = members(task, self._starts(task, n_samples, seed), self.allowed_elements(), self.cfg.space)
@@ -184,6 +202,8 @@ class RandomSearch(TPE):
     name = "random"
     display_name = "Random"
     config_class = RandomConfig
+    tuning = ()      # no hyperparameter
+    revision = 0     # Optuna's RandomSampler either way: runs stored before BatchTPE stay valid
 
 
 class TPEWithoutNeutrality(TPE):

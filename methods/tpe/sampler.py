@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from optuna.distributions import BaseDistribution
-from optuna.samplers import TPESampler
+from optuna.samplers import BaseSampler, TPESampler
 from optuna.samplers._tpe import sampler as _tpe_module
 from optuna.study import Study
 from optuna.trial import FrozenTrial
@@ -46,3 +46,20 @@ class SplitOnceTPESampler(TPESampler):
             return super()._sample(study, trial, search_space)
         finally:
             _tpe_module._split_trials = original
+
+
+class FixedSampler(BaseSampler):
+    """Returns params drawn elsewhere (by :class:`.batched.BatchTPE`), so that Optuna records the trial."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
+        return {}
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.params[param_name]

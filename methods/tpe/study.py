@@ -73,6 +73,7 @@ class OpenStudy:
     member: Member
     study: optuna.Study
     n_complete: int
+    history: Any = None     # batched.History of the COMPLETE trials when the batched engine draws
 
 
 SPACES = ("paper", "smoacs")
