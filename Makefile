@@ -19,7 +19,7 @@ setup: $(STAMP)
 # the reference crystals on 5-site perovskites, 1.5 eV, 16 starts, one seed, judged by one evaluator, with the
 # physical-validity columns), several minutes on 2 cores; it prints where the table, plot and report are.
 run: setup
-	smoacs-bench reproduce table3 --samples 16 --seeds 1 --targets 1.5 --relax-workers 2 --out runs/main
+	smoacs-bench reproduce table3 --tuned results/tuning/chosen.json --samples 16 --seeds 1 --targets 1.5 --relax-workers 2 --out runs/main
 
 test: setup
 	$(PYTHON) -m pytest -q tests

@@ -251,7 +251,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run a paper table's experiments (what is missing) and render it beside the paper's numbers",
     )
     p.add_argument(
-        "table", nargs="?", help="table id: " + ", ".join(s.id for s in SPECS) + " (--list: rows, sizes, time)"
+        "table", nargs="?", help="table id: " + ", ".join(s.id for s in SPECS) + f", or {TUNING_ID} (the tuning protocol; "
+        "--list: rows, sizes, time)"
     )
     p.add_argument("--list", action="store_true", help="list the tables with their estimated time and exit")
     p.add_argument("--samples", help="samples per run, or per method such as smoacs=256,tpe=64 "

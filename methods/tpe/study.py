@@ -101,8 +101,9 @@ def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "
                  for src, st, pat in starts]
     else:
         symbols = {SYMBOLS[k] for k in np.flatnonzero(allowed)}
-        paper = [(src, free_space(task, allowed, len(st)), free_initial_params(st, task, symbols), pat)
-                 for src, st, pat in starts]
+        spaces: dict[int, SearchSpace] = {}   # one object per size: BatchTPE draws studies sharing it together
+        paper = [(src, spaces.setdefault(len(st), free_space(task, allowed, len(st))),
+                  free_initial_params(st, task, symbols), pat) for src, st, pat in starts]
     cache: dict[bytes, SearchSpace] = {}
     for i, (src, sp, initial, pat) in enumerate(paper):
         if space == "smoacs":
