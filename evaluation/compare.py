@@ -2,8 +2,9 @@
 unpaired with seeds (or copy lineages) as the unit; p-values Holm-adjusted over a comparison's targets.
 
 Pairing rule: two samples pair when they come from runs with the same seed and the same number of samples,
-have the same sample index and the same start (``source``), and neither is a copy of another sample's start
-(a SMOACS sample whose ``lineage`` is not its own index descends from another start after copy-and-mutate).
+have the same sample index and the same start (``source``), and neither run copied samples (SMOACS's
+copy-and-mutate: a run in which any ``lineage`` is not its sample's own index pairs none of its samples, since
+which samples survive uncopied depends on their success).
 Paired: mean difference with a bootstrap of pairs and an exact McNemar test. Unpaired with at least two seeds
 on both sides: the difference of mean per-seed rates with a Welch t-interval and test (seeds are the unit).
 Unpaired otherwise: a bootstrap resampling each side's copy lineages (or samples) and a Fisher exact test.
@@ -31,11 +32,17 @@ def _label(summary: Mapping[str, Any]) -> str:
 
 
 def _own_start(frame: pd.DataFrame) -> pd.Series:
-    """True where a sample still descends from its own start (no copy of another sample's start)."""
+    """True for the samples of a run (a seed) in which no sample is a copy of another sample's start.
+
+    A run with copy-and-mutate pairs none of its samples: which samples get replaced depends on who was
+    succeeding, so its never-copied samples are a selection of the successful ones, and pairing them would
+    favour the method."""
     if "lineage" not in frame:
         return pd.Series(True, index=frame.index)
     lineage = pd.to_numeric(frame["lineage"], errors="coerce")
-    return lineage.isna() | (lineage == pd.to_numeric(frame["sample"], errors="coerce"))
+    own = lineage.isna() | (lineage == pd.to_numeric(frame["sample"], errors="coerce"))
+    seeds = frame["seed"] if "seed" in frame else pd.Series(0, index=frame.index)
+    return own.groupby(seeds).transform("all").astype(bool)
 
 
 def _clusters(frame: pd.DataFrame) -> list:
@@ -109,7 +116,8 @@ def differences_markdown(diffs: pd.DataFrame) -> str:
     if diffs.empty:
         return ""
     lines = ["Differences in success rate (A − B, 95 % intervals). Paired where samples share a real start "
-             "(same seed, index and start, no copy of another start, equal run sizes): bootstrap of pairs and "
+             "(same seed, index and start, equal run sizes, and neither run copied samples: copy-and-mutate leaves the "
+             "succeeding samples uncopied): bootstrap of pairs and "
              "exact McNemar test; otherwise unpaired, with seeds as the unit (Welch t) when both rows have two or "
              "more seeds, else a bootstrap of copy lineages (or samples) and Fisher's exact test. p-values are "
              "Holm-adjusted over the targets of each comparison:"]
