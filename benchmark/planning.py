@@ -337,7 +337,7 @@ def fill_missing_notes(runs: Sequence[PlannedRun]) -> int:
             m = get_method_class(r.row.method)(**stored["settings"]["method_config"])
             if hasattr(m, "_pool_info"):
                 m._pool_info = stored.get("method_config_resolved", {}).get("pool_used") or {}
-            text = " ".join(x for x in (m.caption_note(), m.hyperparameter_note()) if x)
+            text = m.row_note()
         except Exception:  # noqa: BLE001 - a note is a nicety: a run that cannot give one keeps none
             continue
         if text:

@@ -187,7 +187,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     summary.update(seed=seed, selection=resolved.get("selection", "final"), neutrality=the_task.neutrality,
                    predictors=",".join(m.predictor_names()), judge=",".join(judge_predictors()),
                    own_disagreements=len(mismatched), crossjudge=cross_note,
-                   method_note=" ".join(x for x in (m.caption_note(), m.hyperparameter_note()) if x))
+                   method_note=m.row_note())
     summary["wall_time_s"] = round(wall, 1)
     write_csv(pd.DataFrame([summary]), out / "summary.csv")
 

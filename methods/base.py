@@ -91,6 +91,10 @@ class Method(abc.ABC):
     def propose(self, task: Task, n_samples: int, seed: int) -> list[Proposal]:
         """``n_samples`` proposals for ``task``; the same seed gives the same proposals."""
 
+    def row_note(self) -> str:
+        """What a caption says about this method's rows: :meth:`caption_note`, then :meth:`hyperparameter_note`."""
+        return " ".join(x for x in (self.caption_note(), self.hyperparameter_note()) if x)
+
     def hyperparameter_note(self) -> str:
         """One sentence naming the tuned hyperparameters (those in ``tuning``) that this run sets away from
         their defaults, read from its resolved config ('' when none)."""
