@@ -8,6 +8,7 @@ supercell registry is judged fairly; the matched ideal site gives each site its 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +66,74 @@ def bottleneck_assignment(cost: np.ndarray) -> tuple[np.ndarray, float]:
     return order, best
 
 
+# IDEAL_FRAC's row of each parity pattern (p0, p1, p2) of a position on the 1/(2n) grid, -1 where no site sits
+_PARITY_ROW = np.full(8, -1)
+for _p, _row in {(1, 1, 1): 0, (0, 0, 0): 1, (1, 0, 0): 2, (0, 1, 0): 3, (0, 0, 1): 4}.items():
+    _PARITY_ROW[4 * _p[0] + 2 * _p[1] + _p[2]] = _row
+
+
+def snap_assignment(frac: np.ndarray, n: int) -> np.ndarray | None:
+    """The ideal-site index of every site of ``frac`` (already translated) when each site lies within
+    1/(4n) (Chebyshev, periodic) of its own, distinct ideal position of the n x n x n cell; else None.
+
+    Ideal positions sit on a grid of spacing 1/(2n) and two of them differ by at least 1/(2n) in some
+    coordinate, so such a site is strictly closer to its own position than to any other: the row-wise
+    nearest positions then form a permutation that is the unique optimum of both the min-sum and the
+    bottleneck assignment. O(N), where the dense assignment costs O(N^2) memory and O(N^3) time.
+    """
+    scaled = np.asarray(frac, dtype=float) * (2 * n)
+    grid = np.rint(scaled)
+    if np.abs(scaled - grid).max() >= 0.5 - 1e-9:   # a site (near) half-way between grid points: no shortcut
+        return None
+    g = grid.astype(int) % (2 * n)
+    parity, cells = g % 2, g // 2
+    rows = _PARITY_ROW[4 * parity[:, 0] + 2 * parity[:, 1] + parity[:, 2]]
+    if (rows < 0).any():
+        return None
+    index = rows * n**3 + cells[:, 0] * n * n + cells[:, 1] * n + cells[:, 2]
+    if np.bincount(index, minlength=len(index)).max() > 1:
+        return None
+    return index
+
+
+@functools.lru_cache(maxsize=8)
+def _axis_tables(n: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Per axis, the distinct ideal coordinates of the n x n x n cell and each ideal position's index into them."""
+    ideal = PerovskiteCell(n).frac_coords
+    return tuple(np.unique(ideal[:, a], return_inverse=True) for a in range(3))
+
+
+def deviation_matrix(frac: np.ndarray, n: int) -> np.ndarray:
+    """(N, N) largest periodic coordinate deviation of every site from every ideal position of the n x n x n cell.
+
+    Equal, element for element, to ``periodic_deviation(frac[:, None], ideal[None]).max(axis=2)``, but ideal
+    coordinates take only 2n distinct values per axis, so each axis is tabulated against those and gathered.
+    """
+    out = None
+    for a, (values, index) in enumerate(_axis_tables(n)):
+        dev = periodic_deviation(frac[:, a, None], values[None, :])[:, index]
+        out = dev if out is None else np.maximum(out, dev, out=out)
+    return out
+
+
+def _assign(frac: np.ndarray, ideal: np.ndarray, n: int, bottleneck: bool) -> np.ndarray:
+    """Site -> ideal-position assignment of (translated) ``frac``: on a supercell the O(N) snap when it applies,
+    else the min-sum (or, with ``bottleneck``, the exact minimax) assignment on the dense deviation matrix."""
+    if n > 1:
+        order = snap_assignment(frac, n)
+        if order is not None:
+            return order
+        dev = deviation_matrix(frac, n)
+    else:   # 5 sites: the direct computation is cheaper than either shortcut
+        dev = periodic_deviation(frac[:, None, :], ideal[None, :, :]).max(axis=2)
+    if bottleneck:
+        return bottleneck_assignment(dev)[0]
+    rows, cols = linear_sum_assignment(dev)
+    order = np.empty(len(frac), dtype=int)
+    order[rows] = cols
+    return order
+
+
 def _centre(frac: np.ndarray, ideal: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The translation, per axis, that centres the residuals of ``frac + t`` about their ideal sites."""
     r = (frac + t - ideal + 0.5) % 1.0 - 0.5
@@ -93,20 +162,16 @@ def match_perovskite(frac_coords: np.ndarray, cell: PerovskiteCell, n_references
         for base in ideal[:: cell.n ** 3][:5]:  # the five unit-cell positions (scaled to the supercell)
             t = (base - frac[r]) % (1.0 / cell.n)
             for _ in range(2):
-                dev = periodic_deviation((frac + t)[:, None, :], ideal[None, :, :]).max(axis=2)
-                rows, cols = linear_sum_assignment(dev)
-                order = np.empty(n, dtype=int)
-                order[rows] = cols
+                order = _assign(frac + t, ideal, cell.n, bottleneck=False)
                 t = _centre(frac, ideal[order], t)
             d = float(periodic_deviation(frac + t, ideal[order]).max())
             if best is None or d < best[0] - 1e-12:
                 best = (d, t)
     t = best[1]
-    dev = periodic_deviation((frac + t)[:, None, :], ideal[None, :, :]).max(axis=2)
-    order, _ = bottleneck_assignment(dev)
+    order = _assign(frac + t, ideal, cell.n, bottleneck=True)
     t = _centre(frac, ideal[order], t)
-    dev = periodic_deviation((frac + t)[:, None, :], ideal[None, :, :]).max(axis=2)
-    order, max_dev = bottleneck_assignment(dev)
+    order = _assign(frac + t, ideal, cell.n, bottleneck=True)
+    max_dev = float(periodic_deviation(frac + t, ideal[order]).max())
     roles = tuple(cell.roles[j] for j in order)
     return PerovskiteMatch(order, roles, (t + 0.5) % 1.0 - 0.5, float(max_dev))
 

@@ -109,6 +109,12 @@ class BatchedCHGNet:
 
     def _one_batch(self, structures: Sequence[Structure]):
         import torch
+
+        with torch.enable_grad():   # forces and stresses are gradients, also when called under no_grad
+            return self._compute(structures)
+
+    def _compute(self, structures: Sequence[Structure]):
+        import torch
         from chgnet.model.model import BatchedGraph
 
         m = self.model

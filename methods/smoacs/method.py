@@ -153,7 +153,7 @@ class SMOACS(Method):
         A.6-A.8 values for Crystalformer and ALIGNN), else the task's SMOACS defaults (MEGNet, swept here);
         an error where none is set."""
         family = family_of(self.predictor_names())
-        defaults = task.defaults_for(self.name) | task.defaults_for(f"{self.name}:{family}")
+        defaults = task.defaults_for("smoacs") | task.defaults_for(f"smoacs:{family}")   # variants share them
         out = {}
         for key in ("lr_lattice", "lr_angles", "lr_coords", "lr_atoms", "lr_ox"):
             value = getattr(self.cfg, key)
@@ -254,14 +254,20 @@ class SMOACS(Method):
                 self._mutations.append({"samples_from": offset, "step": step, "copied": len(pairs)})
                 opt = new_optimizer()
                 graph = None
+            if self._reshape(state, step, task, alive):   # subclasses may move the geometry (relaxation)
+                for param in (state.abc, state.coords, *(() if state.fixed_angles else (state.angles,))):
+                    opt.state.pop(param, None)                # Adam's moments of the old geometry are stale
+                graph = None
             temp = temperature(step, cfg.steps, cfg.t_start, cfg.t_end)
             crystals, p, w = state.soft(temp)
             if graph is None or step in rebuild:
                 graph = build_neighbor_graph(crystals.detach(), cutoff)
-            bg = bg_model(crystals, graph)
+            bg, gap_loss = self._band_gap_loss(crystals, graph, cutoff, task, gen)
             ef = ef_model(crystals, graph)
-            gap = bg.clamp(min=0.0) if cfg.clamp_bg else bg
-            loss = torch.relu((gap - task.target_bg).abs() - task.margin) + cfg.lam * ef
+            loss = gap_loss + cfg.lam * ef
+            extra = self._extra_loss(state, crystals, step, task)
+            if extra is not None:
+                loss = loss + extra
             t = None
             if state.tolerance:
                 t = state.tolerance_factor(p, w)
@@ -298,6 +304,22 @@ class SMOACS(Method):
                 p.meta["copies"] = history
             p.meta["lineage"] = int(r)
             p.meta["parents"] = ";".join(up)
+
+    # -- hooks for variants (SMOACS itself: none of them acts) -------------------------------------------------
+    def _reshape(self, state: CrystalState, step: int, task: Task, alive: torch.Tensor) -> bool:
+        """Before step ``step``: change the state's geometry in place (e.g. relax it); True when it changed."""
+        return False
+
+    def _band_gap_loss(self, crystals: SoftCrystals, graph, cutoff: float, task: Task,
+                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted band gap (B,) eV, band-gap loss (B,) eV): max(0, |y - ŷ| - h), ŷ clamped at 0 (``clamp_bg``)."""
+        bg = self.predictors[0](crystals, graph)
+        gap = bg.clamp(min=0.0) if self.cfg.clamp_bg else bg
+        return bg, torch.relu((gap - task.target_bg).abs() - task.margin)
+
+    def _extra_loss(self, state: CrystalState, crystals: SoftCrystals, step: int, task: Task) -> torch.Tensor | None:
+        """A further per-sample loss term (B,) added at step ``step``, or None."""
+        return None
 
     def _copy_pairs(self, state: CrystalState, task: Task, alive: torch.Tensor, bg: torch.Tensor,
                     ef: torch.Tensor, t: torch.Tensor | None, loss: torch.Tensor,
