@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     run = sub.add_parser("run", help="run a method on a task and judge its proposals")
-    run.add_argument("--method", default="smoacs", help="registered method (smoacs, tpe, tpe-n, tpe+n, ftcp), an "
-                     "installed plugin, or package.module:Class (default smoacs)")
+    run.add_argument("--method", default="smoacs", help="registered method (smoacs, smoacs-relax, tpe, tpe-n, "
+                     "tpe+n, random, ftcp, screening, reference), an installed plugin, or package.module:Class "
+                     "(default smoacs)")
     run.add_argument("--task", choices=list(TASKS), default="perovskite", help="task (default perovskite)")
     _add_target(run)
     run.add_argument("--n-samples", type=int, default=256, help="proposals to make and judge (default 256)")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: 
                         ax.plot(x, 0.0, marker="v", color=colors(j % 10), markeredgecolor="black", markersize=6,
                                 clip_on=False, zorder=3)
             ax.set_xticks(range(len(methods)))
-            ax.set_xticklabels([m.replace("(", "\n(").replace(", ", ",\n") for m in methods], fontsize=8)
+            ax.set_xticklabels([textwrap.fill(m.replace("(", " ("), 15) for m in methods], fontsize=8)
             ax.set_title(f"target {target:g} eV", fontsize=11)
             ax.set_ylim(0, 1.0)
             ax.grid(axis="y", alpha=0.3)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 FIRE_PROTOCOL = "ASE FIRE on a FrechetCellFilter"
 
@@ -401,6 +401,85 @@ def relax(structures: Sequence[Structure | None], settings: RelaxSettings | None
                     opts[i].step()
                 opts[i].nsteps += 1
                 still.append(i)
+        active = still
+    return outcomes
+
+
+def relax_cell(structures: Sequence[Structure | None], settings: RelaxSettings | None = None, relaxer: Any = None,
+               max_step: float = 0.05, curvature: float = 10.0) -> list[RelaxOutcome]:
+    """Relax only the lattice lengths of orthorhombic cells whose sites sit where forces vanish by symmetry (every
+    fractional coordinate 0 or 1/2: inversion centres on mirror planes), all structures in one potential call per
+    iteration.
+
+    Quasi-Newton (Broyden) on x = ln(a, b, c) per structure: the gradient of the energy per atom is V σ_ii / N
+    (eV), which is also what the FrechetCellFilter calls the cell force, so convergence (every |V σ_ii| / N below
+    ``fmax``) is the criterion of :func:`relax`: FIRE started from the result stops at once. Steps are capped at
+    ``max_step`` in ln(length); ``curvature`` (eV) is the initial d²(E/N)/dx². A structure whose atomic forces
+    exceed ``fmax`` (the symmetry does not hold) or whose cell is not orthorhombic ends with a reason and no
+    final structure: relax it with :func:`relax`.
+    """
+    settings = settings or RelaxSettings()
+    relaxer = relaxer or load_relaxer(settings.relaxer)
+    outcomes = [RelaxOutcome() for _ in structures]
+    current: dict[int, Structure] = {}
+    for i, st in enumerate(structures):
+        if st is None:
+            outcomes[i].reason = "no structure"
+        elif np.abs(np.asarray(st.lattice.angles) - 90.0).max() > 1e-3:   # degrees (float32 cells: 90.000003)
+            outcomes[i].reason = "not an orthorhombic cell: relax it with FIRE"
+        else:
+            s = Structure(Lattice.orthorhombic(*st.lattice.abc), st.species, st.frac_coords)
+            s.remove_oxidation_states()
+            current[i] = s
+    x = {i: np.log(np.asarray(s.lattice.abc, dtype=float)) for i, s in current.items()}
+    hess = {i: np.eye(3) * curvature for i in current}
+    last: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    active = list(current)
+    for step in range(settings.max_steps + 1):
+        if not active:
+            break
+        results = relaxer.efs([current[i] for i in active])
+        still = []
+        for i, res in zip(active, results, strict=True):
+            out, s = outcomes[i], current[i]
+            out.steps = step
+            if isinstance(res, str):
+                out.reason = f"exploded at step {step}: {res}"
+                continue
+            energy, forces, stress = res
+            n = len(s)
+            if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
+                out.reason = f"exploded at step {step}: non-finite energy, force or stress"
+                continue
+            if step == 0:
+                out.energy_initial = energy / n
+            out.energy_final = energy / n
+            if float(np.linalg.norm(forces, axis=1).max()) >= settings.fmax:
+                out.reason = f"atomic forces {np.linalg.norm(forces, axis=1).max():.3g} eV/Å: no symmetry, use FIRE"
+                continue
+            g = s.volume * np.diag(stress) / n
+            if float(np.abs(g).max()) < settings.fmax:
+                out.converged, out.final = True, s
+                continue
+            if step == settings.max_steps:
+                out.reason, out.final = f"not converged in {settings.max_steps} steps", s
+                continue
+            if i in last:   # Broyden update of the 3x3 curvature from the last step
+                dx, dg = x[i] - last[i][0], g - last[i][1]
+                if float(dx @ dx) > 1e-16:
+                    hess[i] = hess[i] + np.outer(dg - hess[i] @ dx, dx) / float(dx @ dx)
+            try:
+                delta = -np.linalg.solve(hess[i], g)
+            except np.linalg.LinAlgError:
+                delta = -g / curvature
+            if not np.isfinite(delta).all() or float(delta @ g) >= 0:   # not a descent direction: reset
+                hess[i] = np.eye(3) * curvature
+                delta = -g / curvature
+            delta *= min(1.0, max_step / max(float(np.abs(delta).max()), 1e-12))
+            last[i] = (x[i].copy(), g)
+            x[i] = x[i] + delta
+            current[i] = Structure(Lattice.orthorhombic(*np.exp(x[i])), s.species, s.frac_coords)
+            still.append(i)
         active = still
     return outcomes
 

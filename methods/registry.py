@@ -16,6 +16,7 @@ ENTRY_POINT_GROUP = "smoacs_bench.methods"
 
 METHODS: dict[str, str] = {
     "smoacs": "smoacs_bench.methods.smoacs:SMOACS",
+    "smoacs-relax": "smoacs_bench.methods.smoacs:RelaxingSMOACS",
     "tpe": "smoacs_bench.methods.tpe:TPE",
     "tpe-n": "smoacs_bench.methods.tpe:TPEWithoutNeutrality",
     "random": "smoacs_bench.methods.tpe:RandomSearch",

@@ -122,3 +122,12 @@ def test_third_party_warnings_go_to_run_log_not_the_console(tmp_path, monkeypatc
     err = capfd.readouterr().err
     assert "Warning" not in err and "radius" not in err, err
     assert "No ionic radius for Sn2+" in (tmp_path / "sn" / "run.log").read_text()
+
+
+def test_run_help_names_every_registered_method(capsys):
+    from smoacs_bench.benchmark.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in METHODS), [n for n in METHODS if n not in text]

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from smoacs_bench.data.perovskite import (bottleneck_assignment, deviation_matrix, match_perovskite,
-                                          periodic_deviation, snap_assignment)
+from smoacs_bench.data.perovskite import (
+    bottleneck_assignment,
+    deviation_matrix,
+    match_perovskite,
+    periodic_deviation,
+    snap_assignment,
+)
 from smoacs_bench.data.templates import PerovskiteCell
 
 

@@ -23,6 +23,7 @@ from smoacs_bench.evaluation.relax import (
     displacement,
     load_relaxer,
     relax,
+    relax_cell,
 )
 from smoacs_bench.evaluation.robustness import RobustSettings, perturbed_copies
 
@@ -80,6 +81,31 @@ def test_strained_srtio3_relaxes_back(chgnet):
         assert out.converged, out.reason
         assert abs(out.final.volume / v_ref - 1) < 0.02, (volume_factor, out.final.volume, v_ref)
         assert out.energy_drop > 0.05   # it was strained: relaxation lowers the energy
+
+
+def test_cell_relaxation_of_symmetric_perovskites_is_what_fire_finds(chgnet):
+    """Sites on symmetry points: the cell-only quasi-Newton reaches FIRE's energy in fewer potential calls, and FIRE
+    started from its result stops at once; a displaced site or a tilted cell is handed back with a reason."""
+    ideal = [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
+    cells = [Structure(Lattice.orthorhombic(*abc), species, ideal) for abc, species in (
+        ((3.6, 4.3, 3.9), ["Sr", "Ti", "O", "O", "O"]), ((4.6, 4.6, 4.0), ["K", "Mg", "F", "F", "F"]),
+        ((5.5, 5.0, 5.2), ["Cs", "Pb", "Cl", "Cl", "Br"]))]
+    quasi = relax_cell(cells, relaxer=chgnet)
+    fire = relax(cells, relaxer=chgnet)
+    for q, f in zip(quasi, fire, strict=True):
+        assert q.converged and f.converged
+        assert q.energy_final == pytest.approx(f.energy_final, abs=2e-3)
+        assert q.steps < f.steps
+        assert q.final.lattice.angles == pytest.approx((90, 90, 90))
+    again = relax([q.final for q in quasi], relaxer=chgnet)
+    assert all(a.converged and a.steps == 0 for a in again)
+    moved = cells[0].copy()
+    moved.translate_sites([2], [0.05, 0.02, 0.0])
+    tilted = Structure(Lattice.from_parameters(3.9, 3.9, 3.9, 90, 90, 80), cells[0].species, ideal)
+    out = relax_cell([moved, tilted, None], relaxer=chgnet)
+    assert out[0].final is None and "no symmetry" in out[0].reason
+    assert out[1].final is None and "orthorhombic" in out[1].reason
+    assert out[2].reason == "no structure"
 
 
 def test_batched_and_serial_agree(chgnet):

@@ -242,6 +242,7 @@ class SMOACS(Method):
                 pairs = self._copy_pairs(state, task, alive, *last, gen)
                 scale = temperature(step, cfg.steps, cfg.t_start, cfg.t_end) if cfg.reinit_at_temperature else None
                 state.copy_samples(pairs, gen, cfg.mutate_noise, scale, copy_ox=cfg.copy_ox)
+                self._copied(state, pairs)
                 new_root = root.copy()
                 for dst, src in pairs:
                     if reasons[dst]:
@@ -264,14 +265,14 @@ class SMOACS(Method):
                 graph = build_neighbor_graph(crystals.detach(), cutoff)
             bg, gap_loss = self._band_gap_loss(crystals, graph, cutoff, task, gen)
             ef = ef_model(crystals, graph)
-            loss = gap_loss + cfg.lam * ef
+            loss = gap_loss + self._ef_loss(ef, task)
             extra = self._extra_loss(state, crystals, step, task)
             if extra is not None:
                 loss = loss + extra
             t = None
             if state.tolerance:
                 t = state.tolerance_factor(p, w)
-                loss = loss + (t - task.tolerance_target).abs()
+                loss = loss + self._tolerance_loss(t, task)
                 hist["tolerance_factor"][step] = t.detach().cpu().numpy()
             finite = torch.isfinite(loss) & torch.isfinite(crystals.lattice).all(dim=(1, 2))
             for b in torch.nonzero(alive & ~finite).flatten().tolist():
@@ -310,12 +311,23 @@ class SMOACS(Method):
         """Before step ``step``: change the state's geometry in place (e.g. relax it); True when it changed."""
         return False
 
+    def _copied(self, state: CrystalState, pairs: list[tuple[int, int]]) -> None:
+        """After a copy-and-mutate step that overwrote sample ``dst`` with ``src`` for each (dst, src) pair."""
+
     def _band_gap_loss(self, crystals: SoftCrystals, graph, cutoff: float, task: Task,
                        gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted band gap (B,) eV, band-gap loss (B,) eV): max(0, |y - ŷ| - h), ŷ clamped at 0 (``clamp_bg``)."""
         bg = self.predictors[0](crystals, graph)
         gap = bg.clamp(min=0.0) if self.cfg.clamp_bg else bg
         return bg, torch.relu((gap - task.target_bg).abs() - task.margin)
+
+    def _ef_loss(self, ef: torch.Tensor, task: Task) -> torch.Tensor:
+        """The formation-energy term (B,): λ ŷ_f (Eq. 13, eV/atom)."""
+        return self.cfg.lam * ef
+
+    def _tolerance_loss(self, t: torch.Tensor, task: Task) -> torch.Tensor:
+        """The perovskite term (B,): |t - 0.9| (Eq. 17)."""
+        return (t - task.tolerance_target).abs()
 
     def _extra_loss(self, state: CrystalState, crystals: SoftCrystals, step: int, task: Task) -> torch.Tensor | None:
         """A further per-sample loss term (B,) added at step ``step``, or None."""

@@ -1,0 +1,103 @@
+"""SMOACS-relax (issue #23) on real MEGNet and CHGNet: each idea is an option, and with every idea off it is SMOACS;
+the energy term's gradient is the potential's; relaxed proposals are stable under a second relaxation."""
+
+import numpy as np
+import pytest
+import torch
+
+from smoacs_bench.data.task import get_task
+from smoacs_bench.evaluation.relax import RelaxSettings, load_relaxer, relax
+from smoacs_bench.methods import get_method
+from smoacs_bench.methods.smoacs import CrystalState, initial_crystals
+
+pytestmark = pytest.mark.usefixtures("model_dir")
+PEROV = get_task("perovskite", 1.5, 0.04)
+OFF = dict(relax_every=0, final_relax=False, smooth_copies=0, energy_weight=0.0, hinge=False, reheat=False,
+           geometry_lr_scale=1.0, clamp_bg=True)
+
+
+def _structures(props):
+    return [p.structure for p in props]
+
+
+def test_with_every_idea_off_it_proposes_exactly_what_smoacs_proposes():
+    plain = get_method("smoacs", steps=12, progress=False, device="cpu").propose(PEROV, 6, 3)
+    off = get_method("smoacs-relax", steps=12, progress=False, device="cpu", **OFF).propose(PEROV, 6, 3)
+    assert _structures(plain) == _structures(off)
+    assert [p.band_gap for p in plain] == [p.band_gap for p in off]
+    # and an idea switched on changes the run (the options are not inert)
+    smooth = get_method("smoacs-relax", steps=12, progress=False, device="cpu",
+                        **(OFF | {"smooth_copies": 2})).propose(PEROV, 6, 3)
+    assert _structures(smooth) != _structures(plain)
+
+
+def test_smoothed_loss_without_noise_is_the_plain_loss():
+    m = get_method("smoacs-relax", progress=False, device="cpu", smooth_copies=3, smooth_strain=0.0, smooth_disp=0.0)
+    plain = get_method("smoacs", progress=False, device="cpu")
+    state = CrystalState([d.crystal for d in initial_crystals(PEROV, 4, 0)], m.allowed_elements(), t_start=0.01,
+                         abc_range=PEROV.abc_range, angle_range=PEROV.angle_range, coord_eps=PEROV.coord_eps,
+                         generator=torch.Generator().manual_seed(0), tolerance=True)
+    from smoacs_bench.methods.predictors import build_neighbor_graph
+
+    crystals, _, _ = state.soft(0.01)
+    cutoff = m.predictors[0].cutoff
+    graph = build_neighbor_graph(crystals.detach(), cutoff)
+    gen = torch.Generator().manual_seed(1)
+    bg_s, loss_s = m._band_gap_loss(crystals, graph, cutoff, PEROV, gen)
+    bg_p, loss_p = plain._band_gap_loss(crystals, graph, cutoff, PEROV, gen)
+    assert torch.allclose(loss_s, loss_p, atol=1e-5) and torch.equal(bg_s, bg_p)
+    noisy = get_method("smoacs-relax", progress=False, device="cpu", smooth_copies=3, smooth_strain=0.05)
+    assert not torch.allclose(noisy._band_gap_loss(crystals, graph, cutoff, PEROV, gen)[1], loss_p, atol=1e-5)
+
+
+def test_energy_term_gradient_is_the_potentials_finite_difference():
+    """d(E/atom)/d(a, b, c) and d(E/atom)/d(coordinates) from CHGNet's stress and forces match central differences."""
+    m = get_method("smoacs-relax", progress=False, device="cpu", energy_weight=1.0)
+    state = CrystalState([d.crystal for d in initial_crystals(PEROV, 2, 5)], m.allowed_elements(), t_start=0.01,
+                         abc_range=PEROV.abc_range, angle_range=PEROV.angle_range, coord_eps=PEROV.coord_eps,
+                         generator=torch.Generator().manual_seed(0), tolerance=True)
+    with torch.no_grad():
+        state.abc.copy_(torch.tensor([[3.9, 4.0, 4.1], [4.3, 4.2, 4.4]]))
+        state.coords.add_(0.01 * torch.randn(state.coords.shape, generator=torch.Generator().manual_seed(2)))
+    crystals, _, _ = state.soft(0.01)
+    term = m._extra_loss(state, crystals, 0, PEROV)
+    term.sum().backward()
+    g_abc, g_coords = state.abc.grad.clone(), state.coords.grad.clone()
+    one_hot, _ = state.discretize()
+    base = one_hot.to_structures()
+    pot = load_relaxer("chgnet")
+
+    def e_atom(structures):
+        return np.array([r[0] / len(s) for r, s in zip(pot.efs(structures), structures, strict=True)])
+
+    h = 1e-3
+    for axis in range(3):
+        plus, minus = [s.copy() for s in base], [s.copy() for s in base]
+        for s_p, s_m in zip(plus, minus, strict=True):
+            abc = np.array(s_p.lattice.abc)
+            d = np.eye(3)[axis] * h
+            s_p.lattice = s_p.lattice.from_parameters(*(abc + d), 90, 90, 90)
+            s_m.lattice = s_m.lattice.from_parameters(*(abc - d), 90, 90, 90)
+        fd = (e_atom(plus) - e_atom(minus)) / (2 * h)
+        assert np.allclose(g_abc[:, axis].numpy(), fd, atol=2e-3, rtol=0.02), (axis, g_abc[:, axis], fd)
+    site, axis, h = 2, 0, 1e-4   # an X site of sample 0, moved along a (curvature is large here: a small step)
+    plus, minus = base[0].copy(), base[0].copy()
+    fp, fm = plus.frac_coords.copy(), minus.frac_coords.copy()
+    fp[site, axis] += h
+    fm[site, axis] -= h
+    plus = plus.__class__(plus.lattice, plus.species, fp)
+    minus = minus.__class__(minus.lattice, minus.species, fm)
+    fd = (e_atom([plus])[0] - e_atom([minus])[0]) / (2 * h)
+    assert float(g_coords[site, axis]) == pytest.approx(fd, abs=2e-3, rel=0.03)
+
+
+def test_with_relaxation_in_the_loop_proposals_are_stable_under_a_second_relaxation():
+    m = get_method("smoacs-relax", steps=12, relax_every=4, relax_steps=30, progress=False, device="cpu")
+    props = m.propose(PEROV, 4, 0)
+    log = m.config()["relax_log"]
+    assert log["in_loop_relaxations"] > 0 and log["final_relaxations"] == 4
+    again = relax(_structures(props), RelaxSettings())
+    for p, o in zip(props, again, strict=True):
+        assert p.meta["final_relax_converged"], p.meta
+        assert o.converged and o.energy_drop <= 0.02, (o.energy_drop, o.reason)
+        assert "unrelaxed_band_gap" in p.meta
