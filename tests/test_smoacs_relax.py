@@ -101,3 +101,26 @@ def test_with_relaxation_in_the_loop_proposals_are_stable_under_a_second_relaxat
         assert p.meta["final_relax_converged"], p.meta
         assert o.converged and o.energy_drop <= 0.02, (o.energy_drop, o.reason)
         assert "unrelaxed_band_gap" in p.meta
+
+
+def test_a_copied_sample_drops_the_checkpoints_of_the_lineage_it_replaced():
+    m = get_method("smoacs-relax", progress=False, device="cpu")
+    state = object()
+    m._ckpts[id(state)] = ["a", "b", "c"]
+    m._copied(state, [(0, 2)])
+    assert m._ckpts[id(state)] == [None, "b", "c"]
+
+
+def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
+    from smoacs_bench.benchmark.experiments import estimate_seconds, get_spec, select_runs
+
+    spec = get_spec("relax3")
+    tags = [r.tag for r in spec.runs]
+    assert len(tags) == len(set(tags)) and "smoacs-relax-all" in tags
+    assert [r.tag for r in select_runs(spec, ["smoacs-relax-all"])] == ["smoacs-relax-all"]
+    assert len(select_runs(spec, ["smoacs-relax"])) == sum(r.method == "smoacs-relax" for r in spec.runs) > 4
+    assert all(r.label for r in spec.runs if r.method == "smoacs-relax" and r.tag != "smoacs-relax-all")
+    # its cost figure is its own, not SMOACS's
+    one = estimate_seconds(spec, samples=64, seeds=1, methods=["smoacs-relax-all"], targets=[1.5])
+    base = estimate_seconds(spec, samples=64, seeds=1, methods=["smoacs"], targets=[1.5])
+    assert one > 3 * base
