@@ -23,7 +23,7 @@ def test_download_offline_says_where_to_put_the_file(tmp_path, monkeypatch, caps
     (["--n-samples", "0"], "--n-samples must be >= 1"),
     (["--margin", "-0.5"], "--margin must be > 0 eV"),
     (["--target-bg", "-1"], "--target-bg must be >= 0 eV"),
-    (["--method", "nonexistent"], "unknown method 'nonexistent'; choose from smoacs, tpe"),
+    (["--method", "nonexistent"], "unknown method 'nonexistent'; choose from smoacs, smoacs-relax, tpe"),
     (["--method", "smoacs", "--trials", "5"], "--trials: smoacs counts steps: use --steps"),
     (["--method", "smoacs", "--param", "lr_foo=1"], "smoacs has no option lr_foo"),
 ])

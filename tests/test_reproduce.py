@@ -44,6 +44,9 @@ def test_every_spec_is_consistent_and_listed():
             assert "heldout" in spec.command
             continue
         assert spec.task in TASKS and spec.layout in LAYOUTS and spec.runs
+        if spec.paper is None:   # this project's own tables (SMOACS-relax) say that they are not the paper's
+            assert spec.id.startswith("relax") and "not in the paper" in spec.note, spec.id
+            continue
         assert spec.paper in {*PAPER_FILES, *MAIN_SUBSETS, "A.11"}
         assert not paper_frame(spec).empty, spec.id  # the published rows are found at the spec's targets
     listed = list_tables()
