@@ -31,8 +31,15 @@ def _summaries(runs: list[PlannedRun]):
             summary["method"] = run.row.label
         frames.append(summary)
         if (run.folder / "samples.csv").is_file():
-            paired.append((summary.iloc[0].to_dict(), pd.read_csv(run.folder / "samples.csv")))
+            paired.append((summary.iloc[0].to_dict() | {"row_tag": run.row.tag},
+                           pd.read_csv(run.folder / "samples.csv")))
     return frames, paired
+
+
+def comparison_order(paired: list, first: str) -> list:
+    """``paired`` with the runs of row tag ``first`` in front (the paired comparisons take the first method
+    seen as A); unchanged when ``first`` is empty or has no run."""
+    return sorted(paired, key=lambda item: item[0].get("row_tag") != first) if first else list(paired)
 
 
 def render(
@@ -62,7 +69,9 @@ def render(
     md = md.rstrip("\n") + "\n\n" + caption_for(spec.layout, df, with_paper=not paper.empty) + "\n"
     labels = {s.get("method") for s, _ in paired}
     if spec.layout != "diversity" and len(labels) >= 2:
-        diffs = paired_differences(paired)
+        ordered = comparison_order(paired, spec.compare_against)
+        diffs = pd.concat([paired_differences(ordered, column) for column in spec.compare_columns],
+                          ignore_index=True)
         if not diffs.empty:
             md += "\n" + differences_markdown(diffs)
             write_csv(diffs, table_dir / "paired.csv")

@@ -110,10 +110,11 @@ def load_choice(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def merge_tuned(options: dict[str, dict[str, Any]] | None, tuned: dict[str, dict[str, Any]],
                 rows: list) -> dict[str, dict[str, Any]]:
-    """Per row tag: the tuned options, overridden by the user's ``--param`` for that method or tag; the user's
-    other entries unchanged. ``rows``: the table's :class:`MethodRun` rows."""
+    """Per row tag: the tuned options (the row's own, else those of the row it is ``tuned_as``), overridden by
+    the user's ``--param`` for that method or tag; the user's other entries unchanged. ``rows``: the table's :class:`MethodRun` rows."""
     out = {k: dict(v) for k, v in (options or {}).items()}
     for row in rows:
-        if row.tag in tuned:
-            out[row.tag] = tuned[row.tag] | (options or {}).get(row.method, {}) | (options or {}).get(row.tag, {})
+        source = row.tag if row.tag in tuned else getattr(row, "tuned_as", "")
+        if source in tuned:
+            out[row.tag] = tuned[source] | (options or {}).get(row.method, {}) | (options or {}).get(row.tag, {})
     return out

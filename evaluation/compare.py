@@ -54,17 +54,31 @@ def _clusters(frame: pd.DataFrame) -> list:
     return [f"{s}/{v}" for s, v in zip(frame["seed"], lineage, strict=True)]
 
 
+# columns of the relaxation stage: a rate over the proposals the judge relaxed (a seeded subset or all)
+RELAXED_COLUMNS = ("success_relaxed", "stays", "relaxed_bg_wide")
+COLUMN_NAMES = {"success": "success", "success_relaxed": "success (relaxed)", "stays": "stays",
+                "relaxed_bg_wide": "relaxed gap (wide)"}
+
+
 def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
                        column: str = "success") -> pd.DataFrame:
     """One row per (task, target, margin) and pair of methods: method A (the first label seen) against each
     other method B, with the difference mean(A) - mean(B) of ``column``, its 95 % interval, how it was
     computed (``kind``: paired, seeds or samples), the p-value and its Holm adjustment over the targets.
+    A relaxation column (:data:`RELAXED_COLUMNS`) is compared over the relaxed proposals only, as the
+    tables report it; a run without them drops out of that comparison.
 
     ``runs``: (summary row, samples.csv) per run folder.
     """
     by_key: dict[tuple, dict[str, list[pd.DataFrame]]] = {}
     for summary, samples in runs:
         frame = samples.assign(seed=summary.get("seed", 0), n_run=len(samples))
+        if column in RELAXED_COLUMNS:
+            if "relaxed" not in frame:
+                continue
+            frame = frame[frame["relaxed"].fillna(False).astype(bool)]
+            if frame.empty:
+                continue
         by_key.setdefault(_key(summary), {}).setdefault(_label(summary), []).append(frame)
     rows = []
     for key, methods in by_key.items():
@@ -122,7 +136,7 @@ def differences_markdown(diffs: pd.DataFrame) -> str:
              "more seeds, else a bootstrap of copy lineages (or samples) and Fisher's exact test. p-values are "
              "Holm-adjusted over the targets of each comparison:"]
     for r in diffs.to_dict("records"):
-        what = "success" if r["column"] == "success" else r["column"]
+        what = COLUMN_NAMES.get(r["column"], r["column"])
         kind = r.get("kind", "paired" if r.get("paired", True) else "samples")
         if kind == "paired":
             extra = f"; {r['n_unpaired']} samples without a shared start left out" if r["n_unpaired"] else ""

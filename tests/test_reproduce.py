@@ -226,7 +226,7 @@ def test_tuning_protocol_gives_every_tuned_method_the_same_budget_and_chooses_by
         per_row[run.tag.rsplit("-t", 1)[0]] = per_row.get(run.tag.rsplit("-t", 1)[0], 0) + 1
         get_method_class(run.method)(**run.config())          # every configuration is a valid set of options
     assert per_row == {"smoacs": TUNING_CONFIGS, "tpe": TUNING_CONFIGS, "tpe-smoacs": TUNING_CONFIGS,
-                       "ftcp": TUNING_CONFIGS}
+                       "ftcp": TUNING_CONFIGS, "smoacs-relax-all": TUNING_CONFIGS}
     assert get_method_class("random").tuning == () and get_method_class("screening").tuning == ()
 
     result = reproduce("tuning", tmp_path, samples=4, methods=["smoacs"], targets=[1.5], progress=False,

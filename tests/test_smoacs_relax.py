@@ -113,14 +113,22 @@ def test_a_copied_sample_drops_the_checkpoints_of_the_lineage_it_replaced():
 
 def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     from smoacs_bench.benchmark.experiments import estimate_seconds, get_spec, select_runs
+    from smoacs_bench.benchmark.tuning import merge_tuned
 
-    spec = get_spec("relax3")
-    tags = [r.tag for r in spec.runs]
-    assert len(tags) == len(set(tags)) and "smoacs-relax-all" in tags
-    assert [r.tag for r in select_runs(spec, ["smoacs-relax-all"])] == ["smoacs-relax-all"]
-    assert len(select_runs(spec, ["smoacs-relax"])) == sum(r.method == "smoacs-relax" for r in spec.runs) > 4
-    assert all(r.label for r in spec.runs if r.method == "smoacs-relax" and r.tag != "smoacs-relax-all")
+    main, ablations = get_spec("relax3"), get_spec("relax3-ablations")
+    assert [r.tag for r in main.runs] == ["smoacs", "tpe-smoacs", "smoacs-relax-all"]
+    assert main.samples == 256 and len(main.seeds) == 3
+    tags = [r.tag for r in ablations.runs]
+    assert len(tags) == len(set(tags)) > 4 and tags[0] == "smoacs-relax-all"
+    assert [r.tag for r in select_runs(ablations, ["smoacs-relax-all"])] == ["smoacs-relax-all"]
+    assert len(select_runs(ablations, ["smoacs-relax"])) == len(tags)
+    assert all(r.label for r in ablations.runs[1:])
+    # every ablation takes the full method's tuned settings (its own --param still wins); other rows do not
+    tuned = {"smoacs-relax-all": {"lr_scale": 0.5}, "smoacs": {"lr_scale": 2.0}}
+    merged = merge_tuned({"smoacs-relax-geom": {"lr_scale": 0.25}}, tuned, list(ablations.runs) + [main.runs[0]])
+    assert merged["smoacs-relax-final"] == {"lr_scale": 0.5} and merged["smoacs-relax-all"] == {"lr_scale": 0.5}
+    assert merged["smoacs-relax-geom"] == {"lr_scale": 0.25} and merged["smoacs"] == {"lr_scale": 2.0}
     # its cost figure is its own, not SMOACS's
-    one = estimate_seconds(spec, samples=64, seeds=1, methods=["smoacs-relax-all"], targets=[1.5])
-    base = estimate_seconds(spec, samples=64, seeds=1, methods=["smoacs"], targets=[1.5])
+    one = estimate_seconds(main, samples=64, seeds=1, methods=["smoacs-relax-all"], targets=[1.5])
+    base = estimate_seconds(main, samples=64, seeds=1, methods=["smoacs"], targets=[1.5])
     assert one > 3 * base

@@ -366,3 +366,37 @@ def test_rows_of_different_sizes_never_share_a_label() -> None:
     labels = set(to_frame([small, big])["method"])
     assert labels == {f"{OURS[1]['method']} (n=64)", f"{OURS[1]['method']} (n=256)"}
     assert set(to_frame([small])["method"]) == {OURS[1]["method"]}
+
+
+def test_relaxation_columns_are_compared_over_the_relaxed_proposals_and_the_own_method_comes_first() -> None:
+    """success (relaxed) is a rate over the proposals the judge relaxed (a seeded subset): an unrelaxed
+    proposal is not a failure. The relax tables put SMOACS-relax first, so it is A in every comparison."""
+    from scipy import stats
+
+    from smoacs_bench.benchmark.experiments import get_spec
+    from smoacs_bench.benchmark.rendering import comparison_order
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
+
+    def run(method, tag, seed, relaxed, ok):
+        summary = {"method": method, "task": "perovskite", "target_bg": 1.5, "margin": 0.04, "seed": seed,
+                   "row_tag": tag}
+        n = len(relaxed)
+        frame = pd.DataFrame({"sample": range(n), "source": [f"g:{i}" for i in range(n)], "lineage": [0] * n,
+                              "success": [False] * n, "relaxed": relaxed,
+                              "success_relaxed": [o if r else None for r, o in zip(relaxed, ok, strict=True)]})
+        return summary, frame
+
+    half = [True, True, False, False]
+    runs = [run("SMOACS(MEGNet)", "smoacs", s, half, [s == 0, False, False, False]) for s in range(3)]
+    runs += [run("SMOACS-relax(MEGNet)", "smoacs-relax-all", s, half, [True, s > 0, False, False]) for s in range(3)]
+    ordered = comparison_order(runs, get_spec("relax3").compare_against)
+    assert ordered[0][0]["row_tag"] == "smoacs-relax-all" and comparison_order(runs, "") == runs
+    r = paired_differences(ordered, "success_relaxed").iloc[0]
+    a, b = [0.5, 1.0, 1.0], [0.5, 0.0, 0.0]          # per seed, over the 2 relaxed proposals
+    want = stats.ttest_ind(a, b, equal_var=False)
+    assert r["method_a"] == "SMOACS-relax(MEGNet)" and r["kind"] == "seeds"
+    assert r["difference"] == pytest.approx(2 / 3) and r["p"] == pytest.approx(want.pvalue)
+    assert "success (relaxed): SMOACS-relax(MEGNet) − SMOACS(MEGNet) = +0.667" in differences_markdown(
+        paired_differences(ordered, "success_relaxed"))
+    no_relax = [(s, f.drop(columns=["relaxed", "success_relaxed"])) for s, f in runs]
+    assert paired_differences(no_relax, "success_relaxed").empty
