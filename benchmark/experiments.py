@@ -449,10 +449,10 @@ RANDOM_PER_SAMPLE = 60 / 64  # not measured yet: TPE's harness without the sampl
 REFERENCE_PER_SAMPLE = 10 / 256  # reading perov_5's test split and one MEGNet pass
 CROSSJUDGE_PER_SAMPLE = 12 / 256
 # SMOACS-relax with its defaults, 200 steps, on one core beside another job: 5-site perovskite 339-362 s per 256
-# samples (results/relax3/runs.md); free task 208 s per 16 samples (a seed-123 pilot: FIRE relaxes positions too);
+# samples (results/relax3/runs.md); free task 764-797 s per 64 (results/relax2/runs.md: FIRE relaxes positions too);
 # 3x3x3 not measured (the 5-site figure times SMOACS's 3x3x3 / 5-site ratio). The final-only ablation is cheaper.
 SMOACS_RELAX_PER_SAMPLE = 348 / 256
-SMOACS_RELAX_FREE = 208 / 16
+SMOACS_RELAX_FREE = 767 / 64
 HELDOUT_SECONDS = 60.0  # Table 1: not measured, a rough figure
 DEFAULT_BUDGET = 200
 
