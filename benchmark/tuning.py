@@ -114,7 +114,7 @@ def merge_tuned(options: dict[str, dict[str, Any]] | None, tuned: dict[str, dict
     the user's ``--param`` for that method or tag; the user's other entries unchanged. ``rows``: the table's :class:`MethodRun` rows."""
     out = {k: dict(v) for k, v in (options or {}).items()}
     for row in rows:
-        source = row.tag if row.tag in tuned else getattr(row, "tuned_as", "")
+        source = row.tag if row.tag in tuned else row.tuned_as
         if source in tuned:
             out[row.tag] = tuned[source] | (options or {}).get(row.method, {}) | (options or {}).get(row.tag, {})
     return out

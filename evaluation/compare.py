@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .layouts import PHYSICAL_COLS, RELAXED_KEYS
 from .stats import fisher_p, holm, mcnemar_p, paired_bootstrap, unpaired_bootstrap, welch_seeds
 
 
@@ -54,10 +55,8 @@ def _clusters(frame: pd.DataFrame) -> list:
     return [f"{s}/{v}" for s, v in zip(frame["seed"], lineage, strict=True)]
 
 
-# columns of the relaxation stage: a rate over the proposals the judge relaxed (a seeded subset or all)
-RELAXED_COLUMNS = ("success_relaxed", "stays", "relaxed_bg_wide")
-COLUMN_NAMES = {"success": "success", "success_relaxed": "success (relaxed)", "stays": "stays",
-                "relaxed_bg_wide": "relaxed gap (wide)"}
+# the relaxation stage's rates are over the proposals the judge relaxed (a seeded subset or all)
+COLUMN_NAMES = {"success": "success", **dict(PHYSICAL_COLS)}
 
 
 def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
@@ -65,7 +64,7 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
     """One row per (task, target, margin) and pair of methods: method A (the first label seen) against each
     other method B, with the difference mean(A) - mean(B) of ``column``, its 95 % interval, how it was
     computed (``kind``: paired, seeds or samples), the p-value and its Holm adjustment over the targets.
-    A relaxation column (:data:`RELAXED_COLUMNS`) is compared over the relaxed proposals only, as the
+    A relaxation column (``layouts.RELAXED_KEYS``) is compared over the relaxed proposals only, as the
     tables report it; a run without them drops out of that comparison.
 
     ``runs``: (summary row, samples.csv) per run folder.
@@ -73,7 +72,7 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
     by_key: dict[tuple, dict[str, list[pd.DataFrame]]] = {}
     for summary, samples in runs:
         frame = samples.assign(seed=summary.get("seed", 0), n_run=len(samples))
-        if column in RELAXED_COLUMNS:
+        if column in RELAXED_KEYS:
             if "relaxed" not in frame:
                 continue
             frame = frame[frame["relaxed"].fillna(False).astype(bool)]

@@ -110,7 +110,6 @@ class RelaxingSMOACS(SMOACS):
     config_class = RelaxingSMOACSConfig
     result_neutral = ("progress", "device", "relax_batch")
     revision = 0
-    tuning = ({"lr_scale": 1.0}, {"lr_scale": 0.5}, {"lr_scale": 2.0}, {"lr_scale": 0.25})
 
     def __init__(self, **config: Any):
         super().__init__(**{k: v for k, v in config.items() if k in SMOACSConfig.__dataclass_fields__})
