@@ -240,6 +240,19 @@ def test_tuning_protocol_gives_every_tuned_method_the_same_budget_and_chooses_by
     assert "**chosen**" in result.files["chosen_md"].read_text()
 
 
+def test_table4_has_both_tpe_rows_at_64_samples_and_tpe_n_takes_tpes_tuned_settings():
+    from smoacs_bench.benchmark.tuning import merge_tuned
+
+    spec = get_spec("table4")
+    assert [r.tag for r in spec.runs] == ["smoacs", "tpe-n", "tpe-smoacs", "screening", "reference"]
+    assert spec.samples == 64 and "not the paper's 256" in spec.note
+    tuned = {"tpe": {"multivariate": True}, "tpe-smoacs": {"n_startup_trials": 20}}
+    merged = merge_tuned({"tpe-n": {"workers": 2}}, tuned, list(spec.runs))
+    assert merged["tpe-n"] == {"multivariate": True, "workers": 2}
+    assert merged["tpe-smoacs"] == {"n_startup_trials": 20} and "smoacs" not in merged
+    assert dict(next(r for r in spec.runs if r.tag == "tpe-smoacs").options) == {"space": "smoacs"}
+
+
 def test_a_tables_caption_names_every_departure_from_its_runs_config(tmp_path):
     """The caption is generated from the runs: start pools, copy-and-mutate and its options, the sampler, a
     tuned hyperparameter away from its default, the selection rule, sizes and seeds per row, the interval
