@@ -151,21 +151,45 @@ def test_resume_after_a_kill_completes_every_study_exactly(tmp_path, monkeypatch
 
 
 def test_a_round_cut_short_by_a_kill_is_dropped(tmp_path):
+    import gzip
+
     path = tmp_path / "group-000.log"
     j = RoundJournal(path)
     j.append_logs([{"op_code": 0, "n": 1}])
     j.flush()
     j.append_logs([{"op_code": 0, "n": 2}])
     j.close()  # not flushed: discarded
-    assert path.read_text().count("\n") == 1
+    rounds = gzip.decompress(path.read_bytes()).decode()   # each round a gzip member: zcat reads the file
+    assert rounds == '[{"op_code":0,"n":1}]\n'
+    whole = path.stat().st_size
+    j = RoundJournal(path)
+    j.append_logs([{"op_code": 0, "n": 2}])
+    j.flush()
+    j.close()
+    second = path.read_bytes()[whole:]
     with path.open("ab") as f:
-        f.write(b'[{"op_code":0,"n":3}')  # a write cut short
+        f.write(second[: len(second) // 2])  # a third round's write cut short
     with pytest.warns(UserWarning, match="cut short"):
         j = RoundJournal(path)
-    assert list(j.read_logs(0)) == [{"op_code": 0, "n": 1}] and path.read_text().endswith("]\n")
+    assert list(j.read_logs(0)) == [{"op_code": 0, "n": 1}, {"op_code": 0, "n": 2}]
+    assert path.stat().st_size == whole + len(second)
     with pytest.raises(RuntimeError, match="in use by another run"):
         RoundJournal(path)
     j.close()
+    path.write_bytes(gzip.compress(b'[{"op_code":0}]\n') + gzip.compress(b"not json\n"))
+    with pytest.raises(ValueError, match="round 2"):
+        RoundJournal(path)
+
+
+def test_a_text_journal_of_an_earlier_version_is_read_and_continued_as_text(tmp_path):
+    path = tmp_path / "group-000.log"
+    path.write_bytes(b'[{"op_code":0,"n":1}]\n[{"op_code":0,"n":3}')   # the second line cut short by a kill
+    with pytest.warns(UserWarning, match="cut short"):
+        j = RoundJournal(path)
+    j.append_logs([{"op_code": 0, "n": 2}])
+    j.flush()
+    j.close()
+    assert path.read_text() == '[{"op_code":0,"n":1}]\n[{"op_code":0,"n":2}]\n'
     path.write_text('[{"op_code":0}]\nnot json\n[]\n')
     with pytest.raises(ValueError, match="line 2"):
         RoundJournal(path)
