@@ -78,7 +78,8 @@ class RoundJournal(BaseJournalBackend):
         self._pending.extend(logs)
 
     def flush(self) -> None:
-        """Write what was appended since the last flush as one line, and fsync."""
+        """Write what was appended since the last flush as one round (a gzip member; a text line in a
+        journal of an earlier version), and fsync."""
         if not self._pending:
             return
         line = (json.dumps(self._pending, separators=(",", ":")) + "\n").encode()
