@@ -335,6 +335,10 @@ RELAX_SPECS: tuple[TableSpec, ...] = (
     TableSpec("relax2", "SMOACS-relax (issue #23): success after relaxation, free structure", "free",
               _relax_runs(), seeds=PROTOCOL_SEEDS, layout="table2", **_AGAINST_MAIN,
               note=_OWN + " beside SMOACS and TPE in SMOACS's space, judged like every row"),
+    TableSpec("relax333", "SMOACS-relax (issue #23): success after relaxation, 3x3x3 perovskite",
+              "perovskite3x3x3", _relax_runs(), samples=64, seeds=PROTOCOL_SEEDS, layout="table4", **_AGAINST_MAIN,
+              note=_OWN + " beside SMOACS and TPE in SMOACS's space, judged like every row; on the 135-site "
+              "supercell SMOACS-relax relaxes the cell first with the sites held, then everything by FIRE"),
     TableSpec("relax3-ablations", "SMOACS-relax's ideas one at a time, 5-site perovskite", "perovskite",
               _relax_ablation_runs(), samples=64, seeds=PROTOCOL_SEEDS, layout="table3", **_AGAINST_MAIN,
               note=_OWN + ": each row switches one idea off (or an optional one on)"),
@@ -419,7 +423,8 @@ def resolve_seeds(spec: TableSpec, seeds: int | Sequence[int] | None = None) -> 
         return spec.seeds
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
+            raise ValueError(f"seeds {seeds}: a number N means seeds 0..N-1, so it must be >= 1 (seed 0 alone: "
+                             "'0,')")
         return tuple(range(seeds))
     out = tuple(dict.fromkeys(int(s) for s in seeds))
     if not out:

@@ -406,7 +406,7 @@ def relax(structures: Sequence[Structure | None], settings: RelaxSettings | None
 
 
 def relax_cell(structures: Sequence[Structure | None], settings: RelaxSettings | None = None, relaxer: Any = None,
-               max_step: float = 0.05, curvature: float = 10.0) -> list[RelaxOutcome]:
+               max_step: float = 0.05, curvature: float = 10.0, hold_sites: bool = False) -> list[RelaxOutcome]:
     """Relax only the lattice lengths of orthorhombic cells whose sites sit where forces vanish by symmetry (every
     fractional coordinate 0 or 1/2: inversion centres on mirror planes), all structures in one potential call per
     iteration.
@@ -417,6 +417,10 @@ def relax_cell(structures: Sequence[Structure | None], settings: RelaxSettings |
     ``max_step`` in ln(length); ``curvature`` (eV) is the initial d²(E/N)/dx². A structure whose atomic forces
     exceed ``fmax`` (the symmetry does not hold) or whose cell is not orthorhombic ends with a reason and no
     final structure: relax it with :func:`relax`.
+
+    ``hold_sites``: forces are not checked; the fractional coordinates are held and the cell relaxes under them
+    (``converged``: every cell force below ``fmax``; the atoms are not at rest). A cell pre-relaxation, before
+    FIRE relaxes the positions too.
     """
     settings = settings or RelaxSettings()
     relaxer = relaxer or load_relaxer(settings.relaxer)
@@ -454,7 +458,7 @@ def relax_cell(structures: Sequence[Structure | None], settings: RelaxSettings |
             if step == 0:
                 out.energy_initial = energy / n
             out.energy_final = energy / n
-            if float(np.linalg.norm(forces, axis=1).max()) >= settings.fmax:
+            if not hold_sites and float(np.linalg.norm(forces, axis=1).max()) >= settings.fmax:
                 out.reason = f"atomic forces {np.linalg.norm(forces, axis=1).max():.3g} eV/Å: no symmetry, use FIRE"
                 continue
             g = s.volume * np.diag(stress) / n

@@ -106,6 +106,11 @@ def test_cell_relaxation_of_symmetric_perovskites_is_what_fire_finds(chgnet):
     assert out[0].final is None and "no symmetry" in out[0].reason
     assert out[1].final is None and "orthorhombic" in out[1].reason
     assert out[2].reason == "no structure"
+    held = relax_cell([moved], relaxer=chgnet, hold_sites=True)[0]   # a supercell's pre-relaxation: sites held
+    assert held.converged and held.final is not None, held.reason
+    assert held.final.frac_coords == pytest.approx(moved.frac_coords)
+    assert held.final.lattice.abc != pytest.approx(moved.lattice.abc, abs=1e-3)
+    assert held.energy_drop > 0
 
 
 def test_batched_and_serial_agree(chgnet):

@@ -103,6 +103,18 @@ def test_with_relaxation_in_the_loop_proposals_are_stable_under_a_second_relaxat
         assert "unrelaxed_band_gap" in p.meta
 
 
+def test_a_supercell_relaxes_its_cell_first_and_proposes_a_stable_crystal():
+    """3x3x3: SMOACS's cells are far from the potential's scale and the sites hold different elements, so FIRE
+    alone explodes or stalls; the cell relaxes first with the sites held, then FIRE, and the proposal stays."""
+    m = get_method("smoacs-relax", steps=2, relax_every=0, progress=False, device="cpu")
+    props = m.propose(get_task("perovskite3x3x3", 1.5, 0.04), 1, 0)
+    log = m.config()["relax_log"]
+    assert log["cell_prerelaxations"] == 1 and log["final_relaxations"] == 1
+    assert props[0].meta["final_relax_converged"], props[0].meta
+    again = relax(_structures(props), RelaxSettings())[0]
+    assert again.converged and again.energy_drop <= 0.02, (again.energy_drop, again.reason)
+
+
 def test_a_copied_sample_drops_the_checkpoints_of_the_lineage_it_replaced():
     m = get_method("smoacs-relax", progress=False, device="cpu")
     state = object()

@@ -20,9 +20,12 @@ each behind an option (the ablation rows of ``reproduce relax3``/``relax2`` swit
   may be unstable to distortions a 5-site cell cannot express (octahedral tilts). Such cells are relaxed by
   quasi-Newton steps on ln(a, b, c) (:func:`~smoacs_bench.evaluation.relax.relax_cell`: ~10 potential calls
   where FIRE takes ~35, to the same criterion, so the evaluator's FIRE stops at once); every other crystal by
-  FIRE on a FrechetCellFilter;
-  On ideal sites a crystal is its species in site order, so each composition is relaxed once per run and every
-  later visit (another sample, a copy, a return after reheating) reuses that relaxation;
+  FIRE on a FrechetCellFilter. A supercell (3x3x3) holds different elements on equivalent sites, so forces do
+  not vanish, and FIRE from SMOACS's cells (2-10 Å per unit cell) explodes or stalls: its cell relaxes first
+  with the sites held (``relax_cell(hold_sites=True)``), then FIRE relaxes everything. A mixed supercell
+  relaxes into distortions that may leave the task's ±0.05 coordinate window (the criteria then say so).
+  On a 5-site cell's ideal sites a crystal is its species in site order, so each composition is relaxed once
+  per run and every later visit (another sample, a copy, a return after reheating) reuses that relaxation;
 - **relaxed checkpoints** (``checkpoints``): each converged in-loop relaxation is a candidate at equilibrium;
   a sample proposes its best one (the final relaxation included) by its own predictors and the task's criteria
   (success, then criteria met, then distance to the window), the judge re-predicting it as always;
@@ -77,6 +80,7 @@ from .state import CrystalState
 
 EF_SAFETY = 0.2    # eV/atom below the E_f threshold where the hinged E_f term stops acting
 T_SAFETY = 0.05    # the hinged tolerance term acts beyond |t - 0.9| > 0.05 (criterion: 0.8-1.0)
+SUPERCELL_CELL_STEPS = 60   # quasi-Newton cell steps (sites held) before FIRE relaxes a perovskite supercell
 
 
 @dataclass
@@ -165,7 +169,8 @@ class RelaxingSMOACS(SMOACS):
         if c.snap_ideal and (c.relax_every or c.final_relax):
             ideas.append("starts every relaxation of a perovskite from the ideal site coordinates (on the 5-site "
                          "cell forces vanish by symmetry and the cell alone relaxes, by quasi-Newton steps to the "
-                         "evaluator's convergence criterion)")
+                         "evaluator's convergence criterion; a supercell's sites hold different elements, so there the "
+                         "cell relaxes first with the sites held, then FIRE relaxes everything)")
         if c.final_relax:
             ideas.append(f"proposes each crystal relaxed to fmax {c.relax_fmax:g} eV/Å (≤ {c.final_steps} steps; FIRE "
                          "on a FrechetCellFilter where the cell alone does not apply)")
@@ -196,11 +201,34 @@ class RelaxingSMOACS(SMOACS):
         """Relaxations start from the ideal sites of a 5-site cell: every coordinate 0 or 1/2, forces vanish."""
         return self.cfg.snap_ideal and task.is_perovskite and task.cell is not None and task.cell.n == 1
 
+    def _supercell(self, task: Task) -> bool:
+        """A perovskite supercell (3x3x3) relaxed from ideal sites: its sites hold different elements, so forces do
+        not vanish, and SMOACS's cells (lengths of 2-10 Å per unit cell) are far from the potential's scale."""
+        return self.cfg.snap_ideal and task.is_perovskite and task.cell is not None and task.cell.n > 1
+
+    def _relax_supercell(self, structures: list, settings: RelaxSettings) -> list:
+        """The cell first, with the sites held (:func:`relax_cell`, ``hold_sites``; at most
+        ``SUPERCELL_CELL_STEPS`` steps), then FIRE on a FrechetCellFilter from there: FIRE started from SMOACS's
+        compressed or stretched cells explodes or does not converge. Steps and the initial energy count both."""
+        pre = relax_cell(structures, dataclasses.replace(settings, max_steps=SUPERCELL_CELL_STEPS),
+                         relaxer=self.relaxer, hold_sites=True)
+        starts = [o.final if o.final is not None else st for o, st in zip(pre, structures, strict=True)]
+        outcomes = relax(starts, settings, relaxer=self.relaxer)
+        self._count("cell_prerelaxations", sum(o.final is not None for o in pre))
+        for p, o in zip(pre, outcomes, strict=True):
+            if p.final is not None:
+                o.steps += p.steps
+                o.energy_initial = p.energy_initial
+                o.extra["cell_steps"] = p.steps
+        return outcomes
+
     def _relax(self, structures: list, task: Task, max_steps: int) -> list:
         """Relax ``structures`` (None allowed): the cell alone by quasi-Newton where the sites sit on symmetry
         points (:func:`relax_cell`, the same convergence as FIRE's), FIRE on a FrechetCellFilter otherwise and for
         any structure the cell relaxation hands back."""
         settings = RelaxSettings(relaxer=self.cfg.relaxer, fmax=self.cfg.relax_fmax, max_steps=max_steps)
+        if self._supercell(task):
+            return self._relax_supercell(structures, settings)
         if not self._symmetric(task):
             return relax(structures, settings, relaxer=self.relaxer)
         # on ideal sites a crystal is its species in site order: one relaxation per run serves every visit
