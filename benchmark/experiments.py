@@ -462,9 +462,11 @@ REFERENCE_PER_SAMPLE = 10 / 256  # reading perov_5's test split and one MEGNet p
 CROSSJUDGE_PER_SAMPLE = 12 / 256
 # SMOACS-relax with its defaults, 200 steps, on one core beside another job: 5-site perovskite 339-362 s per 256
 # samples (results/relax3/runs.md); free task 764-797 s per 64 (results/relax2/runs.md: FIRE relaxes positions too);
-# 3x3x3 not measured (the 5-site figure times SMOACS's 3x3x3 / 5-site ratio). The final-only ablation is cheaper.
+# 3x3x3 (supercell: cell first, then FIRE): 6582 s per 8 samples on one core beside two other processes
+# (results/relax333/runs.md, the pilot). The final-only ablation is cheaper.
 SMOACS_RELAX_PER_SAMPLE = 348 / 256
 SMOACS_RELAX_FREE = 767 / 64
+SMOACS_RELAX_3X3X3 = 6582 / 8
 HELDOUT_SECONDS = 60.0  # Table 1: not measured, a rough figure
 DEFAULT_BUDGET = 200
 
@@ -491,8 +493,8 @@ def run_seconds(
         per = REFERENCE_PER_SAMPLE
     elif method == "smoacs-relax":
         cells = get_task(task).supercell
-        per = scale * (SMOACS_RELAX_FREE if cells is None else SMOACS_RELAX_PER_SAMPLE
-                       * (1.0 if cells == 1 else SMOACS_PEROVSKITE_3X3X3 / SMOACS_PEROVSKITE))
+        per = scale * (SMOACS_RELAX_FREE if cells is None
+                       else SMOACS_RELAX_PER_SAMPLE if cells == 1 else SMOACS_RELAX_3X3X3)
     else:
         per = _smoacs_per_sample(task) * scale
     return n_samples * (per + (CROSSJUDGE_PER_SAMPLE if crossjudge else 0.0))
