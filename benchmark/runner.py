@@ -139,7 +139,9 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         proposals = m.propose(the_task, n_samples, seed)
-        wall = time.perf_counter() - t0
+        # a method that resumed a killed run (SMOACS's checkpoints) reports the time spent before the resume
+        earlier = float(getattr(m, "seconds_before_resume", 0.0) or 0.0)
+        wall = time.perf_counter() - t0 + earlier
 
         structures = [p.structure for p in proposals]
         # the judge predicts every proposal from its structure; the method's own numbers are kept aside
@@ -201,6 +203,8 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
               "own_disagreements": len(mismatched), "crossjudge": cross_note,
               "versions": _versions(),
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if earlier:
+        config["resumed"] = f"resumed from a checkpoint; {earlier:.1f} s of wall_time_s were spent before the resume"
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
     if _physical(out, relax, robust, relax_workers, progress, force=force):
         return pd.read_csv(out / "summary.csv").iloc[0].to_dict()

@@ -31,6 +31,7 @@ from smoacs_bench.methods.predictors import (
     paper_abbrev,
 )
 
+from .resume import Checkpointer
 from .schedules import lr_factors, mutate_steps, rebuild_steps, temperature
 from .state import CrystalState, InitialCrystal
 
@@ -71,6 +72,8 @@ class SMOACSConfig:
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     progress: bool = True
+    storage: str | None = None
+    checkpoint_s: float = 300.0        # seconds between saves of the optimisation state (with storage; resume.py)
 
 
 SELECTIONS = ("final", "best")
@@ -97,7 +100,8 @@ class SMOACS(Method):
     display_name = "SMOACS"
     config_class = SMOACSConfig
     budget = "steps"
-    result_neutral = ("progress", "device")   # CPU and CUDA differ at round-off level only
+    result_neutral = ("progress", "device", "checkpoint_s")   # CPU and CUDA differ at round-off level only
+    state_dir = "smoacs_state"   # a killed run resumes from its last checkpoint (resume.py)
     revision = 2   # 2: copy-and-mutate as released (runs stored before it are not reused)
     tuning = ({"lr_scale": 1.0}, {"lr_scale": 0.5}, {"lr_scale": 2.0}, {"lr_scale": 0.25})
 
@@ -116,6 +120,8 @@ class SMOACS(Method):
         self._artifacts: dict[str, Any] = {}
         self._pool_info: dict[str, Any] = {}
         self._lrs: dict[str, float] = {}
+        self.seconds_before_resume = 0.0   # wall time a resumed run had spent before this process (s)
+        self._ckpt: Checkpointer | None = None
 
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg) | {"device": str(self.device), "pool_used": self._pool_info,
@@ -185,9 +191,23 @@ class SMOACS(Method):
         gen = torch.Generator().manual_seed(seed)
         run = _Run()
         self._mutations: list[dict[str, int]] = []
+        neutral = {*self.result_neutral, "storage"}
+        self._ckpt = Checkpointer(self.cfg.storage, {
+            "method": self.name, "revision": self.revision, "task": task.name, "target_bg": task.target_bg,
+            "margin": task.margin, "n_samples": n_samples, "seed": seed,
+            "config": {k: v for k, v in asdict(self.cfg).items() if k not in neutral}}, self.cfg.checkpoint_s)
+        resume = self._ckpt.load()
+        self.seconds_before_resume = self._ckpt.seconds_before
+        if resume is not None:
+            run = _Run(resume["proposals"], resume["history"])
+            self._mutations = resume["mutations"]
         with deterministic():
             for start in range(0, n_samples, self.cfg.batch_size):
-                self._optimize(initial[start:start + self.cfg.batch_size], task, gen, run, offset=start)
+                if resume is not None and start < resume["offset"]:
+                    continue   # finished before the checkpoint: its proposals are in ``run``
+                self._optimize(initial[start:start + self.cfg.batch_size], task, gen, run, offset=start,
+                               resume=resume if resume is not None and start == resume["offset"] else None)
+        self._ckpt.clear()
         for p, d in zip(run.proposals, drawn, strict=True):
             p.meta["source"] = d.source
         self._artifacts = {"history": {k: np.concatenate(v, axis=1) for k, v in run.history.items()}}
@@ -201,7 +221,7 @@ class SMOACS(Method):
         return allowed_elements(self.predictors)
 
     def _optimize(self, initial: list[InitialCrystal], task: Task, gen: torch.Generator, run: _Run,
-                  offset: int) -> None:
+                  offset: int, resume: dict[str, Any] | None = None) -> None:
         cfg = self.cfg
         bg_model, ef_model = self.predictors
         state = CrystalState(
@@ -235,8 +255,22 @@ class SMOACS(Method):
         parents: list[list[str]] = [[] for _ in range(n_b)]   # "step:parent sample" at every copy
         root = np.arange(offset, offset + n_b)                 # the start each sample descends from
         factors = lr_factors(cfg.steps, sorted(mutate) if cfg.restart_cosine else ())
-        bar = tqdm(range(cfg.steps), desc=f"SMOACS {task.name} {offset}-{offset + n_b - 1}",
-                   disable=not cfg.progress, leave=False)
+        first = 0
+        if resume is not None:   # continue exactly where the saved run was (resume.py)
+            first = resume["step"]
+            state.load_state_dict(resume["state"])
+            opt.load_state_dict(resume["opt"])
+            gen.set_state(resume["gen"])
+            torch.set_rng_state(resume["torch_rng"])
+            alive = resume["alive"].to(self.device)
+            reasons, hist, copies, parents, root = (resume[k] for k in ("reasons", "hist", "copies", "parents", "root"))
+            last = None if resume["last"] is None else tuple(None if x is None else x.to(self.device)
+                                                             for x in resume["last"])
+            if best is not None:
+                best.restore(resume["best"])
+            self._restore_extra(state, resume["extra"])
+        bar = tqdm(range(first, cfg.steps), desc=f"SMOACS {task.name} {offset}-{offset + n_b - 1}",
+                   total=cfg.steps, initial=first, disable=not cfg.progress, leave=False)
         for step in bar:
             if step in mutate and last is not None:
                 pairs = self._copy_pairs(state, task, alive, *last, gen)
@@ -297,6 +331,16 @@ class SMOACS(Method):
                 live = loss.detach()[alive]
                 bar.set_postfix(loss=f"{float(live.mean()) if live.numel() else float('nan'):.3f}",
                                 failed=int((~alive).sum()))
+            # save only where the next step rebuilds the graph, so that a resumed run builds the same one
+            if self._ckpt is not None and step + 1 < cfg.steps and (step + 1 in rebuild or step + 1 in mutate) \
+                    and self._ckpt.due():
+                self._ckpt.save({
+                    "offset": offset, "step": step + 1, "state": state.state_dict(), "opt": opt.state_dict(),
+                    "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "alive": alive,
+                    "reasons": reasons, "hist": hist, "copies": copies, "parents": parents, "root": root,
+                    "last": last, "best": None if best is None else best.snapshot(),
+                    "extra": self._resume_extra(state), "proposals": run.proposals, "history": run.history,
+                    "mutations": self._mutations})
         for k, v in hist.items():
             run.history.setdefault(k, []).append(v)
         run.proposals += self._finalize(state, alive, reasons, hist, offset, best)
@@ -307,6 +351,13 @@ class SMOACS(Method):
             p.meta["parents"] = ";".join(up)
 
     # -- hooks for variants (SMOACS itself: none of them acts) -------------------------------------------------
+    def _resume_extra(self, state: CrystalState) -> dict[str, Any]:
+        """What a variant keeps between steps, for a checkpoint (resume.py); restored by :meth:`_restore_extra`."""
+        return {}
+
+    def _restore_extra(self, state: CrystalState, extra: dict[str, Any]) -> None:
+        """Restore what :meth:`_resume_extra` saved, for the resumed ``state``."""
+
     def _reshape(self, state: CrystalState, step: int, task: Task, alive: torch.Tensor) -> bool:
         """Before step ``step``: change the state's geometry in place (e.g. relax it); True when it changed."""
         return False
@@ -460,6 +511,15 @@ class _Best:
         site = better[self.batch]
         self.frac = torch.where(site[:, None], crystals.frac_coords, self.frac)
         self.probs = torch.where(site[:, None], crystals.atom_probs, self.probs)
+
+    FIELDS = ("met", "loss", "step", "chosen", "lattice", "frac", "probs")
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def restore(self, saved: dict[str, torch.Tensor]) -> None:
+        for k in self.FIELDS:
+            setattr(self, k, saved[k].to(self.batch.device))
 
     def crystals(self):
         return SoftCrystals(self.lattice.clone(), self.frac.clone(), self.probs.clone(), self.batch)

@@ -112,7 +112,7 @@ class RelaxingSMOACS(SMOACS):
     name = "smoacs-relax"
     display_name = "SMOACS-relax"
     config_class = RelaxingSMOACSConfig
-    result_neutral = ("progress", "device", "relax_batch")
+    result_neutral = (*SMOACS.result_neutral, "relax_batch")
     revision = 0
 
     def __init__(self, **config: Any):
@@ -302,6 +302,16 @@ class RelaxingSMOACS(SMOACS):
             if todo[b] is not None and (best[b] is None or sc >= best[b][0]):
                 best[b] = (sc, todo[b], float(bg[b]), float(ef[b]), step)
         return scores
+
+    def _resume_extra(self, state: CrystalState) -> dict[str, Any]:
+        return {"ckpts": self._ckpts.get(id(state)), "relax_log": dict(self._relax_log),
+                "cell_cache": dict(self._cell_cache), "gen": self._gen.get_state()}
+
+    def _restore_extra(self, state: CrystalState, extra: dict[str, Any]) -> None:
+        if extra["ckpts"] is not None:
+            self._ckpts[id(state)] = extra["ckpts"]
+        self._relax_log, self._cell_cache = dict(extra["relax_log"]), dict(extra["cell_cache"])
+        self._gen.set_state(extra["gen"])
 
     def _copied(self, state: CrystalState, pairs: list[tuple[int, int]]) -> None:
         """A sample overwritten by a copy starts its own record: its earlier checkpoints belong to another lineage."""
