@@ -152,20 +152,23 @@ def runs_summary(runs: list[PlannedRun]) -> str:
         if r.done:
             by_tag.setdefault(r.row.tag, []).append(r)
     for tag, rs in by_tag.items():
-        walls, physical = [], 0.0
+        walls, physical, partial = [], 0.0, 0
         for r in rs:   # config.json's wall time: the method proposing (judging and the physical stage apart)
             try:
                 config = json.loads((r.folder / "config.json").read_text())
             except (OSError, ValueError):
                 config = {}
-            if config.get("wall_time_s") is not None:
+            if "counts only the resumed part" in str(config.get("resumed", "")):
+                partial += 1   # a resumed run whose earlier time is unknown: left out of the median
+            elif config.get("wall_time_s") is not None:
                 walls.append(float(config["wall_time_s"]))
             stage = config.get("physical", {})
             physical += float(stage.get("wall_time_s") or 0) + float(stage.get("robust_wall_time_s") or 0)
         seeds = sorted({r.seed for r in rs})
-        lines.append(f"| {tag} | {len(rs)} | {rs[0].n_samples} × {len(seeds)} | "
-                     f"{statistics.median(walls):.0f} | {physical:.0f} |" if walls else
-                     f"| {tag} | {len(rs)} | {rs[0].n_samples} × {len(seeds)} | - | {physical:.0f} |")
+        median = f"{statistics.median(walls):.0f}" if walls else "-"
+        if partial:
+            median += f" ({partial} resumed run{'s' if partial > 1 else ''} left out: time before the resume unknown)"
+        lines.append(f"| {tag} | {len(rs)} | {rs[0].n_samples} × {len(seeds)} | {median} | {physical:.0f} |")
     return "\n".join(lines) + "\n"
 
 

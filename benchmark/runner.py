@@ -135,6 +135,8 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
     for stale in ("structures", "structures_relaxed", "relax_state"):   # of an earlier run in this folder
         if (out / stale).is_dir():
             shutil.rmtree(out / stale)
+    storage = method_config.get("storage") if cls.state_dir else None
+    had_state = bool(storage) and Path(storage).is_dir() and any(Path(storage).iterdir())
     with warnings.catch_warnings(record=True) as caught:   # pymatgen & co. go to run.log, not the console
         warnings.simplefilter("always")
         t0 = time.perf_counter()
@@ -205,6 +207,9 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
               "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if earlier:
         config["resumed"] = f"resumed from a checkpoint; {earlier:.1f} s of wall_time_s were spent before the resume"
+    elif had_state and not hasattr(m, "seconds_before_resume"):   # e.g. TPE's journals: the time before is unknown
+        config["resumed"] = (f"resumed from {Path(storage).name}/; wall_time_s counts only the resumed part "
+                             "(the time before the resume is not recorded)")
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
     if _physical(out, relax, robust, relax_workers, progress, force=force):
         return pd.read_csv(out / "summary.csv").iloc[0].to_dict()

@@ -268,3 +268,22 @@ def test_a_tables_caption_names_every_departure_from_its_runs_config(tmp_path):
                    "rows (samples × seeds): SMOACS(MEGNet) 4 × 1, TPE(MEGNet) 3 × 1", "Wilson",
                    "judged on the same predictors", "its mean E_f minus MEGNet's on each row's proposals: SMOACS"):
         assert phrase in text, phrase
+
+
+def test_runs_summary_leaves_resumed_runs_of_unknown_earlier_time_out_of_the_median(tmp_path) -> None:
+    import json
+
+    from smoacs_bench.benchmark.experiments import MethodRun
+    from smoacs_bench.benchmark.planning import REUSED, PlannedRun
+    from smoacs_bench.benchmark.rendering import runs_summary
+
+    runs = []
+    for seed, (wall, resumed) in enumerate([(600.0, None), (700.0, None), (50.0, "resumed from tpe_journal/; "
+                                            "wall_time_s counts only the resumed part (...)")]):
+        folder = tmp_path / f"tpe_s{seed}"
+        folder.mkdir()
+        config = {"wall_time_s": wall, "physical": {"wall_time_s": 10.0}} | ({"resumed": resumed} if resumed else {})
+        (folder / "config.json").write_text(json.dumps(config))
+        runs.append(PlannedRun(MethodRun("tpe"), "perovskite", 1.5, 0.04, seed, 64, folder, status=REUSED))
+    row = runs_summary(runs).splitlines()[-1]
+    assert row.startswith("| tpe | 3 | 64 × 3 | 650 (1 resumed run left out") and row.endswith("| 30 |")
