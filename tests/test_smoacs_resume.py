@@ -56,9 +56,10 @@ def _interrupted(base, options, n, seed, kill_after, storage):
     return resumed, props
 
 
-def test_a_killed_smoacs_run_resumes_to_the_uninterrupted_proposals(tmp_path):
+@pytest.mark.parametrize("selection", ["final", "best"])
+def test_a_killed_smoacs_run_resumes_to_the_uninterrupted_proposals(tmp_path, selection):
     # two batches of 3; copy-and-mutate at steps 6 and 9; killed at step 7 of the second batch
-    options = dict(steps=12, batch_size=3, progress=False, device="cpu")
+    options = dict(steps=12, batch_size=3, selection=selection, progress=False, device="cpu")
     whole = SMOACS(**options)
     expected = whole.propose(PEROV, 6, 4)
     resumed, props = _interrupted(SMOACS, options, 6, 4, 12 + 7, tmp_path / "state")
