@@ -14,7 +14,7 @@ with the loader's reason). :func:`estimate_seconds` turns measured 2-core CPU fi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -456,6 +456,9 @@ SMOACS_PEROVSKITE_3X3X3 = 380 / 64
 TPE_PER_SAMPLE = 150 / 256  # 5-site task, BatchTPE, 2 workers (perf/tpe_lockstep.py)
 # 3x3x3: TPE(/N), multivariate, 64 studies x 200 trials, 2 workers: 605 s (results/runs/perovskite3x3x3/tpe-n_*)
 TPE_PER_SAMPLE_3X3X3 = 605 / 64
+# 3x3x3, TPE in SMOACS's space (pattern and 135 element choices per trial), tuned, 64 x 200, 2 workers, alone: 1225 s
+# (results/runs/perovskite3x3x3/tpe-smoacs_bg0.5_m0.04_s2_*)
+TPE_SMOACS_PER_SAMPLE_3X3X3 = 1225 / 64
 FTCP_PER_SAMPLE = 30 / 256
 RANDOM_PER_SAMPLE = 60 / 64  # not measured yet: TPE's harness without the sampler's cost, a rough figure
 REFERENCE_PER_SAMPLE = 10 / 256  # reading perov_5's test split and one MEGNet pass
@@ -479,12 +482,17 @@ def _smoacs_per_sample(task: str) -> float:
 
 
 def run_seconds(
-    method: str, task: str, n_samples: int, budget: int | None = None, crossjudge: bool = True
+    method: str, task: str, n_samples: int, budget: int | None = None, crossjudge: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> float:
-    """Estimated wall time (s, 2 CPU cores) of one run; a method without a figure counts as SMOACS."""
+    """Estimated wall time (s, 2 CPU cores) of one run with these method ``options``; a method without a figure
+    counts as SMOACS."""
     scale = (budget or DEFAULT_BUDGET) / DEFAULT_BUDGET
     if method.startswith("tpe"):
-        per = (TPE_PER_SAMPLE_3X3X3 if get_task(task).supercell not in (None, 1) else TPE_PER_SAMPLE) * scale
+        supercell = get_task(task).supercell not in (None, 1)
+        smoacs_space = dict(options or {}).get("space") == "smoacs"
+        per = scale * (TPE_PER_SAMPLE if not supercell
+                       else TPE_SMOACS_PER_SAMPLE_3X3X3 if smoacs_space else TPE_PER_SAMPLE_3X3X3)
     elif method == "random":
         per = RANDOM_PER_SAMPLE * scale
     elif method == "ftcp":
@@ -521,7 +529,7 @@ def estimate_seconds(
     total = 0.0
     for run in select_runs(spec, methods):
         units = n_targets * len(spec.margins_for(run)) * n_seeds
-        total += units * run_seconds(run.method, spec.task, n, budget, crossjudge)
+        total += units * run_seconds(run.method, spec.task, n, budget, crossjudge, dict(run.options))
     return total
 
 

@@ -153,7 +153,7 @@ def reproduce(
     todo = [r for r in runs if r.status == TO_RUN]
     estimate = sum(
         run_seconds(
-            r.row.method, r.task, r.n_samples, r.config.get("steps", r.config.get("trials")), crossjudge
+            r.row.method, r.task, r.n_samples, r.config.get("steps", r.config.get("trials")), crossjudge, r.config
         )
         for r in todo
     )
