@@ -71,6 +71,7 @@ class Checkpointer:
         """Remove the file (the run finished)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)   # a write cut short by a kill
             try:
                 self.path.parent.rmdir()
             except OSError:
