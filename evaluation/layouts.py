@@ -118,6 +118,12 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                     row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(row[key] * n), n)
             elif not missing(row.get(f"{key}_clo")):   # one run with copy lineages: their cluster bootstrap
                 row[f"{key}_lo"], row[f"{key}_hi"] = float(row[f"{key}_clo"]), float(row[f"{key}_chi"])
+                if row[f"{key}_lo"] == row[f"{key}_hi"]:
+                    # no success (or all): every resample agrees, a zero-width interval says nothing; give
+                    # the Wilson interval with the lineages as the unit (the independent draws)
+                    size = row.get("n_lineages")
+                    n = int(size) if not missing(size) else int(row["n_samples"])
+                    row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(values[0] * n), n)
             else:
                 size = row.get("n_relaxed") if key in RELAXED_KEYS else row["n_samples"]
                 n = int(size) if not missing(size) else 0

@@ -341,6 +341,30 @@ def test_tests_and_intervals_agree_with_scipy() -> None:
     assert rate == 0.5 and (hi - lo) > 2.5 * (naive_hi - naive_lo)
 
 
+def test_a_run_without_successes_gets_a_wilson_interval_over_its_copy_lineages() -> None:
+    """A single SMOACS run with no success: every lineage resample gives 0, so the cluster bootstrap is
+    [0, 0]; the table instead shows the Wilson interval with the lineages (not the copies) as the unit."""
+    from scipy import stats
+
+    from smoacs_bench.evaluation.criteria import Criteria
+    from smoacs_bench.evaluation.layouts import to_frame
+    from smoacs_bench.evaluation.summary import summarize
+
+    def row(success):
+        frame = pd.DataFrame({"sample": range(8), "lineage": [0, 0, 0, 3, 4, 4, 6, 7], "success": success,
+                              "formula": ["SrTiO3"] * 8})
+        return summarize(frame, "SMOACS(MEGNet)", "free", Criteria(target_bg=1.5, margin=0.04))
+
+    zero = to_frame([row([False] * 8)]).iloc[0]
+    want = stats.binomtest(0, 5).proportion_ci(method="wilson")       # 5 lineages
+    assert zero["success"] == 0 and zero["success_lo"] == pytest.approx(0, abs=1e-12)
+    assert zero["success_hi"] == pytest.approx(want.high)
+    some = row([True, True, True, False, False, False, True, False])   # a real bootstrap is kept
+    got = to_frame([some]).iloc[0]
+    assert (got["success_lo"], got["success_hi"]) == (some["success_clo"], some["success_chi"])
+    assert got["success_lo"] < got["success"] < got["success_hi"]
+
+
 def test_methods_without_a_shared_start_get_an_unpaired_comparison() -> None:
     from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
     from smoacs_bench.evaluation.stats import unpaired_bootstrap
