@@ -358,6 +358,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     from smoacs_bench.evaluation.io import atomic_write_text
     from smoacs_bench.evaluation.layouts import layout_for_task
     from smoacs_bench.evaluation.render import render_table
+    from smoacs_bench.evaluation.summary import lineage_counts
 
     frames, runs = [], []
     for run in args.runs:
@@ -369,9 +370,11 @@ def cmd_table(args: argparse.Namespace) -> int:
             print(f"skipped: {run} has no summary.csv (run unfinished?)", file=sys.stderr)
             continue
         summary = pd.read_csv(path)
-        frames.append(summary)
         if (Path(run) / "samples.csv").exists():
-            runs.append((summary.iloc[0].to_dict(), pd.read_csv(Path(run) / "samples.csv")))
+            samples = pd.read_csv(Path(run) / "samples.csv")
+            summary = summary.assign(**lineage_counts(samples))
+            runs.append((summary.iloc[0].to_dict(), samples))
+        frames.append(summary)
     if not frames:
         raise SystemExit("no run with a summary.csv among --runs")
     df = pd.concat(frames, ignore_index=True)

@@ -21,6 +21,8 @@ from .planning import PlannedRun, ReproduceResult
 def _summaries(runs: list[PlannedRun]):
     import pandas as pd
 
+    from smoacs_bench.evaluation.summary import lineage_counts
+
     frames, paired = [], []
     for run in runs:
         path = run.folder / "summary.csv"
@@ -29,10 +31,11 @@ def _summaries(runs: list[PlannedRun]):
         summary = pd.read_csv(path)
         if run.row.label:
             summary["method"] = run.row.label
-        frames.append(summary)
         if (run.folder / "samples.csv").is_file():
-            paired.append((summary.iloc[0].to_dict() | {"row_tag": run.row.tag},
-                           pd.read_csv(run.folder / "samples.csv")))
+            samples = pd.read_csv(run.folder / "samples.csv")
+            summary = summary.assign(**lineage_counts(samples))
+            paired.append((summary.iloc[0].to_dict() | {"row_tag": run.row.tag}, samples))
+        frames.append(summary)
     return frames, paired
 
 

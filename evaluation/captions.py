@@ -121,7 +121,8 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
                    + (f" ({' or '.join(map(str, dof))} degrees of freedom)" if dof else "")
                    + "; for a single run, a success rate with copy lineages (SMOACS's copy-and-mutate) resamples "
                    "whole lineages (cluster bootstrap; with no success, or all, the Wilson interval over its lineages), "
-                   "other rates are Wilson intervals.")
+                   "other rates are Wilson intervals; a Wilson interval counts copy lineages, not copies, where a "
+                   "run has them.")
     small = sorted({int(n) for n in ours["n_samples"] if not missing(n) and int(n) < 256})
     if small:
         out.append(f"Rows with {', '.join(map(str, small))} samples per seed are smaller than the paper's 256.")

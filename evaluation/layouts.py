@@ -65,7 +65,7 @@ RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROT
                                 if k not in COUNT_KEYS)) + ("unique_rate",)
 SUMMARY_COLS = (
     "method", "task", "target_bg", "margin", "n_samples", *RATE_KEYS, *COUNT_KEYS, "novelty_reference",
-    "selection", "seed", "n_relaxed",
+    "selection", "seed", "n_relaxed", "n_lineages", "n_relaxed_lineages",
 )
 RUN_KEYS = ("method", "task", "target_bg", "margin", "selection", "n_samples")  # one table row: seeds pooled
 
@@ -112,8 +112,7 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 row[key], row[f"{key}_half"] = seed_interval(values)
                 if row[f"{key}_half"] == 0.0 and len(values) == len(part):
                     # every seed at 0 (or 1): a zero-width t-interval says nothing; give the pooled Wilson one
-                    sizes = part["n_relaxed"] if key in RELAXED_KEYS else part["n_samples"]
-                    n = int(sum(int(s) for s in sizes if not missing(s)))
+                    n = sum(_draws(run, key) for run in part.to_dict("records"))
                     row[f"{key}_half"] = math.nan
                     row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(row[key] * n), n)
             elif not missing(row.get(f"{key}_clo")):   # one run with copy lineages: their cluster bootstrap
@@ -121,15 +120,15 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 if row[f"{key}_lo"] == row[f"{key}_hi"]:
                     # no success (or all): every resample agrees, a zero-width interval says nothing; give
                     # the Wilson interval with the lineages as the unit (the independent draws)
-                    size = row.get("n_lineages")
-                    n = int(size) if not missing(size) else int(row["n_samples"])
+                    n = _draws(row, key)
                     row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(values[0] * n), n)
             else:
-                size = row.get("n_relaxed") if key in RELAXED_KEYS else row["n_samples"]
-                n = int(size) if not missing(size) else 0
-                row[f"{key}_lo"], row[f"{key}_hi"] = wilson(round(values[0] * n), n)
-        relaxed = [int(v) for v in part["n_relaxed"] if not missing(v)]
-        row["n_relaxed"] = sum(relaxed) if relaxed else None
+                n = _draws(row, key)
+                k = values[0] * n   # successes; over lineages an effective count, so not rounded
+                row[f"{key}_lo"], row[f"{key}_hi"] = wilson(k if _by_lineage(row, key) else round(k), n)
+        for col in ("n_relaxed", "n_lineages", "n_relaxed_lineages"):
+            counts = [int(v) for v in part[col] if not missing(v)]
+            row[col] = sum(counts) if counts else None
         for key in COUNT_KEYS:
             counts = [v for v in part[key] if not missing(v)]
             row[key] = int(sum(counts)) if counts else None
@@ -143,6 +142,21 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
         rows = agg.to_dict("records")
     out = pd.concat([pd.DataFrame(rows), df[df["source"] != "ours"]], ignore_index=True) if rows else df
     return out.reset_index(drop=True)
+
+
+def _draws(run: Mapping[str, Any], key: str) -> int:
+    """The unit count of a Wilson interval for one run's rate ``key``: its copy lineages where it has them
+    (``n_lineages``; copies of one start are one draw, not many), else its samples; for a relaxation rate
+    the same over the relaxed proposals. 0 when unknown."""
+    cols = ("n_relaxed_lineages", "n_relaxed") if key in RELAXED_KEYS else ("n_lineages", "n_samples")
+    for col in cols:
+        if not missing(run.get(col)):
+            return int(run[col])
+    return 0
+
+
+def _by_lineage(run: Mapping[str, Any], key: str) -> bool:
+    return not missing(run.get("n_relaxed_lineages" if key in RELAXED_KEYS else "n_lineages"))
 
 
 def missing(v: Any) -> bool:

@@ -44,8 +44,28 @@ def summarize(rows: pd.DataFrame, method: str, task: str, criteria: Criteria,
     if "lineage" in rows and n:   # copies share a parent: the interval resamples copy lineages, not samples
         from .stats import cluster_bootstrap
 
-        lineage = rows["lineage"].where(rows["lineage"].notna(), rows.get("sample", pd.Series(range(n))))
+        lineage = _lineages(rows)
         _, out["success_clo"], out["success_chi"] = cluster_bootstrap(
             rows["success"].fillna(False).astype(bool).to_numpy(), lineage.tolist())
         out["n_lineages"] = int(lineage.nunique())
     return out
+
+
+def lineage_counts(samples: pd.DataFrame) -> dict:
+    """Independent draws behind a run's rates when its samples share copy lineages (SMOACS's copy-and-mutate:
+    the copies of one start are one draw): distinct lineages over all samples (``n_lineages``) and over the
+    proposals the judge relaxed (``n_relaxed_lineages``). Empty for a run without a ``lineage`` column."""
+    if "lineage" not in samples or not len(samples):
+        return {}
+    lineage = _lineages(samples)
+    out = {"n_lineages": int(lineage.nunique())}
+    if "relaxed" in samples:
+        out["n_relaxed_lineages"] = int(lineage[samples["relaxed"].fillna(False).astype(bool)].nunique())
+    return out
+
+
+def _lineages(samples: pd.DataFrame) -> pd.Series:
+    """Each sample's copy lineage; a sample without one is its own."""
+    own = samples["sample"] if "sample" in samples else pd.Series(range(len(samples)), index=samples.index)
+    return samples["lineage"].where(samples["lineage"].notna(), own)
+

@@ -348,7 +348,8 @@ def test_a_run_without_successes_gets_a_wilson_interval_over_its_copy_lineages()
 
     from smoacs_bench.evaluation.criteria import Criteria
     from smoacs_bench.evaluation.layouts import to_frame
-    from smoacs_bench.evaluation.summary import summarize
+    from smoacs_bench.evaluation.stats import wilson
+    from smoacs_bench.evaluation.summary import lineage_counts, summarize
 
     def row(success):
         frame = pd.DataFrame({"sample": range(8), "lineage": [0, 0, 0, 3, 4, 4, 6, 7], "success": success,
@@ -363,6 +364,19 @@ def test_a_run_without_successes_gets_a_wilson_interval_over_its_copy_lineages()
     got = to_frame([some]).iloc[0]
     assert (got["success_lo"], got["success_hi"]) == (some["success_clo"], some["success_chi"])
     assert got["success_lo"] < got["success"] < got["success_hi"]
+    # other rates of the run: Wilson with the lineages as the unit; relaxation rates over the relaxed lineages
+    frame = pd.DataFrame({"sample": range(8), "lineage": [0, 0, 0, 3, 4, 4, 6, 7],
+                          "relaxed": [True, True, True, True, False, False, False, False]})
+    counts = lineage_counts(frame)
+    assert counts == {"n_lineages": 5, "n_relaxed_lineages": 2}
+    one = dict(some, **counts, ef_ok=0.5, n_relaxed=4, success_relaxed=0.5)
+    got = to_frame([one]).iloc[0]
+    assert (got["ef_ok_lo"], got["ef_ok_hi"]) == pytest.approx(wilson(2.5, 5))   # 5 lineages, rate 0.5
+    assert (got["success_relaxed_lo"], got["success_relaxed_hi"]) == pytest.approx(wilson(1, 2))
+    # three seeds with no relaxed success: the pooled Wilson counts relaxed lineages, not relaxed copies
+    seeds = to_frame([dict(one, seed=s, success_relaxed=0.0) for s in range(3)]).iloc[0]
+    assert seeds["success_relaxed_hi"] == pytest.approx(wilson(0, 6)[1])
+    assert lineage_counts(frame.drop(columns="lineage")) == {}
 
 
 def test_methods_without_a_shared_start_get_an_unpaired_comparison() -> None:
