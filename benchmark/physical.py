@@ -15,7 +15,9 @@
 ``summary.csv`` gains their rates (relaxation rates over the relaxed set, ``n_relaxed``) and ``config.json`` a
 ``physical`` entry with the settings. Relaxation is resumable: each finished chunk of 8 structures is kept in
 ``relax_state/`` (the relaxation cache: ``--force`` re-derives every column from it without relaxing again).
-A second call with the same settings does no work.
+The cache keeps every proposal relaxed with the same relaxer settings, whatever draw asked for it, so two
+tables that relax different subsets of one run relax each proposal once. A second call with the same settings
+does no work.
 """
 
 from __future__ import annotations
@@ -120,12 +122,12 @@ def _relax_chunk(structures: list[dict | None], settings: dict[str, Any]) -> lis
 
 
 def _load_state(state: Path, key: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Finished chunks of an interrupted relaxation with the same settings (others are discarded)."""
+    """Every sample relaxed before with the same relaxer settings, by any draw (other settings: discarded)."""
     done: dict[int, dict[str, Any]] = {}
     if not state.is_dir():
         return done
     meta = state / "settings.json"
-    if not meta.is_file() or json.loads(meta.read_text()) != key:
+    if not meta.is_file() or json.loads(meta.read_text()).get("relax") != key["relax"]:
         shutil.rmtree(state)
         return done
     for f in sorted(state.glob("chunk_*.json")):
@@ -135,6 +137,13 @@ def _load_state(state: Path, key: dict[str, Any]) -> dict[int, dict[str, Any]]:
         except (json.JSONDecodeError, ValueError):
             f.unlink()
     return done
+
+
+def _chunk_name(chunk: list[int]) -> str:
+    """A chunk's file, named by its samples (chunks of different draws never overwrite each other)."""
+    import hashlib
+
+    return f"chunk_{chunk[0]:05d}_{hashlib.sha1(json.dumps(chunk).encode()).hexdigest()[:8]}.json"
 
 
 SHARED_CACHE = ".relax_cache"   # in a task's runs folder: relaxation records by crystal and settings
@@ -167,35 +176,36 @@ def _shared_put(folder: Path, digest: str, record: dict[str, Any]) -> None:
 def run_relaxations(structures: list[Structure | None], indices: list[int], settings: RelaxSettings, state: Path,
                     workers: int = 1, progress: bool = True, shared: Path | None = None) -> dict[int, dict[str, Any]]:
     """Relax ``structures[i]`` for i in ``indices`` in chunks of :data:`CHUNK`, ``workers`` processes at once,
-    saving each finished chunk in ``state`` (resumable); returns sample -> outcome record. With ``shared`` (a
-    folder), a chunk whose crystals were all relaxed with the same settings before (another run of the task,
-    e.g. the reference row's crystals under each target) is taken from there instead of relaxed again."""
+    saving each finished chunk in ``state`` (resumable; a sample whose crystal was relaxed there before with the
+    same settings, by this draw or another, is not relaxed again); returns sample -> outcome record. With ``shared`` (a
+    folder), a crystal relaxed with the same settings before (in another run of the task, e.g. the reference
+    row's crystals under each target) is taken from there instead of relaxed again."""
     from tqdm import tqdm
 
     key = {"relax": settings.identity(), "indices": indices}
-    done = _load_state(state, key)
+    crystal = {i: None if structures[i] is None else _digest(structures[i], key["relax"]) for i in indices}
+    stored = _load_state(state, key)
+    # a record is reused only for the crystal it relaxed (records written before digests were kept are trusted)
+    done = {i: stored[i] for i in indices if i in stored and stored[i].get("crystal", crystal[i]) == crystal[i]}
     state.mkdir(parents=True, exist_ok=True)
     atomic_write_text(state / "settings.json", json.dumps(key))
-    chunks = [indices[k:k + CHUNK] for k in range(0, len(indices), CHUNK)]
-    digests = ({i: _digest(structures[i], key["relax"]) for i in indices if structures[i] is not None}
-               if shared is not None else {})
+    digests = {i: d for i, d in crystal.items() if d is not None} if shared is not None else {}
     for i, rec in done.items():   # what this run relaxed before seeds the shared cache
         if digests.get(i) and _shared_get(shared, digests[i]) is None:
             _shared_put(shared, digests[i], rec)
-    for n, chunk in enumerate(chunks):
-        if all(i in done for i in chunk):
-            continue
-        found = {i: _shared_get(shared, digests.get(i)) for i in chunk}
-        if all(rec is not None for rec in found.values()):   # every crystal relaxed before, in another run
-            done.update(found)
-            atomic_write_text(state / f"chunk_{n:05d}.json", json.dumps({str(k): v for k, v in found.items()}))
-    todo = [(n, c) for n, c in enumerate(chunks) if not all(i in done for i in c)]
-    bar = tqdm(total=len(indices), initial=len(indices) - sum(len(c) for _, c in todo), desc="relax",
+    found = {i: _shared_get(shared, digests.get(i)) for i in indices if i not in done}
+    found = {i: dict(rec, crystal=crystal[i]) for i, rec in found.items() if rec is not None}
+    if found:   # crystals relaxed before with the same settings, in another run of the task
+        done.update(found)
+        atomic_write_text(state / _chunk_name(sorted(found)), json.dumps({str(k): v for k, v in found.items()}))
+    rest = [i for i in indices if i not in done]
+    todo = list(enumerate(rest[k:k + CHUNK] for k in range(0, len(rest), CHUNK)))
+    bar = tqdm(total=len(indices), initial=len(indices) - len(rest), desc="relax",
                unit="structure", disable=not progress, file=sys.stderr)
 
     def save(n: int, chunk: list[int], records: list[dict[str, Any]]) -> None:
-        part = dict(zip(chunk, records, strict=True))
-        atomic_write_text(state / f"chunk_{n:05d}.json", json.dumps({str(k): v for k, v in part.items()}))
+        part = {i: dict(rec, crystal=crystal[i]) for i, rec in zip(chunk, records, strict=True)}
+        atomic_write_text(state / _chunk_name(chunk), json.dumps({str(k): v for k, v in part.items()}))
         done.update(part)
         for i, rec in part.items():
             if digests.get(i):

@@ -261,6 +261,31 @@ def test_relaxations_resume_from_finished_chunks(tmp_path, monkeypatch, chgnet):
         assert Structure.from_dict(a["final"]) == Structure.from_dict(b["final"])
 
 
+def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_again(tmp_path, monkeypatch, chgnet):
+    """Two tables relaxing different subsets of one run folder (8 and 64 of 256): the second draw relaxes only
+    the samples the first did not; a sample whose crystal changed is relaxed again, not taken from the state."""
+    from smoacs_bench.benchmark import physical
+
+    structures = [textbook_perovskite("Sr", "Ti", "O", 3.905, scale=1 + 0.01 * i) for i in range(4)]
+    settings, state = RelaxSettings(max_steps=20), tmp_path / "state"
+    first = physical.run_relaxations(structures, [0, 1, 2], settings, state, progress=False)
+    calls = []
+    real = physical._relax_chunk
+    monkeypatch.setattr(physical, "_relax_chunk", lambda s, c: calls.append(len(s)) or real(s, c))
+    second = physical.run_relaxations(structures, [1, 3], settings, state, progress=False)
+    assert calls == [1] and set(second) == {1, 3}      # only sample 3 is new
+    assert second[1]["energy_final"] == first[1]["energy_final"]
+    calls.clear()
+    again = physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
+    assert calls == [] and again[2]["energy_final"] == first[2]["energy_final"]
+    structures[2] = textbook_perovskite("Ba", "Ti", "O", 4.0)
+    changed = physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
+    assert calls == [1] and changed[2]["energy_final"] != first[2]["energy_final"]
+    calls.clear()
+    physical.run_relaxations(structures, [0, 1, 2, 3], RelaxSettings(max_steps=21), state, progress=False)
+    assert calls == [4]                                  # other relaxer settings: nothing reused
+
+
 def test_runs_of_a_task_share_relaxations_of_equal_crystals(tmp_path, monkeypatch, chgnet):
     """The reference row proposes the same crystals under every target: relaxed once, reused by the others."""
     from smoacs_bench.benchmark import physical
