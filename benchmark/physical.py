@@ -41,7 +41,7 @@ from pymatgen.core import Structure
 from smoacs_bench.data.task import Criteria, get_task
 from smoacs_bench.evaluation.criteria import evaluate
 from smoacs_bench.evaluation.io import atomic_write_text, read_structure, write_csv
-from smoacs_bench.evaluation.relax import RelaxOutcome, RelaxSettings, compare, relax
+from smoacs_bench.evaluation.relax import RELAXATION_FIELDS, RelaxOutcome, RelaxSettings, compare, relax
 from smoacs_bench.evaluation.robustness import RobustSettings, perturbed_copies
 
 CHUNK = 8    # structures relaxed in lockstep per chunk (fixed: results do not depend on --relax-workers)
@@ -127,7 +127,8 @@ def _load_state(state: Path, key: dict[str, Any]) -> dict[int, dict[str, Any]]:
     if not state.is_dir():
         return done
     meta = state / "settings.json"
-    if not meta.is_file() or json.loads(meta.read_text()).get("relax") != key["relax"]:
+    stored = (json.loads(meta.read_text()).get("relax") or {}) if meta.is_file() else {}
+    if {k: stored.get(k) for k in RELAXATION_FIELDS} != key["relax"]:   # older states stored every setting
         shutil.rmtree(state)
         return done
     for f in sorted(state.glob("chunk_*.json")):
@@ -182,7 +183,7 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
     row's crystals under each target) is taken from there instead of relaxed again."""
     from tqdm import tqdm
 
-    key = {"relax": settings.identity(), "indices": indices}
+    key = {"relax": settings.relaxation_identity(), "indices": indices}
     crystal = {i: None if structures[i] is None else _digest(structures[i], key["relax"]) for i in indices}
     stored = _load_state(state, key)
     # a record is reused only for the crystal it relaxed (records written before digests were kept are trusted)

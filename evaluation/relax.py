@@ -38,6 +38,9 @@ class RelaxerUnavailable(RuntimeError):
     """The requested potential cannot be loaded here (the message says what to install)."""
 
 
+RELAXATION_FIELDS = ("relaxer", "fmax", "max_steps", "explode_min_dist", "explode_volume")
+
+
 @dataclass(frozen=True)
 class RelaxSettings:
     """How proposals are relaxed and what counts as staying put. Units: eV/Å, eV/atom, %, eV, Å."""
@@ -62,8 +65,12 @@ class RelaxSettings:
                 f"± {self.wide_margin:g} eV")
 
     def identity(self) -> dict[str, Any]:
-        """What makes two relaxations the same (every field)."""
+        """What makes two relaxation stages the same (every field)."""
         return asdict(self)
+
+    def relaxation_identity(self) -> dict[str, Any]:
+        """What changes one structure's relaxation (not which proposals are drawn, nor the judging thresholds)."""
+        return {k: getattr(self, k) for k in RELAXATION_FIELDS}
 
 
 def relaxer_label(name: str) -> str:

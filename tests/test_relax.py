@@ -282,6 +282,9 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
     changed = physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
     assert calls == [1] and changed[2]["energy_final"] != first[2]["energy_final"]
     calls.clear()
+    judged_otherwise = RelaxSettings(max_steps=20, subset=2, stay_drop=0.05, wide_margin=0.5)
+    physical.run_relaxations(structures, [0, 1, 2, 3], judged_otherwise, state, progress=False)
+    assert calls == []                                   # draw size and judging thresholds: same relaxations
     physical.run_relaxations(structures, [0, 1, 2, 3], RelaxSettings(max_steps=21), state, progress=False)
     assert calls == [4]                                  # other relaxer settings: nothing reused
 
