@@ -175,12 +175,14 @@ def _shared_put(folder: Path, digest: str, record: dict[str, Any]) -> None:
 
 
 def run_relaxations(structures: list[Structure | None], indices: list[int], settings: RelaxSettings, state: Path,
-                    workers: int = 1, progress: bool = True, shared: Path | None = None) -> dict[int, dict[str, Any]]:
+                    workers: int = 1, progress: bool = True, shared: Path | None = None,
+                    stats: dict[str, float] | None = None) -> dict[int, dict[str, Any]]:
     """Relax ``structures[i]`` for i in ``indices`` in chunks of :data:`CHUNK`, ``workers`` processes at once,
     saving each finished chunk in ``state`` (resumable; a sample whose crystal was relaxed there before with the
     same settings, by this draw or another, is not relaxed again); returns sample -> outcome record. With ``shared`` (a
     folder), a crystal relaxed with the same settings before (in another run of the task, e.g. the reference
-    row's crystals under each target) is taken from there instead of relaxed again."""
+    row's crystals under each target) is taken from there instead of relaxed again. ``stats`` (a dict) gets
+    ``relaxed`` (structures relaxed by this call) and ``seconds`` (their wall time)."""
     from tqdm import tqdm
 
     key = {"relax": settings.relaxation_identity(), "indices": indices}
@@ -215,6 +217,7 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
 
     payload = {n: [None if structures[i] is None else structures[i].as_dict() for i in c] for n, c in todo}
     cfg = asdict(settings)
+    t0 = time.perf_counter()
     if workers <= 1 or len(todo) <= 1:
         for n, c in todo:
             save(n, c, _relax_chunk(payload[n], cfg))
@@ -229,6 +232,8 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
                 n, c = futures[fut]
                 save(n, c, fut.result())
     bar.close()
+    if stats is not None:
+        stats.update(relaxed=len(rest), seconds=time.perf_counter() - t0)
     return {i: done[i] for i in indices}
 
 
@@ -348,6 +353,7 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
         s, _ = read_structure(folder / str(f)) if isinstance(f, str) else (None, "")
         structures.append(s)
     predict = predict or _judge_predict
+    relax_stats: dict[str, float] = {}
     t0 = time.perf_counter()
     parts = [samples]
     t_robust = 0.0
@@ -363,7 +369,7 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
         elif relax_settings is not None:
             indices = relaxed_indices(samples, relax_settings)
             outcomes = run_relaxations(structures, indices, relax_settings, folder / STATE_DIR, workers, progress,
-                                       shared=folder.parent / SHARED_CACHE)
+                                       shared=folder.parent / SHARED_CACHE, stats=relax_stats)
             parts.append(relaxation_columns(samples, structures, criteria, relax_settings, outcomes, predict,
                                              folder / RELAXED_DIR))
     wall = time.perf_counter() - t0
@@ -371,19 +377,38 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
     write_csv(out, samples_path)
     rates = physical_summary(out)
     summary = pd.read_csv(summary_path)
+    previous = config.get("physical", {})
+    per_structure = _relax_seconds(relax_stats, previous, summary.iloc[0].get("n_relaxed"))
     for k, v in rates.items():
         summary[k] = v
     summary["relax_note"] = relax_settings.describe() if relax_settings else ""
     summary["robust_note"] = robust_settings.describe() if robust_settings else ""
     write_csv(summary, summary_path)
-    previous = config.get("physical", {})
     config["physical"] = {"key": key, "relax": relax_settings.describe() if relax_settings else "not run",
                           "robust": robust_settings.describe() if robust_settings else "not run",
                           "wall_time_s": round(wall, 1) if not keep_relax else previous.get("wall_time_s"),
+                          "relax_s_per_structure": per_structure,
                           "robust_wall_time_s": round(t_robust, 1),
                           "workers": workers, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
     return {"status": "added", "wall_s": round(wall, 1), **rates}
+
+
+def _relax_seconds(stats: dict[str, float], previous: dict[str, Any], previous_relaxed: Any) -> float | None:
+    """Wall seconds per relaxed structure: of this call's relaxations, else (all taken from the state) of the
+    call that relaxed them (stored, or its stage wall time over its relaxed count)."""
+    if stats.get("relaxed"):
+        return round(stats["seconds"] / stats["relaxed"], 3)
+    if previous.get("relax_s_per_structure") is not None:
+        return previous["relax_s_per_structure"]
+    try:
+        n = int(previous_relaxed)
+    except (TypeError, ValueError):
+        return None
+    wall = previous.get("wall_time_s")   # that call's stage: its robust copies, then its relaxations
+    if wall is None or n <= 0:
+        return None
+    return round((float(wall) - float(previous.get("robust_wall_time_s") or 0.0)) / n, 3)
 
 
 # -- command-line options shared by run, evaluate, reproduce and relax ------------------------------------------

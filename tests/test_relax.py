@@ -272,8 +272,15 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
     calls = []
     real = physical._relax_chunk
     monkeypatch.setattr(physical, "_relax_chunk", lambda s, c: calls.append(len(s)) or real(s, c))
-    second = physical.run_relaxations(structures, [1, 3], settings, state, progress=False)
+    stats: dict = {}
+    second = physical.run_relaxations(structures, [1, 3], settings, state, progress=False, stats=stats)
     assert calls == [1] and set(second) == {1, 3}      # only sample 3 is new
+    assert stats["relaxed"] == 1 and stats["seconds"] > 0
+    # the cost per structure is of relaxing, not of taking stored relaxations again (then the earlier call's)
+    assert physical._relax_seconds(stats, {}, None) == round(stats["seconds"], 3)
+    assert physical._relax_seconds({"relaxed": 0}, {"relax_s_per_structure": 0.7}, 64) == 0.7
+    assert physical._relax_seconds({"relaxed": 0}, {"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, 64) == 1.0
+    assert physical._relax_seconds({}, {}, float("nan")) is None
     assert second[1]["energy_final"] == first[1]["energy_final"]
     calls.clear()
     again = physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
