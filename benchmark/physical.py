@@ -388,7 +388,8 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
                           "robust": robust_settings.describe() if robust_settings else "not run",
                           "wall_time_s": round(wall, 1) if not keep_relax else previous.get("wall_time_s"),
                           "relax_s_per_structure": per_structure,
-                          "robust_wall_time_s": round(t_robust, 1),
+                          "robust_wall_time_s": round(t_robust, 1) if not keep_robust
+                          else previous.get("robust_wall_time_s"),
                           "workers": workers, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
     return {"status": "added", "wall_s": round(wall, 1), **rates}
@@ -409,6 +410,19 @@ def _relax_seconds(stats: dict[str, float], previous: dict[str, Any], previous_r
     if wall is None or n <= 0:
         return None
     return round((float(wall) - float(previous.get("robust_wall_time_s") or 0.0)) / n, 3)
+
+
+def relax_cost(stage: dict[str, Any], n_relaxed: Any) -> float | None:
+    """Wall seconds a run's relaxations took (``stage``: config.json's ``physical``), whichever call made them."""
+    rate = stage.get("relax_s_per_structure")
+    try:
+        n = float(n_relaxed)
+    except (TypeError, ValueError):
+        n = math.nan
+    if rate is not None and math.isfinite(n):
+        return float(rate) * n
+    wall = stage.get("wall_time_s")   # stored before rates were kept: that call's stage less its robust copies
+    return None if wall is None else float(wall) - float(stage.get("robust_wall_time_s") or 0.0)
 
 
 # -- command-line options shared by run, evaluate, reproduce and relax ------------------------------------------

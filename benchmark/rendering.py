@@ -14,6 +14,7 @@ from .experiments import (
     format_seconds,
     paper_frame,
 )
+from .physical import relax_cost
 from .planning import PlannedRun, ReproduceResult
 
 
@@ -128,9 +129,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         for e0, drop in pair.itertuples(index=False):
             drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
         physical = json.loads((run.folder / "config.json").read_text()).get("physical", {})
-        rate, n = physical.get("relax_s_per_structure"), summary.get("n_relaxed")
-        per_method.setdefault(label, []).append(   # relaxation time, not the time to take stored ones again
-            (s, rate * float(n) if rate is not None and n == n and n is not None else physical.get("wall_time_s")))
+        per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get("n_relaxed"))))
         key = physical.get("key", {})
         stay_drop = (key.get("relax") or {}).get("stay_drop", stay_drop)
     if drops:
@@ -150,6 +149,8 @@ def runs_summary(runs: list[PlannedRun]) -> str:
     time, as a Markdown table (results/README includes it)."""
     import statistics
 
+    import pandas as pd
+
     lines = ["| row | runs | samples × seeds | proposing, per run (s, median) | relaxation + copies, all runs (s) |",
              "|---|---:|---|---:|---:|"]
     by_tag: dict[str, list[PlannedRun]] = {}
@@ -168,7 +169,11 @@ def runs_summary(runs: list[PlannedRun]) -> str:
             elif config.get("wall_time_s") is not None:
                 walls.append(float(config["wall_time_s"]))
             stage = config.get("physical", {})
-            physical += float(stage.get("wall_time_s") or 0) + float(stage.get("robust_wall_time_s") or 0)
+            try:
+                n_relaxed = pd.read_csv(r.folder / "summary.csv").iloc[0].get("n_relaxed")
+            except (OSError, ValueError, IndexError):
+                n_relaxed = None
+            physical += float(relax_cost(stage, n_relaxed) or 0) + float(stage.get("robust_wall_time_s") or 0)
         seeds = sorted({r.seed for r in rs})
         median = f"{statistics.median(walls):.0f}" if walls else "-"
         if partial:

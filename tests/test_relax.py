@@ -281,6 +281,8 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
     assert physical._relax_seconds({"relaxed": 0}, {"relax_s_per_structure": 0.7}, 64) == 0.7
     assert physical._relax_seconds({"relaxed": 0}, {"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, 64) == 1.0
     assert physical._relax_seconds({}, {}, float("nan")) is None
+    assert physical.relax_cost({"relax_s_per_structure": 0.5, "wall_time_s": 3.0}, 64) == 32.0
+    assert physical.relax_cost({"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, None) == 64.0
     assert second[1]["energy_final"] == first[1]["energy_final"]
     calls.clear()
     again = physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
