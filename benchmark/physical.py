@@ -121,23 +121,25 @@ def _relax_chunk(structures: list[dict | None], settings: dict[str, Any]) -> lis
     return [_outcome_record(o) for o in relax(objs, RelaxSettings(**settings))]
 
 
-def _load_state(state: Path, key: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Every sample relaxed before with the same relaxer settings, by any draw (other settings: discarded)."""
-    done: dict[int, dict[str, Any]] = {}
+def _load_state(state: Path, key: dict[str, Any]) -> tuple[dict[int, list[dict[str, Any]]], bool]:
+    """The records of every sample relaxed before with the same relaxer settings, by any draw (other settings:
+    discarded), and whether the state's last draw was this one (``key["indices"]``)."""
+    done: dict[int, list[dict[str, Any]]] = {}
     if not state.is_dir():
-        return done
+        return done, False
     meta = state / "settings.json"
-    stored = (json.loads(meta.read_text()).get("relax") or {}) if meta.is_file() else {}
-    if {k: stored.get(k) for k in RELAXATION_FIELDS} != key["relax"]:   # older states stored every setting
+    stored = json.loads(meta.read_text()) if meta.is_file() else {}
+    relax_key = stored.get("relax") or {}
+    if {k: relax_key.get(k) for k in RELAXATION_FIELDS} != key["relax"]:   # older states stored every setting
         shutil.rmtree(state)
-        return done
+        return done, False
     for f in sorted(state.glob("chunk_*.json")):
         try:
             for k, rec in json.loads(f.read_text()).items():
-                done[int(k)] = rec
+                done.setdefault(int(k), []).append(rec)
         except (json.JSONDecodeError, ValueError):
             f.unlink()
-    return done
+    return done, stored.get("indices") == key["indices"]
 
 
 def _chunk_name(chunk: list[int]) -> str:
@@ -187,10 +189,21 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
 
     key = {"relax": settings.relaxation_identity(), "indices": indices}
     crystal = {i: None if structures[i] is None else _digest(structures[i], key["relax"]) for i in indices}
-    stored = _load_state(state, key)
-    # a record is reused only for the crystal it relaxed (records written before digests were kept are trusted)
-    done = {i: stored[i] for i in indices if i in stored and stored[i].get("crystal", crystal[i]) == crystal[i]}
+    stored, same_draw = _load_state(state, key)
+    # a record is reused only for the crystal it relaxed; one written before digests were kept, only by the
+    # draw that wrote it (then it gains its digest, for any later draw)
+    done: dict[int, dict[str, Any]] = {}
+    for i in indices:
+        records = stored.get(i, [])
+        match = [r for r in records if "crystal" in r and r["crystal"] == crystal[i]]
+        match += [r for r in records if "crystal" not in r and same_draw]
+        if match:
+            done[i] = match[0]
     state.mkdir(parents=True, exist_ok=True)
+    legacy = {i: dict(rec, crystal=crystal[i]) for i, rec in done.items() if "crystal" not in rec}
+    if legacy:
+        done.update(legacy)
+        atomic_write_text(state / _chunk_name(sorted(legacy)), json.dumps({str(k): v for k, v in legacy.items()}))
     atomic_write_text(state / "settings.json", json.dumps(key))
     digests = {i: d for i, d in crystal.items() if d is not None} if shared is not None else {}
     for i, rec in done.items():   # what this run relaxed before seeds the shared cache

@@ -296,6 +296,24 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
     assert calls == []                                   # draw size and judging thresholds: same relaxations
     physical.run_relaxations(structures, [0, 1, 2, 3], RelaxSettings(max_steps=21), state, progress=False)
     assert calls == [4]                                  # other relaxer settings: nothing reused
+    # a state written before records carried their crystal's digest: trusted by the draw that wrote it only,
+    # which adds the digests; then any draw may use them
+
+    def strip():
+        for f in state.glob("chunk_*.json"):
+            f.write_text(json.dumps({k: {x: y for x, y in v.items() if x != "crystal"}
+                                     for k, v in json.loads(f.read_text()).items()}))
+    state = tmp_path / "legacy"
+    physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
+    strip()
+    calls.clear()
+    physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
+    assert calls == []
+    physical.run_relaxations(structures, [1, 2], settings, state, progress=False)
+    assert calls == []
+    strip()
+    physical.run_relaxations(structures, [0, 1], settings, state, progress=False)   # not the draw that wrote it
+    assert calls == [2]
 
 
 def test_runs_of_a_task_share_relaxations_of_equal_crystals(tmp_path, monkeypatch, chgnet):
