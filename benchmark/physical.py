@@ -204,6 +204,13 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
     if legacy:
         done.update(legacy)
         atomic_write_text(state / _chunk_name(sorted(legacy)), json.dumps({str(k): v for k, v in legacy.items()}))
+    for f in state.glob("chunk_*.json"):   # an older chunk whose every sample now has a record with its digest
+        try:
+            records = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if records and all("crystal" not in r and int(k) in done for k, r in records.items()):
+            f.unlink()
     atomic_write_text(state / "settings.json", json.dumps(key))
     digests = {i: d for i, d in crystal.items() if d is not None} if shared is not None else {}
     for i, rec in done.items():   # what this run relaxed before seeds the shared cache

@@ -309,6 +309,7 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
     calls.clear()
     physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
     assert calls == []
+    assert all("crystal" in r for f in state.glob("chunk_*.json") for r in json.loads(f.read_text()).values())
     physical.run_relaxations(structures, [1, 2], settings, state, progress=False)
     assert calls == []
     strip()
