@@ -181,10 +181,10 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
                     stats: dict[str, float] | None = None) -> dict[int, dict[str, Any]]:
     """Relax ``structures[i]`` for i in ``indices`` in chunks of :data:`CHUNK`, ``workers`` processes at once,
     saving each finished chunk in ``state`` (resumable; a sample whose crystal was relaxed there before with the
-    same settings, by this draw or another, is not relaxed again); returns sample -> outcome record. With ``shared`` (a
-    folder), a crystal relaxed with the same settings before (in another run of the task, e.g. the reference
-    row's crystals under each target) is taken from there instead of relaxed again. ``stats`` (a dict) gets
-    ``relaxed`` (structures relaxed by this call) and ``seconds`` (their wall time)."""
+    same settings, by this draw or another, is not relaxed again); returns sample -> outcome record. With
+    ``shared`` (a folder), a crystal relaxed with the same settings before (in another run of the task, e.g. the
+    reference row's crystals under each target) is taken from there instead of relaxed again. ``stats`` (a
+    dict) gets ``relaxed`` (structures relaxed by this call) and ``seconds`` (their wall time)."""
     from tqdm import tqdm
 
     key = {"relax": settings.relaxation_identity(), "indices": indices}
