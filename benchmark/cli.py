@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smoacs_bench.data.task import TASKS
 
-from .physical import add_physical_args, physical_settings
+from .physical import add_physical_args, physical_settings, stage_options
 from .values import parse_value
 
 
@@ -101,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model on a dataset; a killed run resumes in the same --out folder. "
                     "Defaults are each model's published recipe (FTCP: 200 epochs, batch 256, lr 1e-4; "
                     "crystalformer: 500, 128, 5e-4; alignn: 300, 64, 1e-3).")
-    tr.add_argument("method", help="ftcp (a method's own model), or a predictor: crystalformer, alignn")
-    tr.add_argument("--dataset", required=True,
-                    help="perov_5, megnet, a CDVAE-format folder (train/val/test.csv) or a MEGNet-format .json")
+    tr.add_argument("method", help="ftcp (a method's own model), a predictor: crystalformer, alignn, or gap-judge "
+                    "(the band-gap cross-judge, from $SMOACS_DATA_DIR/mp20_reference)")
+    tr.add_argument("--dataset",
+                    help="perov_5, megnet, a CDVAE-format folder (train/val/test.csv) or a MEGNet-format .json "
+                    "(required except for gap-judge)")
     tr.add_argument("--target", choices=["e_form", "bandgap"],
                     help="predictors only: formation energy (eV/atom) or band gap (eV)")
     tr.add_argument("--split", help="predictors only: reuse this split.json (e.g. an FTCP model's) for the split")
@@ -151,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .readme import add_parser as add_readme_parser
 
     add_readme_parser(sub)
+    from .calibration import add_parser as add_calibration_parser
+
+    add_calibration_parser(sub)
     return ap
 
 
@@ -171,6 +176,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
             continue
         try:
             res = add_physical(folder, relax, robust, workers=args.relax_workers, progress=not args.no_progress,
+                               stage_options=stage_options(args),
                                force=args.force)
         except FileNotFoundError as err:
             print(f"skipped: {err}", file=sys.stderr)
@@ -203,8 +209,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smoacs_bench.methods.registry import get_method_class, trainable_methods
 
     command = "smoacs-bench " + " ".join(sys.argv[1:])
-    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES))
+    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES) + ["gap-judge"])
     try:
+        if args.method == "gap-judge":
+            from smoacs_bench.evaluation.gap_judge import train_gap_judge
+
+            m = train_gap_judge(args.out, seed=args.seed, limit=args.limit, progress=not args.no_progress,
+                                command=command)
+            h = m["holdout"]
+            print(f"gap judge ({m['kind']}): cross-validated MAE {m['cv_mae'][m['kind']]:.3f} eV; held-out 5-site "
+                  f"ABX3: MAE {h['mae']:.3f} eV over {h['n']}, {h['mae_gapped']:.3f} eV over {h['n_gapped']} gapped; "
+                  f"wrote {args.out}")
+            return 0
+        if args.dataset is None:
+            raise ValueError(f"training {args.method} needs --dataset")
         if args.method in RECIPES:
             if args.target is None:
                 raise ValueError(f"training {args.method} needs --target e_form or --target bandgap")
@@ -335,7 +353,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         s = run_experiment(args.method, args.task, args.target_bg, args.margin, args.n_samples, args.seed,
                            args.out, config, label=args.label, force=args.force,
                            crossjudge=not args.no_crossjudge, relax=relax, robust=robust,
-                           relax_workers=args.relax_workers, progress=not args.no_progress)
+                           relax_workers=args.relax_workers, progress=not args.no_progress,
+                           stage_options=stage_options(args))
     except RelaxerUnavailable as err:
         raise SystemExit(f"smoacs-bench run: {err}") from None
     except (ValueError, FileNotFoundError) as err:
@@ -358,7 +377,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     from smoacs_bench.evaluation.io import atomic_write_text
     from smoacs_bench.evaluation.layouts import layout_for_task
     from smoacs_bench.evaluation.render import render_table
-    from smoacs_bench.evaluation.summary import lineage_counts
+    from smoacs_bench.evaluation.summary import table_inputs
 
     frames, runs = [], []
     for run in args.runs:
@@ -372,7 +391,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         summary = pd.read_csv(path)
         if (Path(run) / "samples.csv").exists():
             samples = pd.read_csv(Path(run) / "samples.csv")
-            summary = summary.assign(**lineage_counts(samples))
+            summary = summary.assign(**table_inputs(samples))
             runs.append((summary.iloc[0].to_dict(), samples))
         frames.append(summary)
     if not frames:
@@ -449,7 +468,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"after relaxation ({relax.describe()}): {int(df['success_relaxed'].fillna(False).astype(bool).sum())} "
               f"successful, {int(df['stays'].fillna(False).astype(bool).sum())} stay; relaxed cells in "
               f"{Path(args.out).parent / (Path(args.out).stem + '_relaxed')}/")
+    for line in _stage_lines(df):
+        print(line)
     return 0 if unreadable < n else 1
+
+
+def _stage_lines(df) -> list[str]:
+    """evaluate: one line per file with an energy above the hull (a handful of files), else the counts."""
+    import pandas as pd
+
+    if "e_hull" not in df or df["e_hull"].isna().all():
+        return []
+    rows = df[pd.to_numeric(df["e_hull"], errors="coerce").notna()]
+    lines = [f"{r['file']}: {r['formula']} E_hull {float(r['e_hull']):+.3f} eV/atom "
+             f"(E_f {float(r['ef_relaxed']):+.3f} eV/atom after relaxation)" for r in rows.head(10).to_dict("records")]
+    if len(rows) > 10:
+        lines.append(f"... {len(rows) - 10} more in the CSV")
+    return lines
 
 
 def _physical_columns(args: argparse.Namespace, df, relax, robust):
@@ -460,7 +495,13 @@ def _physical_columns(args: argparse.Namespace, df, relax, robust):
     from smoacs_bench.evaluation.io import read_structure
     from smoacs_bench.evaluation.relax import RelaxerUnavailable
 
-    from .physical import _judge_predict, relaxation_columns, robustness_columns, run_relaxations
+    from .physical import (
+        _judge_predict,
+        relaxation_columns,
+        robustness_columns,
+        run_relaxations,
+        stage_columns,
+    )
 
     criteria = get_task(args.task).criteria(args.target_bg, args.margin)
     structures = [read_structure(f)[0] for f in args.files]
@@ -476,7 +517,11 @@ def _physical_columns(args: argparse.Namespace, df, relax, robust):
                                             out.parent / f"{out.stem}_relaxed"))
     except RelaxerUnavailable as err:
         raise SystemExit(f"smoacs-bench evaluate: {err}") from None
-    return pd.concat(parts, axis=1)
+    out_df, _ = stage_columns(pd.concat(parts, axis=1), structures, criteria,
+                              relax.relaxer if relax is not None else None, out.parent / f"{out.stem}_relaxed",
+                              out.parent / f".{out.stem}_stage_cache", progress=True,
+                              options=stage_options(args))
+    return out_df
 
 
 INTERRUPTED = "interrupted; run the same command again to resume"

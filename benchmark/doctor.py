@@ -70,6 +70,24 @@ def checks() -> list[Check]:
     ok, detail = _files(ftcp, ("manifest.json",))
     out.append(Check("FTCP model (models/ftcp-perov_5)", ok, detail if ok else
                      f"{detail}; train one: smoacs-bench train ftcp --dataset perov_5 --out models/ftcp-perov_5"))
+    from smoacs_bench.data.mp_reference import HULL_DIR, HULL_FILES, MP20_ABX3, MP20_DIR, MP20_FORMULAS
+
+    ok, detail = _files(data / HULL_DIR if data else None, HULL_FILES)
+    out.append(Check("hull reference mp_hull (stage hull)", ok, detail if ok else
+                     f"{detail}; Bartel-Group/matgen_baselines' MP formation energies and elemental energies, see the "
+                     "hull stage", required=False))
+    ok, detail = _files(data / MP20_DIR if data else None, (MP20_FORMULAS, MP20_ABX3))
+    out.append(Check("MP-20 reference mp20_reference (novelty, gap judge, calibrations)", ok, detail if ok else
+                     f"{detail}; LeMat-GenBench's MP-20 formulas with PBE gaps", required=False))
+    from smoacs_bench.evaluation.gap_judge import TRAIN_COMMAND, default_folder
+
+    judge = default_folder()
+    out.append(Check("band-gap cross-judge (stage gap_crossjudge)", judge is not None,
+                     str(judge) if judge else f"train it: {TRAIN_COMMAND}", required=False))
+    for module, hint in (("pyscf", "pip install pyscf (the dft stage's engine)"),
+                         ("lightgbm", "pip install lightgbm (the band-gap cross-judge)")):
+        found = importlib.util.find_spec(module) is not None
+        out.append(Check(f"{module}", found, "installed" if found else hint, required=False))
     chgnet = importlib.util.find_spec("chgnet") is not None
     out.append(Check("relaxer CHGNet (default)", chgnet, "installed" if chgnet else "pip install chgnet"))
     ok, detail = _files(data, ("mp.2018.6.1.json",))
@@ -81,7 +99,7 @@ def checks() -> list[Check]:
         ok = folder is not None and folder.is_dir() and any(folder.iterdir())
         out.append(Check(what, ok, str(folder) if ok else "downloaded on first use with internet "
                          f"into ${MODEL_DIR_ENV}/{sub}/", required=False))
-    for module, hint in (("sevenn", "pip install '.[sevenn]' (relaxer SevenNet-0)"),
+    for module, hint in (("sevenn", "pip install '.[sevenn]' (relaxer SevenNet-0; the second_potential stage)"),
                          ("tensorflow", "pip install '.[tensorflow]' (FTCP's other Keras backend)"),
                          ("distributed", "pip install dask distributed (reproduce --scheduler)")):
         found = importlib.util.find_spec(module) is not None

@@ -338,13 +338,36 @@ def physical_summary(samples: pd.DataFrame) -> dict[str, Any]:
 
 
 # -- the stage -------------------------------------------------------------------------------------------------
-def physical_key(relax: RelaxSettings | None, robust: RobustSettings | None) -> dict[str, Any]:
-    return {"relax": relax.identity() if relax else None, "robust": robust.identity() if robust else None}
+def physical_key(relax: RelaxSettings | None, robust: RobustSettings | None,
+                 stage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    from smoacs_bench.evaluation.stages import identity
+
+    return {"relax": relax.identity() if relax else None, "robust": robust.identity() if robust else None,
+            "stages": identity(stage_options)}
+
+
+STAGE_CACHE = ".stage_cache"   # in a task's runs folder: the judge stages' records by crystal and settings
+
+
+def stage_columns(samples: pd.DataFrame, structures: list[Structure | None], criteria: Criteria,
+                  relaxer: str | None, relaxed_dir: Path | None = None, cache_dir: Path | None = None,
+                  progress: bool = False, predict: PredictFn | None = None,
+                  options: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``samples`` with every registered judge stage's columns (replacing older ones) and the stages' summary
+    entries (rates, pooled counts of this run, the phrase each ran with or why not)."""
+    from smoacs_bench.evaluation.stages import StageInput, run_stages, summarise
+
+    batch = StageInput(samples, structures, criteria, relaxer, dict(options or {}, progress=progress),
+                       predict or _judge_predict, relaxed_dir, cache_dir)
+    added, notes = run_stages(batch, progress=progress)
+    out = pd.concat([samples.drop(columns=[c for c in added.columns if c in samples]), added], axis=1)
+    return out, summarise(out, notes)
 
 
 def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None,
                  robust_settings: RobustSettings | None = None, predict: PredictFn | None = None,
-                 workers: int = 1, progress: bool = True, force: bool = False) -> dict[str, Any]:
+                 workers: int = 1, progress: bool = True, force: bool = False,
+                 stage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add robustness and relaxation columns to a finished run folder (see the module docstring); returns
     ``{"status": "added"|"unchanged", "wall_s": ..., **rates}``. ``None`` settings skip that part."""
     folder = Path(folder)
@@ -353,7 +376,7 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
         if not p.is_file():
             raise FileNotFoundError(f"{folder}: no {p.name} (not a finished run folder)")
     config = json.loads(cfg_path.read_text())
-    key = physical_key(relax_settings, robust_settings)
+    key = physical_key(relax_settings, robust_settings, stage_options)
     stored = config.get("physical", {}).get("key") or {}
     if not force and stored == key:
         return {"status": "unchanged", "wall_s": 0.0}
@@ -392,10 +415,13 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
                                        shared=folder.parent / SHARED_CACHE, stats=relax_stats)
             parts.append(relaxation_columns(samples, structures, criteria, relax_settings, outcomes, predict,
                                              folder / RELAXED_DIR))
-    wall = time.perf_counter() - t0
     out = pd.concat(parts, axis=1)
+    relaxer = relax_settings.relaxer if relax_settings is not None else None
+    out, stage_summary = stage_columns(out, structures, criteria, relaxer, folder / RELAXED_DIR,
+                                       folder.parent / STAGE_CACHE, progress, predict, stage_options)
+    wall = time.perf_counter() - t0
     write_csv(out, samples_path)
-    rates = physical_summary(out)
+    rates = physical_summary(out) | stage_summary
     summary = pd.read_csv(summary_path)
     previous = config.get("physical", {})
     per_structure = _relax_seconds(relax_stats, previous, summary.iloc[0].get("n_relaxed"))
@@ -459,6 +485,17 @@ def add_physical_args(p: Any, default_relax: str = "chgnet") -> None:
     g.add_argument("--relax-workers", type=int, default=1, help="relaxation processes (default 1)")
     g.add_argument("--robust-copies", type=int, default=RobustSettings.copies,
                    help="perturbed copies per success for success (robust); 0 skips it (default 8)")
+    g.add_argument("--dft-subset", type=int, default=0, metavar="K",
+                   help="DFT-check K successes per run (PySCF PBE band gap; minutes each on one core; default 0)")
+    g.add_argument("--dft-workers", type=int, default=1, help="DFT processes at once (default 1)")
+
+
+def stage_options(args: Any) -> dict[str, Any]:
+    """The judge stages' run options from :func:`add_physical_args`' flags; SystemExit (one line) on a bad value."""
+    subset, workers = getattr(args, "dft_subset", 0) or 0, getattr(args, "dft_workers", 1) or 1
+    if subset < 0 or workers <= 0:
+        raise SystemExit(f"--dft-subset must be >= 0 and --dft-workers > 0, got {subset} and {workers}")
+    return {"dft_subset": subset, "dft_workers": workers}
 
 
 def physical_settings(args: Any) -> tuple[RelaxSettings | None, RobustSettings | None]:

@@ -22,7 +22,7 @@ from .planning import PlannedRun, ReproduceResult
 def _summaries(runs: list[PlannedRun]):
     import pandas as pd
 
-    from smoacs_bench.evaluation.summary import lineage_counts
+    from smoacs_bench.evaluation.summary import table_inputs
 
     frames, paired = [], []
     for run in runs:
@@ -34,7 +34,7 @@ def _summaries(runs: list[PlannedRun]):
             summary["method"] = run.row.label
         if (run.folder / "samples.csv").is_file():
             samples = pd.read_csv(run.folder / "samples.csv")
-            summary = summary.assign(**lineage_counts(samples))
+            summary = summary.assign(**table_inputs(samples))
             paired.append((summary.iloc[0].to_dict() | {"row_tag": run.row.tag}, samples))
         frames.append(summary)
     return frames, paired
@@ -115,6 +115,8 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     # a crystal relaxed under several targets (the reference row proposes the same crystals for each) counts once
     drops: dict[str, dict[tuple[float, float], float]] = {}
     per_method: dict[str, list[tuple[pd.DataFrame, float | None]]] = {}
+    dft_points: dict[str, list[pd.DataFrame]] = {}
+    margins: set[float] = set()
     stay_drop = None
     for run in runs:
         samples = run.folder / "samples.csv"
@@ -125,6 +127,8 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
             continue
         summary = pd.read_csv(run.folder / "summary.csv").iloc[0]
         label = run.row.label or str(summary["method"])
+        dft_points.setdefault(label, []).extend(_dft_points(s, float(summary["target_bg"])))
+        margins.add(float(summary["margin"]))
         pair = s[["relax_energy_initial", "relax_energy_drop"]].apply(pd.to_numeric, errors="coerce").dropna()
         for e0, drop in pair.itertuples(index=False):
             drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
@@ -132,6 +136,14 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get("n_relaxed"))))
         key = physical.get("key", {})
         stay_drop = (key.get("relax") or {}).get("stay_drop", stay_drop)
+    if any(dft_points.values()):
+        from smoacs_bench.evaluation.physical_plots import plot_dft_parity
+        from smoacs_bench.evaluation.stages.dft import calibration
+
+        cal = calibration()
+        files["figure_a1"] = plot_dft_parity({k: pd.concat(v, ignore_index=True) for k, v in dft_points.items() if v},
+                                             table_dir / "figure_a1.png", min(margins),
+                                             0.0 if cal is None else float(cal["loo_mae"]))
     if drops:
         files["energy_drop"] = plot_energy_drop({k: list(v.values()) for k, v in drops.items()},
                                                 table_dir / "energy_drop.png",
@@ -141,6 +153,19 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         files["physical"] = table_dir / "physical.md"
         atomic_write_text(files["physical"], summary_markdown(summary) + "\n")
     return files
+
+
+def _dft_points(samples: Any, target: float) -> list:
+    """The DFT-checked rows of a run as (band_gap: the judge's gap of the computed cell, dft_gap_corrected,
+    target_bg); empty without any."""
+    if "dft_checked" not in samples or "dft_gap_corrected" not in samples:
+        return []
+    checked = samples[samples["dft_checked"].astype(str).str.lower().isin(["true", "1", "1.0"])]
+    if checked.empty:
+        return []
+    relaxed = checked["dft_on"].astype(str) == "relaxed"
+    gap = checked["band_gap"].where(~relaxed, checked.get("relax_band_gap", checked["band_gap"]))
+    return [checked.assign(band_gap=gap, target_bg=target)[["band_gap", "dft_gap_corrected", "target_bg"]]]
 
 
 def runs_summary(runs: list[PlannedRun]) -> str:
@@ -258,7 +283,11 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
         lines += ["## Plot", "", f"![success rate per method and target]({result.files['plot'].name})", ""]
     if "funnel" in result.files:
         lines += ["## Physical validity", "",
-                  f"![own-judge, robust and relaxed success per method]({result.files['funnel'].name})", ""]
+                  f"![the verification funnel per method: own judge to the last stage that ran]"
+                  f"({result.files['funnel'].name})", ""]
+    if "figure_a1" in result.files:
+        lines += [f"![Figure A.1: predicted vs DFT band gap of the DFT-checked proposals]"
+                  f"({result.files['figure_a1'].name})", ""]
     if "energy_drop" in result.files:
         lines += [f"![relaxation energy drop per method]({result.files['energy_drop'].name})", ""]
     if "physical" in result.files:

@@ -114,6 +114,7 @@ def reproduce(
     relax: Any = None,
     robust: Any = None,
     relax_workers: int = 1,
+    stage_options: dict[str, Any] | None = None,
     status: bool = True,
 ) -> ReproduceResult:
     """Run the missing units of paper table ``table_id`` into ``out_dir`` and render it beside the paper.
@@ -187,7 +188,7 @@ def reproduce(
             run.status = res["status"]
             run.reason = res.get("reason", "") if run.status == FAILED else ""
             run.wall_s = res.get("wall_s")
-    notes += _add_physical(runs, relax, robust, relax_workers, progress, status)
+    notes += _add_physical(runs, relax, robust, relax_workers, progress, status, stage_options)
     fill_missing_notes(runs)
     with warnings.catch_warnings(record=True) as caught:   # third-party warnings go to a log, not the console
         warnings.simplefilter("always")
@@ -211,7 +212,7 @@ def reproduce(
 
 
 def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int, progress: bool,
-                  status: bool = True) -> list[str]:
+                  status: bool = True, stage_options: dict[str, Any] | None = None) -> list[str]:
     """The physical-validity stage on every finished run; notes for the report."""
     if relax is None and robust is None:
         return []
@@ -224,7 +225,8 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
         if not r.done:
             continue
         try:
-            res = add_physical(r.folder, relax, robust, workers=workers, progress=progress)
+            res = add_physical(r.folder, relax, robust, workers=workers, progress=progress,
+                               stage_options=stage_options)
         except RelaxerUnavailable as err:
             raise ValueError(str(err)) from None
         if res["status"] == "added" and status:
@@ -386,6 +388,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         executor = get_executor(args.workers, args.scheduler)
         from .physical import physical_settings
+        from .physical import stage_options as stage_options_of
 
         relax, robust = physical_settings(args)
         result = reproduce(
@@ -404,6 +407,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             relax=relax,
             robust=robust,
             relax_workers=args.relax_workers,
+            stage_options=stage_options_of(args),
         )
     except (ValueError, FileNotFoundError) as err:
         return fail(_one_line(err))

@@ -98,6 +98,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
                    out_dir: str | Path, method_config: dict[str, Any] | None = None,
                    label: str | None = None, force: bool = False, crossjudge: bool = True,
                    relax: Any = None, robust: Any = None, relax_workers: int = 1,
+                   stage_options: dict[str, Any] | None = None,
                    progress: bool = False) -> dict[str, Any]:
     """Run, evaluate and write everything; returns the summary dict.
 
@@ -128,7 +129,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         stored = json.loads(cfg_path.read_text())
         if same_run(stored.get("settings"), settings, cls):
             print(f"{out}: already complete with these settings; not re-running (use --force)")
-            _physical(out, relax, robust, relax_workers, progress)
+            _physical(out, relax, robust, relax_workers, progress, stage_options=stage_options)
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)
     m = cls(**method_config)
@@ -211,16 +212,17 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         config["resumed"] = (f"resumed from {Path(storage).name}/; wall_time_s counts only the resumed part "
                              "(the time before the resume is not recorded)")
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
-    if _physical(out, relax, robust, relax_workers, progress, force=force):
+    if _physical(out, relax, robust, relax_workers, progress, force=force, stage_options=stage_options):
         return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     return summary
 
 
-def _physical(out: Path, relax: Any, robust: Any, workers: int, progress: bool, force: bool = False) -> bool:
+def _physical(out: Path, relax: Any, robust: Any, workers: int, progress: bool, force: bool = False,
+              stage_options: dict[str, Any] | None = None) -> bool:
     """Add the physical-validity columns when asked; whether anything was asked."""
     if relax is None and robust is None:
         return False
     from .physical import add_physical
 
-    add_physical(out, relax, robust, workers=workers, progress=progress, force=force)
+    add_physical(out, relax, robust, workers=workers, progress=progress, force=force, stage_options=stage_options)
     return True

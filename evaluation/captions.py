@@ -108,6 +108,11 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
             out.append("Exploitation gap (own-judge success minus cross-judged success, mean over rows): "
                        + ", ".join(f"{k} {v:+.3f}" for k, v in per.items()) + ".")
     out.extend(_physical(ours))
+    from .stages import caption_sentences
+
+    out.extend(caption_sentences(ours))
+    if ours.filter(like="_set").notna().any().any():
+        out.append("'unique' counts are distinct compositions pooled over a row's seeds.")
     seeds = sorted({int(x) for v in ours.get("seeds", pd.Series(dtype=str)).dropna() for x in str(v).split(",")
                     if x.strip().lstrip("-").isdigit()})
     n_seeds = sorted({int(v) for v in ours.get("n_seeds", pd.Series(dtype=float)).dropna()})

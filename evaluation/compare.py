@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .layouts import PHYSICAL_COLS, RELAXED_KEYS
+from .layouts import PHYSICAL_COLS, relaxed_keys
 from .stats import fisher_p, holm, mcnemar_p, paired_bootstrap, unpaired_bootstrap, welch_seeds
 
 
@@ -56,7 +56,11 @@ def _clusters(frame: pd.DataFrame) -> list:
 
 
 # the relaxation stage's rates are over the proposals the judge relaxed (a seeded subset or all)
-COLUMN_NAMES = {"success": "success", **dict(PHYSICAL_COLS)}
+def column_names() -> dict[str, str]:
+    """A compared column's name in the text: the tables' header (ours and the judge stages')."""
+    from .stages import table_columns
+
+    return {"success": "success", **dict(PHYSICAL_COLS), **dict(table_columns())}
 
 
 def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
@@ -64,7 +68,7 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
     """One row per (task, target, margin) and pair of methods: method A (the first label seen) against each
     other method B, with the difference mean(A) - mean(B) of ``column``, its 95 % interval, how it was
     computed (``kind``: paired, seeds or samples), the p-value and its Holm adjustment over the targets.
-    A relaxation column (``layouts.RELAXED_KEYS``) is compared over the relaxed proposals only, as the
+    A relaxation column (``layouts.relaxed_keys()``) is compared over the relaxed proposals only, as the
     tables report it; a run without them drops out of that comparison.
 
     ``runs``: (summary row, samples.csv) per run folder.
@@ -72,7 +76,7 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
     by_key: dict[tuple, dict[str, list[pd.DataFrame]]] = {}
     for summary, samples in runs:
         frame = samples.assign(seed=summary.get("seed", 0), n_run=len(samples))
-        if column in RELAXED_KEYS:
+        if column in relaxed_keys():
             if "relaxed" not in frame:
                 continue
             frame = frame[frame["relaxed"].fillna(False).astype(bool)]
@@ -115,7 +119,8 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
                          "method_b": other, "column": column, "kind": kind, "paired": kind == "paired",
                          "n_pairs": len(both), "n_unpaired": unpaired, "n_a": len(a), "n_b": len(b),
                          "seeds_a": len(seeds_a), "seeds_b": len(seeds_b), "dof": dof,
-                         "difference": diff, "lo": lo, "hi": hi, "p": p})
+                         "difference": diff, "lo": lo, "hi": hi, "p": p,
+                         "both_zero": not x_all.any() and not y_all.any()})
     out = pd.DataFrame(rows)
     if not out.empty:
         out["p_holm"] = np.nan
@@ -134,8 +139,9 @@ def differences_markdown(diffs: pd.DataFrame) -> str:
              "exact McNemar test; otherwise unpaired, with seeds as the unit (Welch t) when both rows have two or "
              "more seeds, else a bootstrap of copy lineages (or samples) and Fisher's exact test. p-values are "
              "Holm-adjusted over the targets of each comparison:"]
+    names = column_names()
     for r in diffs.to_dict("records"):
-        what = COLUMN_NAMES.get(r["column"], r["column"])
+        what = names.get(r["column"], r["column"])
         kind = r.get("kind", "paired" if r.get("paired", True) else "samples")
         if kind == "paired":
             extra = f"; {r['n_unpaired']} samples without a shared start left out" if r["n_unpaired"] else ""
@@ -147,6 +153,9 @@ def differences_markdown(diffs: pd.DataFrame) -> str:
         ptext = ""
         if "p" in r and r["p"] == r["p"]:
             ptext = f"; p = {r['p']:.3g}, Holm {r['p_holm']:.3g}"
-        lines.append(f"- {r['target_bg']:.2f} ± {r['margin']:.2f} eV, {what}: {r['method_a']} − {r['method_b']} = "
-                     f"{r['difference']:+.3f} (95 % CI {r['lo']:+.3f} to {r['hi']:+.3f}; {how}{ptext})")
+        head = f"- {r['target_bg']:.2f} ± {r['margin']:.2f} eV, {what}: {r['method_a']} − {r['method_b']}"
+        if r.get("both_zero") is True:
+            lines.append(f"{head}: no difference (both 0; {how})")
+            continue
+        lines.append(f"{head} = {r['difference']:+.3f} (95 % CI {r['lo']:+.3f} to {r['hi']:+.3f}; {how}{ptext})")
     return "\n".join(lines) + "\n"

@@ -60,14 +60,55 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "diversity": DIVERSITY_COLS,
     "summary": SUMMARY_LAYOUT,
 }
+STAGED_LAYOUTS = ("table2", "table3", "table4", "summary")   # layouts that show the judge stages' columns
+POOLED_FLAGS = {"n_unique_success": "success"}   # distinct compositions pooled over seeds, by flag column
 COUNT_KEYS = ("n_success", "n_unique_success", "n_unique_novel_success")
-RATE_KEYS = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS
-                                if k not in COUNT_KEYS)) + ("unique_rate",)
-SUMMARY_COLS = (
-    "method", "task", "target_bg", "margin", "n_samples", *RATE_KEYS, *COUNT_KEYS, "novelty_reference",
-    "selection", "seed", "n_relaxed", "n_lineages", "n_relaxed_lineages",
-)
+_BASE_RATES = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS
+                                  if k not in COUNT_KEYS)) + ("unique_rate",)
+BASE_SUMMARY_COLS = ("method", "task", "target_bg", "margin", "n_samples", *_BASE_RATES, *COUNT_KEYS,
+                     "novelty_reference", "selection", "seed", "n_relaxed", "n_lineages", "n_relaxed_lineages")
 RUN_KEYS = ("method", "task", "target_bg", "margin", "selection", "n_samples")  # one table row: seeds pooled
+
+
+def layout_columns(layout: str) -> list[tuple[str, str]]:
+    """(summary key, header) of a layout's value columns: the paper's, ours, then the judge stages' (registry)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    cols = list(LAYOUTS[layout])
+    if layout in STAGED_LAYOUTS:
+        from .stages import table_columns
+
+        cols += table_columns()
+    return cols
+
+
+def rate_keys() -> tuple[str, ...]:
+    """Every rate a table row carries an interval for: the paper's, ours, the stages'."""
+    from .stages import rate_columns
+
+    return _BASE_RATES + tuple(c.name for c in rate_columns() if c.name not in _BASE_RATES)
+
+
+def relaxed_keys() -> tuple[str, ...]:
+    """Rates over the relaxed proposals (their interval's unit is the relaxed set)."""
+    from .stages import relaxed_keys as staged
+
+    return RELAXED_KEYS + staged()
+
+
+def pooled_flags() -> dict[str, str]:
+    """{count key: flag column} of the counts pooled over seeds as distinct compositions."""
+    from .stages import distinct_flags
+
+    return POOLED_FLAGS | distinct_flags()
+
+
+def count_keys() -> tuple[str, ...]:
+    return COUNT_KEYS + tuple(k for k in pooled_flags() if k not in COUNT_KEYS)
+
+
+def summary_cols() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(BASE_SUMMARY_COLS + rate_keys() + count_keys()))
 
 
 def layout_for_task(task: str) -> str:
@@ -83,7 +124,7 @@ def to_frame(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], aggregate: b
     (mean rate and the 95 % t-interval over seeds, ``<rate>_half``), and a single run gets 95 % Wilson
     intervals (``<rate>_lo``, ``<rate>_hi``)."""
     df = summaries.copy() if isinstance(summaries, pd.DataFrame) else pd.DataFrame(list(summaries))
-    for col in SUMMARY_COLS:
+    for col in summary_cols():
         if col not in df:
             df[col] = None
     if "source" not in df:
@@ -104,7 +145,7 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
         seeds = sorted({int(x) for x in part["seed"] if not missing(x)})
         row["n_seeds"] = max(len(part), 1)
         row["seeds"] = ",".join(map(str, seeds))
-        for key in RATE_KEYS:
+        for key in rate_keys():
             values = [float(v) for v in part[key] if not missing(v)]
             if not values:
                 continue
@@ -126,11 +167,20 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 n = _draws(row, key)
                 k = values[0] * n   # successes; over lineages an effective count, so not rounded
                 row[f"{key}_lo"], row[f"{key}_hi"] = wilson(k if _by_lineage(row, key) else round(k), n)
-        for col in ("n_relaxed", "n_lineages", "n_relaxed_lineages"):
+        from .stages import subset_units
+
+        for col in ("n_relaxed", "n_lineages", "n_relaxed_lineages", *dict.fromkeys(subset_units().values())):
+            if col not in part:
+                continue
             counts = [int(v) for v in part[col] if not missing(v)]
             row[col] = sum(counts) if counts else None
-        for key in COUNT_KEYS:
-            counts = [v for v in part[key] if not missing(v)]
+        pooled = pooled_flags()
+        for key in count_keys():
+            sets = part[f"{key}_set"].tolist() if key in pooled and f"{key}_set" in part else []
+            if sets and not any(missing(v) for v in sets):   # distinct compositions over the row's seeds
+                row[key] = len({x for v in sets for x in str(v).split(";") if x})
+                continue
+            counts = [v for v in part[key] if not missing(v)] if key in part else []
             row[key] = int(sum(counts)) if counts else None
         rows.append(row)
     if rows:   # rows of one method with different sample counts never share a label
@@ -144,19 +194,29 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _unit_cols(key: str) -> tuple[str, ...]:
+    """The count columns a rate's Wilson interval counts, first choice first."""
+    from .stages import subset_units
+
+    units = subset_units()
+    if key in units:
+        return (units[key],)
+    return ("n_relaxed_lineages", "n_relaxed") if key in relaxed_keys() else ("n_lineages", "n_samples")
+
+
 def _draws(run: Mapping[str, Any], key: str) -> int:
     """The unit count of a Wilson interval for one run's rate ``key``: its copy lineages where it has them
     (``n_lineages``; copies of one start are one draw, not many), else its samples; for a relaxation rate
     the same over the relaxed proposals. 0 when unknown."""
-    cols = ("n_relaxed_lineages", "n_relaxed") if key in RELAXED_KEYS else ("n_lineages", "n_samples")
-    for col in cols:
+    for col in _unit_cols(key):
         if not missing(run.get(col)):
             return int(run[col])
     return 0
 
 
 def _by_lineage(run: Mapping[str, Any], key: str) -> bool:
-    return not missing(run.get("n_relaxed_lineages" if key in RELAXED_KEYS else "n_lineages"))
+    cols = _unit_cols(key)
+    return len(cols) > 1 and not missing(run.get(cols[0]))
 
 
 def missing(v: Any) -> bool:
@@ -191,11 +251,14 @@ def cell(row: Mapping[str, Any], key: str, decimals: int) -> str:
     v = row.get(key)
     if missing(v):
         return _notes(row).get(key, "-")
-    if key in COUNT_KEYS:   # distinct successful formulas, summed over the row's seeds
+    if key in count_keys():   # distinct successful compositions, pooled over the row's seeds
         return str(int(v))
     text = f"{float(v):.{decimals}f}"
     half, lo, hi = row.get(f"{key}_half"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
     if not missing(half):
+        if float(v) - float(half) < 0 or float(v) + float(half) > 1:   # a rate's interval stays in [0, 1]
+            lo, hi = max(0.0, float(v) - float(half)), min(1.0, float(v) + float(half))
+            return f"{text} ({lo:.{decimals}f}-{hi:.{decimals}f})"
         return f"{text} ± {float(half):.{decimals}f}"
     if not missing(lo) and not missing(hi):
         places = 2 if float(hi) >= 0.01 else 3   # 0/768 has an upper bound of 0.005: not "0.00"

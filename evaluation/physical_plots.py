@@ -1,7 +1,11 @@
 """Figures of the physical-validity stage: the success funnel and the relaxation energy drop per method.
 
-- :func:`funnel_figure`: per target band gap (one panel each), per method, three bars: own-judge success,
-  success (robust) and success (relaxed), with their 95 % intervals; a zero rate shows as a marker on the axis.
+- :func:`funnel_figure`: per target band gap (one panel each), per method, one bar per step of the verification
+  funnel: own-judge success, success (robust), success (relaxed), then the judge stages' steps (registry:
+  both potentials, S.U.N., gap cross-judge, DFT-verified) where the runs have them, with their 95 % intervals; a
+  zero rate shows as a marker on the axis.
+- :func:`dft_parity_figure`: the paper's Figure A.1, the judge's predicted gap against the DFT gap of every
+  DFT-checked proposal, one colour per method, the target windows drawn.
 - :func:`energy_drop_figure`: per method, the distribution of the relaxation energy drop (eV/atom, log
   scale) of its relaxed proposals, the reference crystals among them, with the "stays" threshold drawn.
 """
@@ -23,7 +27,14 @@ from .layouts import missing, row_label, to_frame
 from .plots import FONTS, _save_png
 
 STAGES = (("success", "own judge"), ("success_robust", "robust"), ("success_relaxed", "relaxed"))
-HATCHES = ("", "//", "..")
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
+
+
+def funnel_stages() -> list[tuple[str, str]]:
+    """The funnel's steps: own judge, robust, relaxed, then the judge stages' steps (registry), in order."""
+    from .stages import funnel_steps
+
+    return [*STAGES, *funnel_steps()]
 DROP_FLOOR = 1e-4  # eV/atom: drops below this (or negative) are drawn at it on the log axis
 
 
@@ -35,9 +46,10 @@ def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: 
     targets = sorted({float(t) for t in ours["target_bg"]})
     methods = list(dict.fromkeys(ours["label"]))
     colors = matplotlib.colormaps["tab10"]
+    steps = [(k, n) for k, n in funnel_stages() if k in ours and ours[k].notna().any()]
     with matplotlib.rc_context(FONTS):
         stacked = len(methods) > 4   # many methods: one panel per target, stacked, each as wide as the methods
-        width = 1.2 + 0.55 * len(methods) * len(STAGES) / 1.6 * (1 if stacked else max(len(targets), 1))
+        width = 1.2 + 0.55 * len(methods) * len(steps) / 1.6 * (1 if stacked else max(len(targets), 1))
         fig = Figure(figsize=(max(6.0, width), 3.6 * max(len(targets), 1) if stacked else 5.4),
                      layout="constrained")
         shape = (max(len(targets), 1), 1) if stacked else (1, max(len(targets), 1))
@@ -49,13 +61,15 @@ def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: 
                 if hit.empty:
                     continue
                 row = hit.iloc[0].to_dict()
-                for k, (key, _) in enumerate(STAGES):
-                    x = j + (k - 1) * 0.27
+                bar = 0.8 / max(len(steps), 1)
+                for k, (key, _) in enumerate(steps):
+                    x = j + (k - (len(steps) - 1) / 2) * bar
                     v = row.get(key)
                     if missing(v):
                         continue
                     err = _error(row, key)
-                    ax.bar(x, float(v), width=0.25, color=colors(j % 10), hatch=HATCHES[k], edgecolor="black",
+                    ax.bar(x, float(v), width=bar * 0.92, color=colors(j % 10), hatch=HATCHES[k % len(HATCHES)],
+                           edgecolor="black",
                            linewidth=0.6, yerr=None if err is None else [[err[0]], [err[1]]], capsize=2)
                     if float(v) == 0.0:
                         ax.plot(x, 0.0, marker="v", color=colors(j % 10), markeredgecolor="black", markersize=6,
@@ -67,12 +81,12 @@ def funnel_figure(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], title: 
             ax.grid(axis="y", alpha=0.3)
         for ax in axes if stacked else axes[:1]:
             ax.set_ylabel("success rate (95 % interval)")
-        handles = [matplotlib.patches.Patch(facecolor="white", edgecolor="black", hatch=HATCHES[k], label=name)
-                   for k, (_, name) in enumerate(STAGES)]
+        handles = [matplotlib.patches.Patch(facecolor="white", edgecolor="black", hatch=HATCHES[k % len(HATCHES)],
+                                            label=name) for k, (_, name) in enumerate(steps)]
         handles.append(matplotlib.lines.Line2D([], [], marker="v", color="grey", linestyle="",
                                                markeredgecolor="black", label="rate 0"))
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
-        fig.suptitle(title or "Which successes survive: own judge -> perturbed copies -> relaxation",
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
+        fig.suptitle(title or "Which successes survive: own judge -> " + " -> ".join(n for _, n in steps[1:]),
                      fontsize=12, x=0.01, ha="left")
     return fig
 
@@ -113,3 +127,42 @@ def plot_funnel(summaries: pd.DataFrame | Iterable[Mapping[str, Any]], path: str
 def plot_energy_drop(drops: Mapping[str, Iterable[float]], path: str | Path, stay_drop: float = 0.1,
                      title: str = "") -> Path:
     return _save_png(energy_drop_figure(drops, stay_drop, title), path)
+
+
+def dft_parity_figure(points: Mapping[str, pd.DataFrame], margin: float, widen: float = 0.0, title: str = "") -> Figure:
+    """Figure A.1: per method (colour), the judge's band gap (eV) against the corrected DFT gap (eV) of its
+    DFT-checked proposals (``points``: label -> frame with ``band_gap``, ``dft_gap_corrected``, ``target_bg``);
+    each target's window (± margin, and ± margin + ``widen`` dashed) drawn on the DFT axis."""
+    colors = matplotlib.colormaps["tab10"]
+    with matplotlib.rc_context(FONTS):
+        fig = Figure(figsize=(6.2, 5.4), layout="constrained")
+        ax = fig.subplots()
+        top = 1.0
+        targets: set[float] = set()
+        for j, (label, part) in enumerate(points.items()):
+            part = part.dropna(subset=["band_gap", "dft_gap_corrected"])
+            if part.empty:
+                continue
+            ax.scatter(part["dft_gap_corrected"], part["band_gap"], s=22, color=colors(j % 10),
+                       edgecolor="black", linewidth=0.4, label=f"{label} ({len(part)})")
+            top = max(top, float(part[["dft_gap_corrected", "band_gap"]].max().max()))
+            targets |= {float(t) for t in part["target_bg"]}
+        top += 0.5
+        for t in sorted(targets):
+            ax.axvspan(t - margin, t + margin, color="grey", alpha=0.25)
+            if widen:
+                for edge in (t - margin - widen, t + margin + widen):
+                    ax.axvline(edge, color="grey", lw=0.7, ls="--")
+            ax.axhline(t, color="grey", lw=0.5, ls=":")
+        ax.plot([0, top], [0, top], color="black", lw=0.8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("DFT band gap, PBE, corrected (eV)")
+        ax.set_ylabel("judge's band gap, MEGNet (eV)")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.set_title(title or "Predicted vs DFT band gap of DFT-checked proposals (Figure A.1)", fontsize=11)
+    return fig
+
+
+def plot_dft_parity(points: Mapping[str, pd.DataFrame], path: str | Path, margin: float, widen: float = 0.0) -> Path:
+    return _save_png(dft_parity_figure(points, margin, widen), path)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from .layouts import LAYOUTS, cell, groups, row_label, to_frame
+from .layouts import cell, groups, layout_columns, row_label, to_frame
 
 _TEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -36,7 +36,7 @@ def _render_csv(groups: list[pd.DataFrame], layout: str) -> str:
         value_cols = ["success", "unique_rate", "n_success", "n_unique_success", "n_unique_novel_success",
                       "novelty_reference"]
     else:
-        value_cols = [k for k, _ in LAYOUTS[layout]]
+        value_cols = [k for k, _ in layout_columns(layout)]
     frame = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame()
     value_cols = [c for k in value_cols for c in (k, f"{k}_lo", f"{k}_hi", f"{k}_half")
                   if c == k or c in frame]  # intervals where there are any
@@ -71,14 +71,12 @@ def render_table(
     decimals: int = 3,
 ) -> str:
     """Render summaries in a paper layout ("table2", "table3", "table4", "diversity") as md, csv or tex."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    cols = layout_columns(layout)   # ValueError for an unknown layout
     if fmt not in ("md", "csv", "tex"):
         raise ValueError(f"unknown format {fmt!r}; use md, csv or tex")
     parts = groups(to_frame(summaries), layout, with_paper)
     if fmt == "csv":
         return _render_csv(parts, layout)
-    cols = LAYOUTS[layout]
     headers = ["Target BG (eV)", "method", *(h for _, h in cols)]
     blocks = _display_rows(parts, cols, decimals)
     return _render_md(headers, blocks) if fmt == "md" else _render_tex(headers, blocks)

@@ -69,3 +69,17 @@ def _lineages(samples: pd.DataFrame) -> pd.Series:
     own = samples["sample"] if "sample" in samples else pd.Series(range(len(samples)), index=samples.index)
     return samples["lineage"].where(samples["lineage"].notna(), own)
 
+
+
+def table_inputs(samples: pd.DataFrame) -> dict:
+    """What a table row needs from a run's samples.csv beyond its summary.csv: the copy lineages
+    (:func:`lineage_counts`) and, per pooled count (``layouts.pooled_flags``), the run's distinct compositions
+    (``<count>_set``, ';'-joined) so that a row over seeds counts each composition once."""
+    from .layouts import pooled_flags
+    from .stages import distinct_compositions
+
+    out = lineage_counts(samples)
+    for key, flag in pooled_flags().items():
+        if flag in samples and "formula" in samples:
+            out[f"{key}_set"] = ";".join(sorted(distinct_compositions(samples, flag)))
+    return out

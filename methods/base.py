@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
 from pymatgen.core import Structure
 
 from smoacs_bench.data.task import Task
+
+from .predictors.base import deterministic  # noqa: F401 - part of the Method API (methods import it from here)
 
 
 @dataclass
@@ -168,24 +167,6 @@ class Method(abc.ABC):
         """A sentence table captions must carry about this method's rows (how it departs from the paper or
         from the common protocol); empty when there is none. Called after :meth:`propose`."""
         return ""
-
-
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """Deterministic torch kernels inside the block (restored afterwards).
-
-    Multi-threaded CPU scatter/index-add kernels accumulate in a varying order; in a 200-step
-    optimisation the float noise can flip an argmax, so the same seed gave different crystals.
-    On CUDA, kernels without a deterministic version only warn (``warn_only``): GPU runs stay
-    non-reproducible at that level.
-    """
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 COMMON_HELP = {   # options several methods share, where their config class has no comment

@@ -131,7 +131,11 @@ def _cycles(root: Path = ROOT) -> list[list[str]]:
             for k in range(len(parts), 1, -1):   # `from pkg.mod import x`: the deepest module that exists
                 target = ".".join(parts[:k])
                 if target in modules and target != m:
-                    graph[m].add(target)
+                    # a package's own module importing the package itself (its __init__) is how packages work;
+                    # every other edge counts, also one to or from an __init__
+                    inside = modules[target][1].name == "__init__.py" and m.startswith(target + ".")
+                    if not inside:
+                        graph[m].add(target)
                     break
     cycles, state, stack = [], {}, []
 
@@ -149,8 +153,7 @@ def _cycles(root: Path = ROOT) -> list[list[str]]:
     for m in sorted(graph):
         if m not in state:
             visit(m)
-    # a package's __init__ importing its own modules (and they their package) is how packages work
-    return [c for c in cycles if not any(modules[x][1].name == "__init__.py" for x in c)]
+    return cycles
 
 
 def test_no_import_cycles():
@@ -164,3 +167,16 @@ def test_the_cycle_walk_finds_a_cycle(tmp_path):
     (tmp_path / "benchmark" / "a.py").write_text("def f():\n    from smoacs_bench.benchmark.b import g\n")
     (tmp_path / "benchmark" / "b.py").write_text("from .a import f\n")
     assert _cycles(tmp_path) == [["smoacs_bench.benchmark.a", "smoacs_bench.benchmark.b", "smoacs_bench.benchmark.a"]]
+
+
+def test_the_cycle_walk_finds_a_cycle_through_a_package_init(tmp_path):
+    """base -> pkg (its __init__ re-exports pkg.reg) -> pkg.reg -> base is a cycle; pkg.reg importing pkg is not."""
+    for floor in FLOORS:
+        (tmp_path / floor).mkdir()
+    (tmp_path / "methods" / "pkg").mkdir()
+    (tmp_path / "methods" / "base.py").write_text("from smoacs_bench.methods.pkg import thing\n")
+    (tmp_path / "methods" / "pkg" / "__init__.py").write_text("from .reg import thing\n")
+    (tmp_path / "methods" / "pkg" / "reg.py").write_text("def thing():\n    from smoacs_bench.methods.base import x\n")
+    (tmp_path / "methods" / "pkg" / "other.py").write_text("from smoacs_bench.methods.pkg import thing\n")
+    assert _cycles(tmp_path) == [["smoacs_bench.methods.base", "smoacs_bench.methods.pkg",
+                                  "smoacs_bench.methods.pkg.reg", "smoacs_bench.methods.base"]]

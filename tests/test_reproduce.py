@@ -54,8 +54,8 @@ def test_every_spec_is_consistent_and_listed():
     assert all(seconds > 0 and text for _, text, seconds in listed)
     assert get_spec("A.10") is get_spec("Table A10") is TABLES["tableA10"] and get_spec("3").id == "table3"
     # the measured figures: SMOACS 60 s, TPE 150 s per 256 studies, random search 60 s per 64 (each in two
-    # spaces), FTCP 30 s, screening and reference 10 s, cross-judge 12 s per 256
-    expected = 9 * (60 + 2 * 150 + 2 * 4 * 60 + 30 + 10 + 10) + 72 * 12
+    # spaces), FTCP 30 s, screening and both reference rows 10 s, cross-judge 12 s per 256
+    expected = 9 * (60 + 2 * 150 + 2 * 4 * 60 + 30 + 10 + 10 + 10) + 81 * 12
     assert math.isclose(estimate_seconds(get_spec("table3")), expected)
     assert math.isclose(
         estimate_seconds(get_spec("table3"), samples=64, seeds=1, methods=["tpe"], crossjudge=False), 2 * 3 * 150 / 4

@@ -13,6 +13,7 @@ from smoacs_bench.evaluation.captions import caption_for
 from smoacs_bench.evaluation.layouts import layout_for_task
 from smoacs_bench.evaluation.paper import load_paper_table
 from smoacs_bench.evaluation.render import render_table
+from smoacs_bench.evaluation.stages import table_columns
 
 
 def _row(df: pd.DataFrame, method: str, target: float) -> pd.Series:
@@ -121,16 +122,20 @@ def test_layout_for_task() -> None:
         layout_for_task("bulk")
 
 
+HEADS = "".join(f" {h} |" for _, h in table_columns())   # the judge stages' columns (registry) follow ours
+DASHES = " - |" * len(table_columns())
+
+
 def test_md_rendering() -> None:
     md = render_table(OURS, "table2", "md")
     lines = md.strip().splitlines()
     assert lines[0] == ("| Target BG (eV) | method | success rate | (A)BG | (B) E_f | (C)STR | (a) neut | (b) 0.5Å "
                         "| unique successes | neut (any) | success (cross-judge) | success (robust) | success (relaxed) "
-                        "| stays | relaxed gap (wide) |")
+                        "| stays | relaxed gap (wide) |" + HEADS)
     assert len(lines) == 4
     # sorted by target: 0.5 first; every rate with its 95 % Wilson interval; missing E_f shown as "-"
     assert lines[2] == ("| 0.50 ± 0.04 | TPE(MEGNet) | 0.000 (0.00-0.06) | 0.900 (0.81-0.96) | - | 0.100 (0.04-0.19) "
-                        "| 0.100 (0.04-0.19) | 0.900 (0.81-0.96) | 0 | - | - | - | - | - | - |")
+                        "| 0.100 (0.04-0.19) | 0.900 (0.81-0.96) | 0 | - | - | - | - | - | - |" + DASHES)
     cells = [c.strip() for c in lines[3].strip("|").split("|")]
     assert cells[:4] == ["1.50 ± 0.04", "SMOACS(MEGNet)", "0.406 (0.29-0.53)", "0.500 (0.38-0.62)"]
     assert render_table(OURS, "table2", "md", decimals=2).splitlines()[3].split("|")[3].strip() == "0.41 (0.29-0.53)"
@@ -142,15 +147,42 @@ def test_relaxed_rates_use_the_relaxed_count_and_all_zero_seeds_get_pooled_wilso
     from smoacs_bench.evaluation.stats import wilson
 
     one = dict(OURS[0], seed=0, success_relaxed=0.0625, success_robust=0.25, n_relaxed=16, n_samples=256)
-    cells = [c.strip() for c in render_table([one], "table2", "md").splitlines()[2].strip("|").split("|")]
+    cells = _cells(render_table([one], "table2", "md"))
     lo, hi = wilson(1, 16)
-    assert cells[-3] == f"0.062 ({lo:.2f}-{hi:.2f})"
+    assert cells["success (relaxed)"] == f"0.062 ({lo:.2f}-{hi:.2f})"
     lo, hi = wilson(64, 256)
-    assert cells[-4] == f"0.250 ({lo:.2f}-{hi:.2f})"
+    assert cells["success (robust)"] == f"0.250 ({lo:.2f}-{hi:.2f})"
     runs = [dict(one, seed=k, success_relaxed=0.0) for k in range(3)]
-    cells = [c.strip() for c in render_table(runs, "table2", "md").splitlines()[2].strip("|").split("|")]
+    cells = _cells(render_table(runs, "table2", "md"))
     lo, hi = wilson(0, 48)
-    assert cells[-3] == f"0.000 ({lo:.2f}-{hi:.2f})" and hi > 0.05
+    assert cells["success (relaxed)"] == f"0.000 ({lo:.2f}-{hi:.2f})" and hi > 0.05
+
+
+def _cells(md: str, row: int = 0) -> dict[str, str]:
+    """{header: cell} of a rendered Markdown table's row."""
+    lines = md.splitlines()
+    heads = [c.strip() for c in lines[0].strip("|").split("|")]
+    return dict(zip(heads, [c.strip() for c in lines[2 + row].strip("|").split("|")], strict=True))
+
+
+def test_unique_successes_are_pooled_over_seeds_and_rates_stay_inside_0_1() -> None:
+    runs = [dict(OURS[0], seed=k, success=v, n_unique_success=2, n_unique_success_set=sets)
+            for k, (v, sets) in enumerate(((0.01, "O3 Sr1 Ti1;Ba1 O3 Zr1"), (0.0, "O3 Sr1 Ti1"), (0.05, "")))]
+    cells = _cells(render_table(runs, "table2", "md"))
+    assert cells["unique successes"] == "2"     # summed over seeds it would be 6
+    mean, low, high = (float(x) for x in cells["success rate"].replace("(", " ").replace(")", "").replace("-", " ").split())
+    assert mean == pytest.approx(0.02, abs=1e-3) and low == 0.0 and 0.02 < high <= 1.0
+    without = [{k: v for k, v in r.items() if k != "n_unique_success_set"} for r in runs]
+    assert _cells(render_table(without, "table2", "md"))["unique successes"] == "6"   # older summaries: summed
+
+
+def test_two_all_zero_rows_show_no_difference() -> None:
+    from smoacs_bench.evaluation.compare import differences_markdown, paired_differences
+
+    runs = [({"method": m, "task": "perovskite", "target_bg": 1.5, "margin": 0.04, "seed": 0},
+             pd.DataFrame({"sample": range(4), "success": [False] * 4})) for m in ("A", "B")]
+    text = differences_markdown(paired_differences(runs))
+    assert "A − B: no difference (both 0;" in text and "+0.000" not in text
 
 
 def test_seeds_are_pooled_into_one_row_with_a_t_interval() -> None:
@@ -183,8 +215,8 @@ def test_md_perovskite_columns() -> None:
     header, _, row = md.strip().splitlines()
     assert header.endswith("| (D)PS | (c) tole | (d) angles | (e) coord | unique successes | neut (any) "
                            "| success (cross-judge) "
-                           "| success (robust) | success (relaxed) | stays | relaxed gap (wide) |")
-    assert row.endswith("| - | - | - | 0.250 (0.16-0.37) | 25 | - | - | - | - | - | - |")
+                           "| success (robust) | success (relaxed) | stays | relaxed gap (wide) |" + HEADS)
+    assert row.endswith("| - | - | - | 0.250 (0.16-0.37) | 25 | - | - | - | - | - | - |" + DASHES)
 
 
 def test_csv_rendering_roundtrip() -> None:
@@ -200,11 +232,11 @@ def test_csv_rendering_roundtrip() -> None:
 def test_tex_rendering() -> None:
     tex = render_table(OURS, "table3", "tex")
     lines = tex.strip().splitlines()
-    assert lines[0] == r"\begin{tabular}{llrrrrrrrrrrrrrrrrr}"
+    assert lines[0] == r"\begin{tabular}{ll" + "r" * (17 + len(table_columns())) + "}"
     assert lines[1] == r"\toprule" and lines[-2] == r"\bottomrule" and lines[-1] == r"\end{tabular}"
     body = [ln for ln in lines if ln.endswith(r"\\")]
     assert len(body) == 3  # header + 2 rows
-    assert all(ln.count("&") == 18 for ln in body)
+    assert all(ln.count("&") == 18 + len(table_columns()) for ln in body)
     assert r"E\_f" in body[0] and r"0.5\AA{}" in body[0]
     assert r"1.50 $\pm$ 0.04" in tex and "±" not in tex and "Å" not in tex
     # one \midrule under the header plus one between the two target groups
@@ -228,7 +260,7 @@ def test_with_paper_matches_target_only() -> None:
         "SMOACS(MEGNet)", "S(Cry) (paper)", "S(ALI) (paper)", "TPE (paper)", "FTCP (paper)",
     ]
     assert lines[1] == ("|  | S(Cry) (paper) | 0.387 | 0.543 | 0.672 | 0.824 | 0.980 | 0.824 | - | - | - | - | - "
-                        "| - | - |")
+                        "| - | - |" + DASHES)
     assert "0.328" not in md  # the 0.5 eV paper rows stay out
     df = pd.read_csv(io.StringIO(render_table([OURS[0]], "table2", "csv", with_paper=True)))
     assert (df["target_bg"] == 1.5).all() and df["source"].tolist() == ["ours"] + ["paper"] * 4

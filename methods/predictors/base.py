@@ -14,7 +14,8 @@ Conventions: lengths in Å, angles in degrees, lattice rows are the vectors a, b
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -66,3 +67,21 @@ class Predictor(torch.nn.Module, abc.ABC):
                 crystals = SoftCrystals.from_structures([structures[i] for i in idx], self.device, dtype)
                 out[idx] = self(crystals).double().cpu().numpy()
         return out
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic torch kernels inside the block (restored afterwards).
+
+    Multi-threaded CPU scatter/index-add kernels accumulate in a varying order; in a 200-step
+    optimisation the float noise can flip an argmax, so the same seed gave different crystals.
+    On CUDA, kernels without a deterministic version only warn (``warn_only``): GPU runs stay
+    non-reproducible at that level.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

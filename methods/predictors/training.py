@@ -46,7 +46,7 @@ from smoacs_bench.data.datasets import Record, load_dataset, property_labels, re
 from smoacs_bench.evaluation.io import atomic_write_text, check_stored_settings, file_sha256
 from smoacs_bench.evaluation.plots import plot_training_curve
 
-from .base import Predictor
+from .base import Predictor, deterministic
 from .crystals import NUM_ELEMENTS, SoftCrystals
 
 __all__ = [
@@ -299,7 +299,6 @@ def train_predictor(
     """
     from tqdm.auto import tqdm
 
-    from smoacs_bench.methods.base import deterministic
 
     if family not in RECIPES:
         raise ValueError(f"unknown model {family!r}; trainable predictors: {', '.join(RECIPES)}")

@@ -1,0 +1,186 @@
+"""The ordered registry of the judge's stages, and what tables, captions and the CLI read from it.
+
+Every module of this package other than ``base`` and ``registry`` is imported once and each :class:`Stage`
+subclass it defines (with a ``name``) is registered; so is each entry point of the group
+``smoacs_bench.stages``. Adding a stage is adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import warnings
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+import pandas as pd
+
+from .base import BUILT_IN, Column, Stage, StageInput, StageUnavailable
+
+ENTRY_POINT_GROUP = "smoacs_bench.stages"
+NOTE_PREFIX = "stage_"   # summary.csv: the phrase each stage ran with, or why it did not
+
+
+def _stage_classes() -> list[type[Stage]]:
+    package = __package__
+    path = sys.modules[package].__path__
+    found: list[type[Stage]] = []
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if info.name in ("base", "registry") or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        found += [obj for obj in vars(module).values()
+                  if isinstance(obj, type) and issubclass(obj, Stage) and obj.name and obj.__module__ == module.__name__]
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as err:  # noqa: BLE001 - a broken plugin is reported, the judge goes on
+            print(f"stage plugin {ep.name} skipped: {type(err).__name__}: {err}", file=sys.stderr)
+            continue
+        if isinstance(obj, type) and issubclass(obj, Stage) and obj.name:
+            found.append(obj)
+    return found
+
+
+@cache
+def stages() -> tuple[Stage, ...]:
+    """Every registered stage, each after the stages it requires (then by ``order``, then by name)."""
+    classes = {cls.name: cls for cls in _stage_classes()}
+    placed: list[str] = []
+    pending = sorted(classes.values(), key=lambda c: (c.order, c.name))
+    while pending:
+        ready = [c for c in pending if all(r in BUILT_IN or r in placed for r in c.requires)]
+        if not ready:
+            names = ", ".join(f"{c.name} (needs {', '.join(c.requires)})" for c in pending)
+            raise ValueError(f"judge stages with unmet or circular requirements: {names}")
+        placed.append(ready[0].name)
+        pending.remove(ready[0])
+    return tuple(classes[n]() for n in placed)
+
+
+def get_stage(name: str) -> Stage:
+    for s in stages():
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown judge stage {name!r}; known: {', '.join(s.name for s in stages())}")
+
+
+def columns() -> list[Column]:
+    """Every column the stages add, in stage order."""
+    return [c for s in stages() for c in s.columns]
+
+
+def rate_columns() -> list[Column]:
+    return [c for c in columns() if c.is_rate]
+
+
+def table_columns() -> list[tuple[str, str]]:
+    """(summary key, header) of the stages' rates and pooled distinct counts, for the metric tables."""
+    out: list[tuple[str, str]] = []
+    for c in columns():
+        if c.is_rate:
+            out.append((c.name, str(c.header)))
+        if c.distinct:
+            out.append((f"n_unique_{c.name}", c.distinct))
+    return out
+
+
+def funnel_steps() -> list[tuple[str, str]]:
+    """(rate key, short label) of the stages' funnel steps, in funnel order."""
+    steps = sorted((c for c in rate_columns() if c.funnel), key=lambda c: c.funnel_rank)
+    return [(c.name, str(c.funnel)) for c in steps]
+
+
+def relaxed_keys() -> tuple[str, ...]:
+    """Rates taken over the relaxed proposals."""
+    return tuple(c.name for c in rate_columns() if c.over == "relaxed")
+
+
+def subset_units() -> dict[str, str]:
+    """{rate: its count column in summary.csv} for rates over a stage's own subset (not all, not the relaxed)."""
+    return {c.name: f"n_{c.over}" for c in rate_columns() if c.over not in ("all", "relaxed")}
+
+
+def distinct_flags() -> dict[str, str]:
+    """{pooled count key: the flag column whose distinct compositions it counts}."""
+    return {f"n_unique_{c.name}": c.name for c in columns() if c.distinct}
+
+
+def identity(options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every stage's settings, the run options it reads, its revision and its columns, keyed by its name: what a
+    run folder's stage columns were computed with (a change to any re-computes them)."""
+    options = options or {}
+    return {s.name: {**s.settings(), **{k: options.get(k) for k in s.option_keys},
+                     **({"revision": s.revision} if s.revision else {}),
+                     "columns": [c.name for c in s.columns]} for s in stages()}
+
+
+def run_stages(batch: StageInput, progress: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every stage's columns on ``batch`` (each stage sees the columns of the stages before it) and a note per
+    stage: its settings phrase, or 'not run: <reason>'. A stage that cannot run leaves its columns empty."""
+    n = len(batch.samples)
+    added: list[pd.DataFrame] = []
+    notes: dict[str, str] = {}
+    samples = batch.samples.drop(columns=[c.name for c in columns() if c.name in batch.samples])
+    for s in stages():
+        view = replace(batch, samples=samples)
+        try:
+            with warnings.catch_warnings():   # pymatgen's element data warnings are not the judge's business
+                warnings.simplefilter("ignore")
+                part = s.compute(view)
+            notes[s.name] = s.describe()
+        except StageUnavailable as err:
+            part = s.empty(n)
+            notes[s.name] = f"not run: {err}"
+            if progress and not str(err).startswith("not asked for"):
+                print(f"judge stage {s.name} not run: {err}", file=sys.stderr)
+        part = part.reindex(columns=[c.name for c in s.columns])
+        part.index = samples.index
+        added.append(part)
+        samples = pd.concat([samples, part], axis=1)
+    return (pd.concat(added, axis=1) if added else pd.DataFrame(index=batch.samples.index)), notes
+
+
+def summarise(samples: pd.DataFrame, notes: dict[str, str] | None = None) -> dict[str, Any]:
+    """summary.csv's entries of the stages: each rate, each pooled distinct count of this run, the notes."""
+    from smoacs_bench.evaluation.diversity import combination_key
+
+    out: dict[str, Any] = {}
+    for s in stages():
+        out.update(s.summarise(samples))
+        if notes is not None:
+            out[f"{NOTE_PREFIX}{s.name}"] = notes.get(s.name, "")
+    for key, flag in distinct_flags().items():
+        out[key] = len(distinct_compositions(samples, flag, combination_key)) if flag in samples else float("nan")
+    return out
+
+
+def distinct_compositions(samples: pd.DataFrame, flag: str, key=None) -> set[str]:
+    """The distinct elemental combinations (unreduced compositions) of the rows flagged True in ``flag``."""
+    if flag not in samples or "formula" not in samples:
+        return set()
+    ok = samples[flag].astype(str).str.lower().isin(["true", "1", "1.0"])
+    formulas = [f for f in samples.loc[ok, "formula"] if isinstance(f, str) and f]
+    if key is None:
+        from smoacs_bench.evaluation.diversity import combination_key as key
+    return {key(f) for f in formulas}
+
+
+def caption_sentences(rows: pd.DataFrame) -> list[str]:
+    """One sentence per stage whose columns the rows carry: what it adds, its settings or why it did not run."""
+    out = []
+    for s in stages():
+        note_col = f"{NOTE_PREFIX}{s.name}"
+        if note_col not in rows:
+            continue
+        notes = list(dict.fromkeys(str(v) for v in rows[note_col].dropna() if str(v).strip() and str(v) != "nan"))
+        if not notes:
+            continue
+        heads = [f"'{c.header}'" for c in s.columns if c.is_rate] + [f"'{c.distinct}'" for c in s.columns if c.distinct]
+        text = s.summary or f"{', '.join(heads)}: stage {s.name}."
+        out.append(f"{text.rstrip('.')} ({'; '.join(notes)}).")
+    return out

@@ -1,0 +1,135 @@
+"""The judge's stages: a new stage is one file; the hull, novelty and S.U.N. stages on real crystals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from smoacs_bench.evaluation.stages import StageInput, StageUnavailable, get_stage, stages
+
+STAGES_DIR = Path(__file__).resolve().parents[1] / "evaluation" / "stages"
+TOY = '''
+import pandas as pd
+
+from .base import Column, Stage
+
+
+class ToyStage(Stage):
+    name = "toy"
+    requires = ("criteria",)
+    columns = (Column("toy_flag", "", "the formula has an O in it", header="toy O rate"),)
+    summary = "'toy O rate': proposals whose formula holds oxygen"
+
+    def describe(self):
+        return "toy setting 7"
+
+    def compute(self, batch):
+        return pd.DataFrame({"toy_flag": ["O" in str(f) for f in batch.samples["formula"]]})
+'''
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smoacs_bench.benchmark.cli", *args], capture_output=True,
+                          text=True, timeout=900)
+
+
+def _srtio3(a: float = 3.905) -> Structure:
+    return Structure(Lattice.cubic(a), ["Sr", "Ti", "O", "O", "O"],
+                     [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+
+
+def test_a_stage_in_one_new_file_reaches_samples_summary_table_and_caption(tmp_path, model_dir, data_dir):
+    toy = STAGES_DIR / "zz_toy_for_test.py"
+    out = tmp_path / "run"
+    try:
+        toy.write_text(TOY)
+        done = _cli("run", "--method", "reference", "--task", "perovskite", "--n-samples", "4", "--relax", "chgnet",
+                    "--robust-copies", "0", "--no-crossjudge", "--no-progress", "--out", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        samples = pd.read_csv(out / "samples.csv")
+        assert samples["toy_flag"].tolist() == ["O" in f for f in samples["formula"]]
+        summary = pd.read_csv(out / "summary.csv").iloc[0]
+        assert summary["toy_flag"] == pytest.approx(samples["toy_flag"].mean())
+        assert summary["stage_toy"] == "toy setting 7"
+        table = _cli("table", "--runs", str(out))
+        assert table.returncode == 0, table.stderr[-2000:]
+        assert "| toy O rate |" in table.stdout and "proposals whose formula holds oxygen (toy setting 7)" in table.stdout
+    finally:
+        toy.unlink(missing_ok=True)
+    # the same folder without the file: the table no longer shows the stage (the test can fail)
+    table = _cli("table", "--runs", str(out))
+    assert table.returncode == 0 and "toy O rate" not in table.stdout
+    # the committed stages reached the same files
+    for col in ("e_hull", "stable", "metastable", "novel", "known_as", "sun", "sun_gap_crossjudge", "stays_both",
+                "success_gap_crossjudge", "dft_ok"):
+        assert col in samples, col
+    assert "| stable |" in table.stdout and "| S.U.N. |" in table.stdout
+
+
+def test_evaluate_reports_the_energy_above_the_hull_of_cubic_srtio3(tmp_path, model_dir, data_dir):
+    cif = tmp_path / "SrTiO3.cif"
+    _srtio3().to(filename=str(cif))
+    done = _cli("evaluate", str(cif), "--task", "perovskite", "--target-bg", "1.5", "--relax", "chgnet",
+                "--robust-copies", "0", "--no-crossjudge", "--out", str(tmp_path / "judged.csv"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = pd.read_csv(tmp_path / "judged.csv").iloc[0]
+    assert -0.12 <= row["e_hull"] <= 0.05
+    assert row["known_as"].startswith("mp-") and not row["novel"]
+    assert "E_hull" in done.stdout and "SrTiO3" in done.stdout
+
+
+def test_hull_stage_gives_reasons_and_the_batch_goes_on(data_dir):
+    hull = get_stage("hull")
+    samples = pd.DataFrame({"formula": ["SrTiO3", "RaTiO3", None, "SrTiO3"],
+                            "relaxed": [True, True, True, False],
+                            "relax_energy_final": [-8.0, -8.0, float("nan"), -8.0]})
+    out = hull.compute(StageInput(samples, relaxer="chgnet"))
+    assert out["e_hull"].notna().tolist() == [True, False, False, False]
+    assert "no elemental reference energy for Ra" in out["hull_reason"].iloc[1]
+    assert out["hull_reason"].iloc[2] == "no structure"
+    assert out["stable"].tolist()[:3] == [out["e_hull"].iloc[0] <= 0, False, False]
+    assert pd.isna(out["stable"].iloc[3])   # not relaxed: not judged
+    with pytest.raises(StageUnavailable, match="match CHGNet"):
+        hull.compute(StageInput(samples, relaxer="sevenn"))
+
+
+def test_a_missing_hull_reference_says_where_to_put_it_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOACS_DATA_DIR", str(tmp_path))
+    samples = pd.DataFrame({"formula": ["SrTiO3"], "relaxed": [True], "relax_energy_final": [-8.0]})
+    with pytest.raises(StageUnavailable) as err:
+        get_stage("hull").compute(StageInput(samples, relaxer="chgnet"))
+    text = str(err.value)
+    assert "\n" not in text and "mp_hull" in text and "mp_formation_energies.json" in text and "SMOACS_DATA_DIR" in text
+
+
+def test_novelty_names_the_known_compound(data_dir):
+    samples = pd.DataFrame({"formula": ["SrTiO3", "Sr2Ti2O6", "CsGeIBrF", None]})
+    out = get_stage("novelty").compute(StageInput(samples))
+    assert out["novel"].tolist()[:3] == [False, False, True] and pd.isna(out["novel"].iloc[3])
+    assert out["known_as"].iloc[0].startswith("mp-") and out["known_as"].iloc[0] == out["known_as"].iloc[1]
+
+
+def test_sun_needs_every_part():
+    samples = pd.DataFrame({"success_relaxed": [True, True, True, False, True],
+                            "metastable": [True, False, True, True, None],
+                            "novel": [True, True, False, True, True],
+                            "relaxed": [True, True, True, True, False]})
+    out = get_stage("sun").compute(StageInput(samples))
+    assert out["sun"].tolist()[:4] == [True, False, False, False] and pd.isna(out["sun"].iloc[4])
+    assert out["sun_gap_crossjudge"].isna().all()   # no cross-judge ran: not judged
+    agreed = get_stage("sun").compute(StageInput(samples.assign(bg_crossjudge_ok=[False, True, True, True, True])))
+    assert agreed["sun"].tolist()[:4] == [True, False, False, False]
+    assert agreed["sun_gap_crossjudge"].tolist()[:4] == [False, False, False, False]
+
+
+def test_stages_come_after_what_they_require():
+    names = [s.name for s in stages()]
+    for s in stages():
+        for need in s.requires:
+            assert need in names[:names.index(s.name)] or need in ("predict", "criteria", "crossjudge", "robustness",
+                                                                   "relaxation"), (s.name, need)
