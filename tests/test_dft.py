@@ -72,3 +72,19 @@ def test_the_stage_checks_a_seeded_few_successes_and_uses_the_cache(tmp_path, mo
     assert calls == [2] and again["dft_band_gap"].equals(out["dft_band_gap"])
     with pytest.raises(Exception, match="dft-subset 0"):
         get_stage("dft").compute(StageInput(samples, structures, crit))
+
+
+def test_figure_a1_draws_the_dft_checked_proposals_of_each_method(tmp_path):
+    from smoacs_bench.benchmark.rendering import _dft_points
+    from smoacs_bench.evaluation.physical_plots import plot_dft_parity
+
+    samples = pd.DataFrame({"dft_checked": [True, False, "True"], "dft_on": ["relaxed", "", "proposed"],
+                            "band_gap": [1.5, 0.3, 1.52], "relax_band_gap": [1.1, None, None],
+                            "dft_gap_corrected": [0.9, None, 2.0]})
+    (points,) = _dft_points(samples, 1.5)
+    assert points["band_gap"].tolist() == [1.1, 1.52]     # the judge's gap of the cell DFT computed
+    assert points["target_bg"].tolist() == [1.5, 1.5]
+    assert _dft_points(samples.drop(columns=["dft_checked"]), 1.5) == []
+    path = plot_dft_parity({"A": points, "B": points.assign(dft_gap_corrected=[1.5, 1.6])}, tmp_path / "a1.png",
+                           margin=0.04, widen=0.2)
+    assert path.is_file() and path.stat().st_size > 10_000

@@ -133,3 +133,59 @@ def test_stages_come_after_what_they_require():
         for need in s.requires:
             assert need in names[:names.index(s.name)] or need in ("predict", "criteria", "crossjudge", "robustness",
                                                                    "relaxation"), (s.name, need)
+
+
+def _relaxed_batch(tmp_path, structures, criteria, success):
+    """A StageInput as the judge builds it after relaxing ``structures`` with CHGNet (cell only: the sites of an
+    ideal perovskite are fixed by symmetry)."""
+    from smoacs_bench.evaluation.relax import RelaxSettings, relax_cell
+
+    outcomes = relax_cell(structures, RelaxSettings())
+    relaxed_dir = tmp_path / "structures_relaxed"
+    relaxed_dir.mkdir()
+    for i, o in enumerate(outcomes):
+        o.final.to(filename=str(relaxed_dir / f"{i}.cif"))
+    samples = pd.DataFrame({"formula": [s.composition.formula.replace(" ", "") for s in structures],
+                            "relaxed": True, "stays": True, "success_relaxed": success,
+                            "relax_energy_final": [o.energy_final for o in outcomes]})
+    return StageInput(samples, [o.final for o in outcomes], criteria, "chgnet", relaxed_dir=relaxed_dir,
+                      cache_dir=tmp_path / "cache")
+
+
+def test_a_stable_cubic_perovskite_stays_distorted_and_under_a_second_potential(tmp_path, model_dir):
+    pytest.importorskip("sevenn")
+    from smoacs_bench.data.reference_crystals import textbook_perovskite
+    from smoacs_bench.data.task import get_task
+
+    crit = get_task("perovskite").criteria(1.5, 0.04)
+    kmgf3 = textbook_perovskite("K", "Mg", "F", 3.973)
+    batch = _relaxed_batch(tmp_path, [kmgf3, kmgf3.copy()], crit, [True, False])
+    out = get_stage("distortion").compute(batch)
+    assert out["stays_distorted"].tolist() == [True, False]          # the second is no success: not tried
+    assert abs(out["distortion_drop"].iloc[0]) < 0.02 and out["distortion_max_dev"].iloc[0] < crit.coord_eps
+    assert pd.isna(out["distortion_drop"].iloc[1])
+    cached = sorted((tmp_path / "cache" / "distortion").glob("*.json"))
+    assert len(cached) == 1
+    again = get_stage("distortion").compute(batch)                      # from the cache, the same numbers
+    assert again["distortion_drop"].iloc[0] == out["distortion_drop"].iloc[0]
+
+    def predict(structures):   # the judge's pair stands in: a gap in the window, a low E_f
+        return [1.5] * len(structures), [-3.0] * len(structures)
+
+    second = get_stage("second_potential").compute(
+        StageInput(batch.samples, batch.structures, crit, "chgnet", predict=predict, cache_dir=tmp_path / "cache"))
+    assert second["stays_relax2"].tolist() == [True, True] and second["stays_both"].tolist() == [True, True]
+    assert abs(second["relax2_energy_drop"].iloc[0]) < 0.1
+    assert second["success_relaxed_both"].tolist() == [True, False]   # the second was no success under CHGNet
+
+
+def test_the_reference_row_proposes_known_stable_abx3(data_dir, model_dir):
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.methods import get_method
+
+    method = get_method("reference", dataset="mp20-abx3")
+    proposals = method.propose(get_task("perovskite", 1.5), 4, seed=0)
+    assert len(proposals) == 4 and all(p.structure is not None and len(p.structure) == 5 for p in proposals)
+    assert all(str(p.meta["source"]).startswith("mp-") for p in proposals)
+    assert all(max(p.structure.lattice.abc) - min(p.structure.lattice.abc) < 1e-4 for p in proposals)   # cubic
+    assert method._pool_size > 100 and "known compounds" in method.caption_note()
