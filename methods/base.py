@@ -57,6 +57,7 @@ class Method(abc.ABC):
     budget: ClassVar[str | None] = None    # option counting the work: "steps", "trials", ...
     state_dir: ClassVar[str | None] = None  # folder in the run folder for resumable state ("storage")
     result_neutral: ClassVar[tuple[str, ...]] = ("progress",)
+    contract_options: ClassVar[dict[str, Any]] = {}   # options that make the shared contract test's run tiny
     history_unit: ClassVar[str] = "step"   # what a row of ``artifacts()["history"]`` is
     revision: ClassVar[int] = 0            # bumped when default behaviour changes: stored runs are then not reused
     # the configurations the tuning protocol tries (``smoacs-bench reproduce tuning``), the first the default;

@@ -33,7 +33,7 @@ def small_options(cls: type[Method], budget: int = 3, **extra: Any) -> dict[str,
     for key, value in (("progress", False), ("device", "cpu")):
         if key in options:
             out[key] = value
-    return out | extra
+    return out | dict(cls.contract_options) | extra
 
 
 def _same(a: Proposal, b: Proposal) -> bool:

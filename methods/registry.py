@@ -24,6 +24,7 @@ METHODS: dict[str, str] = {
     "ftcp": "smoacs_bench.methods.ftcp:FTCP",
     "reference": "smoacs_bench.methods.reference:ReferenceCrystals",
     "screening": "smoacs_bench.methods.screening:Screening",
+    "screening-relax": "smoacs_bench.methods.screening:RelaxedScreening",
 }
 
 

@@ -128,7 +128,7 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     from smoacs_bench.benchmark.tuning import merge_tuned
 
     main, ablations = get_spec("relax3"), get_spec("relax3-ablations")
-    assert [r.tag for r in main.runs] == ["smoacs", "tpe-smoacs", "smoacs-relax-all", "reference-mp"]
+    assert [r.tag for r in main.runs] == ["smoacs", "tpe-smoacs", "smoacs-relax-all", "screening-relax", "reference-mp"]
     assert main.samples == 256 and len(main.seeds) == 3
     tags = [r.tag for r in ablations.runs]
     assert len(tags) == len(set(tags)) > 4 and tags[0] == "smoacs-relax-all"
