@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from smoacs_bench.data.task import TASKS
+from smoacs_bench.evaluation.stages import headline, report_lines
 
 from .physical import add_physical_args, physical_settings, stage_options
 from .values import parse_value
@@ -187,8 +188,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
         if res["status"] == "unchanged":
             print(f"{folder}: already has these columns (nothing to do)")
         else:
-            print(f"{folder}: success (robust) {res['success_robust']:.3f}, relaxed {res['n_relaxed']}: success "
-                  f"(relaxed) {res['success_relaxed']:.3f}, stays {res['stays']:.3f} ({res['wall_s']:.0f} s)")
+            print(f"{folder}: {headline(res)} ({res['wall_s']:.0f} s)")
     return 1 if failed == len(args.runs) else 0
 
 
@@ -360,9 +360,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"smoacs-bench run: {err}") from None
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
-            "tolerance_ok", "angles_ok", "coords_ok", "unique_rate", "success_robust", "success_relaxed", "stays",
-            "relaxed_bg_wide")
+            "tolerance_ok", "angles_ok", "coords_ok", "unique_rate")
     print("  ".join(f"{k}={s[k]:.3f}" for k in keys if s.get(k) is not None and s[k] == s[k]))
+    if headline(s):
+        print(headline(s))
     out = Path(args.out)
     print(f"results: {out}/ (samples.csv, summary.csv, structures/, run.log)\n"
           f"next: smoacs-bench table --runs {out} [more run folders] --with-paper")
@@ -464,63 +465,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     unreadable = int(df["formula"].isna().sum())
     print(f"{n} files: {n - unreadable} judged, {unreadable} unreadable; {int(df['success'].sum())} successful "
           f"({df['success'].mean():.3f}); {len(problems)} problem(s); wrote {Path(args.out)}")
-    if "success_relaxed" in df:
-        print(f"after relaxation ({relax.describe()}): {int(df['success_relaxed'].fillna(False).astype(bool).sum())} "
-              f"successful, {int(df['stays'].fillna(False).astype(bool).sum())} stay; relaxed cells in "
-              f"{Path(args.out).parent / (Path(args.out).stem + '_relaxed')}/")
-    for line in _stage_lines(df):
+    if relax is not None:
+        print(f"relaxed ({relax.describe()}); relaxed cells in {Path(args.out).parent / (Path(args.out).stem + '_relaxed')}/")
+    for line in report_lines(df):
         print(line)
     return 0 if unreadable < n else 1
 
 
-def _stage_lines(df) -> list[str]:
-    """evaluate: one line per file with an energy above the hull (a handful of files), else the counts."""
-    import pandas as pd
-
-    if "e_hull" not in df or df["e_hull"].isna().all():
-        return []
-    rows = df[pd.to_numeric(df["e_hull"], errors="coerce").notna()]
-    lines = [f"{r['file']}: {r['formula']} E_hull {float(r['e_hull']):+.3f} eV/atom "
-             f"(E_f {float(r['ef_relaxed']):+.3f} eV/atom after relaxation)" for r in rows.head(10).to_dict("records")]
-    if len(rows) > 10:
-        lines.append(f"... {len(rows) - 10} more in the CSV")
-    return lines
-
-
 def _physical_columns(args: argparse.Namespace, df, relax, robust):
-    """evaluate --relax: the run folders' physical columns for judged files (relaxed CIFs beside --out)."""
-    import pandas as pd
-
+    """evaluate --relax: the judge stages' columns for judged files (relaxed CIFs beside --out)."""
     from smoacs_bench.data.task import get_task
     from smoacs_bench.evaluation.io import read_structure
     from smoacs_bench.evaluation.relax import RelaxerUnavailable
 
-    from .physical import (
-        _judge_predict,
-        relaxation_columns,
-        robustness_columns,
-        run_relaxations,
-        stage_columns,
-    )
+    from .physical import judge_options, stage_columns
 
     criteria = get_task(args.task).criteria(args.target_bg, args.margin)
     structures = [read_structure(f)[0] for f in args.files]
     out = Path(args.out)
-    parts = [df]
-    try:
-        if robust is not None:
-            parts.append(robustness_columns(df, structures, criteria, robust, _judge_predict))
-        if relax is not None:
-            outcomes = run_relaxations(structures, list(range(len(structures))), relax,
-                                       out.parent / f".{out.stem}_relax_state", args.relax_workers, progress=True)
-            parts.append(relaxation_columns(df, structures, criteria, relax, outcomes, _judge_predict,
-                                            out.parent / f"{out.stem}_relaxed"))
+    options = dict(judge_options(relax, robust, stage_options(args)), workers=args.relax_workers)
+    try:   # the relaxation's resumable state in a hidden folder beside --out, the relaxed cells in <out>_relaxed/
+        out_df, _ = stage_columns(df, structures, criteria, options, out.parent / f".{out.stem}_judge",
+                                  out.parent / f".{out.stem}_stage_cache", progress=True,
+                                  relaxed_dir=out.parent / f"{out.stem}_relaxed")
     except RelaxerUnavailable as err:
         raise SystemExit(f"smoacs-bench evaluate: {err}") from None
-    out_df, _ = stage_columns(pd.concat(parts, axis=1), structures, criteria,
-                              relax.relaxer if relax is not None else None, out.parent / f"{out.stem}_relaxed",
-                              out.parent / f".{out.stem}_stage_cache", progress=True,
-                              options=stage_options(args))
     return out_df
 
 

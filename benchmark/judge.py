@@ -11,7 +11,7 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from smoacs_bench.data.task import Task
-from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.evaluation.criteria import evaluate, predicted
 from smoacs_bench.evaluation.io import lookup, read_predictions, read_structure
 
 # (structures) -> (band gaps in eV, formation energies in eV/atom)
@@ -50,15 +50,7 @@ def judge_structures(structures: Sequence[Structure | None], predict: PredictFn 
     """The judge's band gaps (eV) and formation energies (eV/atom) of ``structures``, None where a structure
     is missing or a prediction is not finite: every proposal is predicted from its structure, whatever the
     method that proposed it reported."""
-    bgs: list[float | None] = [None] * len(structures)
-    efs: list[float | None] = [None] * len(structures)
-    ok = [i for i, s in enumerate(structures) if s is not None]
-    if ok:
-        bg, ef = (predict or default_predict)([structures[i] for i in ok])
-        for i, b, e in zip(ok, bg, ef, strict=True):
-            bgs[i] = float(b) if math.isfinite(b) else None
-            efs[i] = float(e) if math.isfinite(e) else None
-    return bgs, efs
+    return predicted(structures, predict or default_predict)
 
 
 def disagreements(own: Sequence[float | None], judged: Sequence[float | None], what: str, unit: str,

@@ -14,7 +14,7 @@ from .experiments import (
     format_seconds,
     paper_frame,
 )
-from .physical import relax_cost
+from .physical import relax_cost, relax_identity
 from .planning import PlannedRun, ReproduceResult
 
 
@@ -106,10 +106,12 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     from smoacs_bench.evaluation.io import atomic_write_text
     from smoacs_bench.evaluation.physical_plots import plot_energy_drop, plot_funnel
     from smoacs_bench.evaluation.physical_summary import physical_summary, summary_markdown
+    from smoacs_bench.evaluation.stages import RELAXED_COUNT, funnel_steps
+    from smoacs_bench.evaluation.stages.dft import parity_points
+    from smoacs_bench.evaluation.stages.relaxation import ENERGY_DROP, ENERGY_INITIAL
 
     files: dict[str, Path] = {}
-    has = [c for c in ("success_robust", "success_relaxed") if c in df and df[c].notna().any()]
-    if not has:
+    if not any(c in df and df[c].notna().any() for c, _ in funnel_steps()):
         return files
     files["funnel"] = plot_funnel(df, table_dir / "funnel.png")
     # a crystal relaxed under several targets (the reference row proposes the same crystals for each) counts once
@@ -123,19 +125,18 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         if not (run.done and samples.is_file()):
             continue
         s = pd.read_csv(samples)
-        if "relax_energy_drop" not in s:
+        if ENERGY_DROP not in s:
             continue
         summary = pd.read_csv(run.folder / "summary.csv").iloc[0]
         label = run.row.label or str(summary["method"])
-        dft_points.setdefault(label, []).extend(_dft_points(s, float(summary["target_bg"])))
+        dft_points.setdefault(label, []).extend(parity_points(s, float(summary["target_bg"])))
         margins.add(float(summary["margin"]))
-        pair = s[["relax_energy_initial", "relax_energy_drop"]].apply(pd.to_numeric, errors="coerce").dropna()
+        pair = s[[ENERGY_INITIAL, ENERGY_DROP]].apply(pd.to_numeric, errors="coerce").dropna()
         for e0, drop in pair.itertuples(index=False):
             drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
         physical = json.loads((run.folder / "config.json").read_text()).get("physical", {})
-        per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get("n_relaxed"))))
-        key = physical.get("key", {})
-        stay_drop = (key.get("relax") or {}).get("stay_drop", stay_drop)
+        per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get(RELAXED_COUNT))))
+        stay_drop = relax_identity(physical).get("stay_drop", stay_drop)
     if any(dft_points.values()):
         from smoacs_bench.evaluation.physical_plots import plot_dft_parity
         from smoacs_bench.evaluation.stages.dft import calibration
@@ -155,19 +156,6 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     return files
 
 
-def _dft_points(samples: Any, target: float) -> list:
-    """The DFT-checked rows of a run as (band_gap: the judge's gap of the computed cell, dft_gap_corrected,
-    target_bg); empty without any."""
-    if "dft_checked" not in samples or "dft_gap_corrected" not in samples:
-        return []
-    checked = samples[samples["dft_checked"].astype(str).str.lower().isin(["true", "1", "1.0"])]
-    if checked.empty:
-        return []
-    relaxed = checked["dft_on"].astype(str) == "relaxed"
-    gap = checked["band_gap"].where(~relaxed, checked.get("relax_band_gap", checked["band_gap"]))
-    return [checked.assign(band_gap=gap, target_bg=target)[["band_gap", "dft_gap_corrected", "target_bg"]]]
-
-
 def runs_summary(runs: list[PlannedRun]) -> str:
     """Per row of the table: finished runs, their size, the method's proposing time per run (median, s; as stored
     in config.json: a run reused across sessions keeps the time it took then) and the physical-validity stage's
@@ -175,6 +163,8 @@ def runs_summary(runs: list[PlannedRun]) -> str:
     import statistics
 
     import pandas as pd
+
+    from smoacs_bench.evaluation.stages import RELAXED_COUNT
 
     lines = ["| row | runs | samples × seeds | proposing, per run (s, median) | relaxation + copies, all runs (s) |",
              "|---|---:|---|---:|---:|"]
@@ -195,7 +185,7 @@ def runs_summary(runs: list[PlannedRun]) -> str:
                 walls.append(float(config["wall_time_s"]))
             stage = config.get("physical", {})
             try:
-                n_relaxed = pd.read_csv(r.folder / "summary.csv").iloc[0].get("n_relaxed")
+                n_relaxed = pd.read_csv(r.folder / "summary.csv").iloc[0].get(RELAXED_COUNT)
             except (OSError, ValueError, IndexError):
                 n_relaxed = None
             physical += float(relax_cost(stage, n_relaxed) or 0) + float(stage.get("robust_wall_time_s") or 0)

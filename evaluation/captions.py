@@ -107,7 +107,6 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
         if len(per):
             out.append("Exploitation gap (own-judge success minus cross-judged success, mean over rows): "
                        + ", ".join(f"{k} {v:+.3f}" for k, v in per.items()) + ".")
-    out.extend(_physical(ours))
     from .stages import caption_sentences
 
     out.extend(caption_sentences(ours))
@@ -131,35 +130,6 @@ def _protocol(df: pd.DataFrame, task: Task) -> list[str]:
     small = sorted({int(n) for n in ours["n_samples"] if not missing(n) and int(n) < 256})
     if small:
         out.append(f"Rows with {', '.join(map(str, small))} samples per seed are smaller than the paper's 256.")
-    return out
-
-
-def _notes_of(ours: pd.DataFrame, col: str) -> list[str]:
-    return list(dict.fromkeys(str(v) for v in ours[col].dropna() if str(v).strip())) if col in ours else []
-
-
-def _physical(ours: pd.DataFrame) -> list[str]:
-    """Sentences on the physical-validity columns, from the runs' own settings (summary.csv)."""
-    relax, robust = _notes_of(ours, "relax_note"), _notes_of(ours, "robust_note")
-    if not relax and not robust:
-        return []
-    out = []
-    if robust:
-        out.append("'success (robust)': an own-judge success whose perturbed copies still succeed ("
-                   + "; ".join(robust) + ").")
-    if relax:
-        sizes = []
-        for r in ours.to_dict("records"):
-            if not missing(r.get("n_relaxed")) and not missing(r.get("n_samples")):
-                per_run = int(r["n_relaxed"]) // max(int(r.get("n_seeds") or 1), 1)
-                sizes.append(f"{row_label(r)} {per_run} of {int(r['n_samples'])}")
-        subset = ("; proposals relaxed per run: " + ", ".join(dict.fromkeys(sizes))) if sizes else ""
-        out.append("'success (relaxed)': every criterion re-judged, with the judge's predictions, on the cell "
-                   "relaxed by " + "; ".join(relax) + subset
-                   + ". 'stays' needs a converged relaxation that barely moved the crystal (thresholds above); "
-                   "'relaxed gap (wide)': the relaxed cell's predicted gap within the wide window of the target. "
-                   "Relaxation rates are over the relaxed proposals; an all-zero row over seeds shows the pooled "
-                   "Wilson interval.")
     return out
 
 

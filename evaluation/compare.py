@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .layouts import PHYSICAL_COLS, relaxed_keys
+from .layouts import relaxed_keys
+from .stages.base import RELAXED_ROWS, truthy
 from .stats import fisher_p, holm, mcnemar_p, paired_bootstrap, unpaired_bootstrap, welch_seeds
 
 
@@ -60,7 +61,7 @@ def column_names() -> dict[str, str]:
     """A compared column's name in the text: the tables' header (ours and the judge stages')."""
     from .stages import table_columns
 
-    return {"success": "success", **dict(PHYSICAL_COLS), **dict(table_columns())}
+    return {"success": "success", **dict(table_columns())}
 
 
 def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
@@ -77,9 +78,9 @@ def paired_differences(runs: Sequence[tuple[Mapping[str, Any], pd.DataFrame]],
     for summary, samples in runs:
         frame = samples.assign(seed=summary.get("seed", 0), n_run=len(samples))
         if column in relaxed_keys():
-            if "relaxed" not in frame:
+            if RELAXED_ROWS not in frame:
                 continue
-            frame = frame[frame["relaxed"].fillna(False).astype(bool)]
+            frame = frame[truthy(frame, RELAXED_ROWS)]
             if frame.empty:
                 continue
         by_key.setdefault(_key(summary), {}).setdefault(_label(summary), []).append(frame)

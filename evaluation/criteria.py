@@ -156,3 +156,23 @@ def evaluate(structures: Sequence[Structure | None], band_gaps: Sequence[float |
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df["n_sites"] = df["n_sites"].astype("Int64")
     return df
+
+
+def predicted(structures: Sequence[Structure | None], predict) -> tuple[list[float | None], list[float | None]]:
+    """``predict``'s band gaps (eV) and formation energies (eV/atom) of ``structures``: None where a structure is
+    missing or a prediction is not finite (``predict(structures) -> (gaps, energies)``)."""
+    bgs: list[float | None] = [None] * len(structures)
+    efs: list[float | None] = [None] * len(structures)
+    ok = [i for i, s in enumerate(structures) if s is not None]
+    if ok:
+        bg, ef = predict([structures[i] for i in ok])
+        for i, b, e in zip(ok, bg, ef, strict=True):
+            bgs[i] = float(b) if b is not None and math.isfinite(float(b)) else None
+            efs[i] = float(e) if e is not None and math.isfinite(float(e)) else None
+    return bgs, efs
+
+
+def judge_rows(structures: Sequence[Structure | None], criteria: Criteria, predict) -> pd.DataFrame:
+    """Evaluation rows of ``structures`` on ``predict``'s predictions (None rows: failures with a reason)."""
+    bg, ef = predicted(structures, predict)
+    return evaluate(list(structures), bg, ef, criteria)

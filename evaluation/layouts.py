@@ -15,6 +15,7 @@ import pandas as pd
 from smoacs_bench.data.task import TASKS
 
 from .paper import paper_rows
+from .stages.base import RELAXED_COUNT, RELAXED_ROWS
 from .stats import seed_interval, wilson
 
 BASE_COLS: list[tuple[str, str]] = [
@@ -42,31 +43,24 @@ PROTOCOL_COLS: list[tuple[str, str]] = [  # beyond the paper: the generic DP and
     ("neutral_any", "neut (any)"),
     ("success_crossjudge", "success (cross-judge)"),
 ]
-PHYSICAL_COLS: list[tuple[str, str]] = [  # beyond the paper: does a success mean something physically?
-    ("success_robust", "success (robust)"),
-    ("success_relaxed", "success (relaxed)"),
-    ("stays", "stays"),
-    ("relaxed_bg_wide", "relaxed gap (wide)"),
-]
-RELAXED_KEYS = ("success_relaxed", "stays", "relaxed_bg_wide")  # rates over the relaxed set (n_relaxed)
-SUMMARY_LAYOUT: list[tuple[str, str]] = [   # the compact table results/README.md includes
+SUMMARY_LAYOUT: list[tuple[str, str]] = [   # the compact table results/README.md includes (then the stages')
     ("size", "samples × seeds"), ("success", "success rate"), ("n_unique_success", "unique successes"),
-    *PHYSICAL_COLS,
 ]
-LAYOUTS: dict[str, list[tuple[str, str]]] = {
-    "table2": BASE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
-    "table3": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
-    "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS,
+LAYOUTS: dict[str, list[tuple[str, str]]] = {   # the judge stages' columns follow (registry): STAGED_LAYOUTS
+    "table2": BASE_COLS + PROTOCOL_COLS,
+    "table3": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS,
+    "table4": BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS,
     "diversity": DIVERSITY_COLS,
     "summary": SUMMARY_LAYOUT,
 }
 STAGED_LAYOUTS = ("table2", "table3", "table4", "summary")   # layouts that show the judge stages' columns
 POOLED_FLAGS = {"n_unique_success": "success"}   # distinct compositions pooled over seeds, by flag column
 COUNT_KEYS = ("n_success", "n_unique_success", "n_unique_novel_success")
-_BASE_RATES = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS + PHYSICAL_COLS
+_BASE_RATES = tuple(dict.fromkeys(k for k, _ in BASE_COLS + PEROVSKITE_COLS + PROTOCOL_COLS
                                   if k not in COUNT_KEYS)) + ("unique_rate",)
+RELAXED_LINEAGES = f"n_{RELAXED_ROWS}_lineages"   # clone lineages among the relaxed proposals
 BASE_SUMMARY_COLS = ("method", "task", "target_bg", "margin", "n_samples", *_BASE_RATES, *COUNT_KEYS,
-                     "novelty_reference", "selection", "seed", "n_relaxed", "n_lineages", "n_relaxed_lineages")
+                     "novelty_reference", "selection", "seed", RELAXED_COUNT, "n_lineages", RELAXED_LINEAGES)
 RUN_KEYS = ("method", "task", "target_bg", "margin", "selection", "n_samples")  # one table row: seeds pooled
 
 
@@ -93,7 +87,7 @@ def relaxed_keys() -> tuple[str, ...]:
     """Rates over the relaxed proposals (their interval's unit is the relaxed set)."""
     from .stages import relaxed_keys as staged
 
-    return RELAXED_KEYS + staged()
+    return staged()
 
 
 def pooled_flags() -> dict[str, str]:
@@ -169,7 +163,7 @@ def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 row[f"{key}_lo"], row[f"{key}_hi"] = wilson(k if _by_lineage(row, key) else round(k), n)
         from .stages import subset_units
 
-        for col in ("n_relaxed", "n_lineages", "n_relaxed_lineages", *dict.fromkeys(subset_units().values())):
+        for col in (RELAXED_COUNT, "n_lineages", RELAXED_LINEAGES, *dict.fromkeys(subset_units().values())):
             if col not in part:
                 continue
             counts = [int(v) for v in part[col] if not missing(v)]
@@ -201,7 +195,7 @@ def _unit_cols(key: str) -> tuple[str, ...]:
     units = subset_units()
     if key in units:
         return (units[key],)
-    return ("n_relaxed_lineages", "n_relaxed") if key in relaxed_keys() else ("n_lineages", "n_samples")
+    return (RELAXED_LINEAGES, RELAXED_COUNT) if key in relaxed_keys() else ("n_lineages", "n_samples")
 
 
 def _draws(run: Mapping[str, Any], key: str) -> int:

@@ -26,12 +26,12 @@ from .comparison import _error
 from .layouts import missing, row_label, to_frame
 from .plots import FONTS, _save_png
 
-STAGES = (("success", "own judge"), ("success_robust", "robust"), ("success_relaxed", "relaxed"))
+STAGES = (("success", "own judge"),)   # then the stages' funnel steps (registry)
 HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
 
 
 def funnel_stages() -> list[tuple[str, str]]:
-    """The funnel's steps: own judge, robust, relaxed, then the judge stages' steps (registry), in order."""
+    """The funnel's steps: own judge, then the judge stages' steps (registry: robust, relaxed, ...), in order."""
     from .stages import funnel_steps
 
     return [*STAGES, *funnel_steps()]
@@ -131,7 +131,7 @@ def plot_energy_drop(drops: Mapping[str, Iterable[float]], path: str | Path, sta
 
 def dft_parity_figure(points: Mapping[str, pd.DataFrame], margin: float, widen: float = 0.0, title: str = "") -> Figure:
     """Figure A.1: per method (colour), the judge's band gap (eV) against the corrected DFT gap (eV) of its
-    DFT-checked proposals (``points``: label -> frame with ``band_gap``, ``dft_gap_corrected``, ``target_bg``);
+    DFT-checked proposals (``points``: label -> frame with ``band_gap``, ``dft_gap`` (corrected PBE, eV), ``target_bg``);
     each target's window (± margin, and ± margin + ``widen`` dashed) drawn on the DFT axis."""
     colors = matplotlib.colormaps["tab10"]
     with matplotlib.rc_context(FONTS):
@@ -140,12 +140,12 @@ def dft_parity_figure(points: Mapping[str, pd.DataFrame], margin: float, widen: 
         top = 1.0
         targets: set[float] = set()
         for j, (label, part) in enumerate(points.items()):
-            part = part.dropna(subset=["band_gap", "dft_gap_corrected"])
+            part = part.dropna(subset=["band_gap", "dft_gap"])
             if part.empty:
                 continue
-            ax.scatter(part["dft_gap_corrected"], part["band_gap"], s=22, color=colors(j % 10),
+            ax.scatter(part["dft_gap"], part["band_gap"], s=22, color=colors(j % 10),
                        edgecolor="black", linewidth=0.4, label=f"{label} ({len(part)})")
-            top = max(top, float(part[["dft_gap_corrected", "band_gap"]].max().max()))
+            top = max(top, float(part[["dft_gap", "band_gap"]].max().max()))
             targets |= {float(t) for t in part["target_bg"]}
         top += 0.5
         for t in sorted(targets):

@@ -13,46 +13,54 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .stages.base import RELAXED_ROWS, truthy
+from .stages.relaxation import (
+    CONVERGED,
+    ENERGY_DROP,
+    ENERGY_INITIAL,
+    MAX_DISP,
+    REASON,
+    STAYS,
+    SUCCESS_RELAXED,
+    VOLUME_CHANGE,
+)
+from .stages.robustness import SUCCESS_ROBUST
+
 COLUMNS = [
-    "method", "runs", "relaxed", "converged", "exploded", "stays", "median drop (eV/atom)",
+    "method", "runs", "crystals relaxed", "converged", "exploded", "crystals staying", "median drop (eV/atom)",
     "median |dV| (%)", "median max disp (A)", "successes relaxed", "success (relaxed)",
     "success (robust)", "proposals", "relax s/structure",
 ]
-
-
-def _truthy(col: pd.Series) -> pd.Series:
-    return col.astype(str).str.lower().isin(["true", "1", "1.0"])
 
 
 def physical_summary(runs: Mapping[str, Iterable[tuple[pd.DataFrame, float | None]]]) -> pd.DataFrame:
     """Per method label: ``runs`` maps a label to (samples.csv frame, relax wall time in s or None) per run."""
     rows = []
     for label, items in runs.items():
-        items = [(s, w) for s, w in items if "relaxed" in s]
+        items = [(s, w) for s, w in items if RELAXED_ROWS in s]
         if not items:
             continue
-        relaxed = [s[_truthy(s["relaxed"])] for s, _ in items]
+        relaxed = [s[truthy(s, RELAXED_ROWS)] for s, _ in items]
         every = pd.concat(relaxed, ignore_index=True)
-        key = every[["relax_energy_initial", "relax_energy_drop"]].apply(pd.to_numeric, errors="coerce").round(6)
+        key = every[[ENERGY_INITIAL, ENERGY_DROP]].apply(pd.to_numeric, errors="coerce").round(6)
         unique = every[~key.duplicated().to_numpy() | key.isna().any(axis=1).to_numpy()]
-        reason = unique["relax_reason"].astype(str)
-        own = every[_truthy(every["success"])]
+        reason = unique[REASON].astype(str)
+        own = every[truthy(every, "success")]
         wall = [w for _, w in items if w is not None]
         n_runs_relaxed = sum(len(r) for r in relaxed)
         rows.append({
             "method": label,
             "runs": len(items),
-            "relaxed": len(unique),
-            "converged": int(_truthy(unique["relax_converged"]).sum()),
+            "crystals relaxed": len(unique),
+            "converged": int(truthy(unique, CONVERGED).sum()),
             "exploded": int(reason.str.startswith("exploded").sum()),
-            "stays": int(_truthy(unique["stays"]).sum()),
-            "median drop (eV/atom)": _median(unique["relax_energy_drop"]),
-            "median |dV| (%)": _median(pd.to_numeric(unique["relax_volume_change"], errors="coerce").abs()),
-            "median max disp (A)": _median(unique["relax_max_disp"]),
+            "crystals staying": int(truthy(unique, STAYS).sum()),
+            "median drop (eV/atom)": _median(unique[ENERGY_DROP]),
+            "median |dV| (%)": _median(pd.to_numeric(unique[VOLUME_CHANGE], errors="coerce").abs()),
+            "median max disp (A)": _median(unique[MAX_DISP]),
             "successes relaxed": len(own),
-            "success (relaxed)": int(_truthy(own["success_relaxed"]).sum()),
-            "success (robust)": int(sum(_truthy(s["success_robust"]).sum() for s, _ in items
-                                        if "success_robust" in s)),
+            "success (relaxed)": int(truthy(own, SUCCESS_RELAXED).sum()),
+            "success (robust)": int(sum(truthy(s, SUCCESS_ROBUST).sum() for s, _ in items)),
             "proposals": sum(len(s) for s, _ in items),
             "relax s/structure": (sum(wall) / n_runs_relaxed) if wall and n_runs_relaxed else np.nan,
         })
@@ -66,14 +74,14 @@ def _median(col: pd.Series) -> float:
 
 def summary_markdown(df: pd.DataFrame) -> str:
     """The summary as a markdown table, with "k of n" counts and medians to 2-3 significant places."""
-    head = ["method", "runs", "relaxed", "converged", "exploded", "stays", "median drop (eV/atom)",
+    head = ["method", "runs", "crystals relaxed", "converged", "exploded", "crystals staying", "median drop (eV/atom)",
             "median \\|ΔV\\| (%)", "median max disp (Å)", "success (relaxed) / own-judge successes relaxed",
             "success (robust), all proposals", "relax s per structure"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in df.to_dict("records"):
         cells = [
-            str(r["method"]), str(r["runs"]), str(r["relaxed"]), str(r["converged"]), str(r["exploded"]),
-            str(r["stays"]), _fmt(r["median drop (eV/atom)"], 3), _fmt(r["median |dV| (%)"], 1),
+            str(r["method"]), str(r["runs"]), str(r["crystals relaxed"]), str(r["converged"]), str(r["exploded"]),
+            str(r["crystals staying"]), _fmt(r["median drop (eV/atom)"], 3), _fmt(r["median |dV| (%)"], 1),
             _fmt(r["median max disp (A)"], 2), f"{r['success (relaxed)']} of {r['successes relaxed']}",
             f"{r['success (robust)']} of {r['proposals']}", _fmt(r["relax s/structure"], 1),
         ]

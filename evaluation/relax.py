@@ -94,6 +94,19 @@ class RelaxOutcome:
         """Initial minus final energy, eV/atom (positive: the potential found a lower energy)."""
         return self.energy_initial - self.energy_final
 
+    def record(self) -> dict[str, Any]:
+        """The outcome as JSON (the final cell as a pymatgen dict), as the relaxation caches keep it."""
+        return {"converged": self.converged, "steps": self.steps, "energy_initial": self.energy_initial,
+                "energy_final": self.energy_final, "reason": self.reason,
+                "final": None if self.final is None else self.final.as_dict()}
+
+
+def stays(converged: bool, energy_drop: float, moved: dict[str, Any], settings: RelaxSettings) -> bool:
+    """'stays': a converged relaxation that dropped at most ``stay_drop`` eV/atom, changed the volume by at most
+    ``stay_volume`` % and still matches the start (``moved``: :func:`compare`'s result)."""
+    return bool(converged and energy_drop <= settings.stay_drop
+                and abs(moved["volume_change"]) <= settings.stay_volume and moved["match"] is True)
+
 
 # -- potentials ------------------------------------------------------------------------------------------------
 class BatchedCHGNet:

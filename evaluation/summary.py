@@ -6,6 +6,7 @@ import pandas as pd
 
 from .criteria import Criteria
 from .diversity import diversity_counts, unique_rate
+from .stages.base import RELAXED_ROWS, truthy
 
 RATE_COLUMNS = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "neutral_any", "min_dist_ok",
                 "perovskite_ok", "tolerance_ok", "angles_ok", "coords_ok", "success_crossjudge", "ef_ok_crossjudge")
@@ -59,8 +60,8 @@ def lineage_counts(samples: pd.DataFrame) -> dict:
         return {}
     lineage = _lineages(samples)
     out = {"n_lineages": int(lineage.nunique())}
-    if "relaxed" in samples:
-        out["n_relaxed_lineages"] = int(lineage[samples["relaxed"].fillna(False).astype(bool)].nunique())
+    if RELAXED_ROWS in samples:
+        out[f"n_{RELAXED_ROWS}_lineages"] = int(lineage[truthy(samples, RELAXED_ROWS)].nunique())
     return out
 
 

@@ -255,7 +255,7 @@ class RelaxedScreening(Screening):
                 "screened criterion); deterministic, so its seeds coincide.")
 
     def _scored(self) -> tuple:
-        key = ("relaxed", self.predictor_names(), self.cfg.device, self.elements)
+        key = ("relaxed-cells", self.predictor_names(), self.cfg.device, self.elements)
         if key not in _SCORED:
             from smoacs_bench.evaluation.relax import RelaxSettings, load_relaxer, relax_cell
 
@@ -282,7 +282,7 @@ class RelaxedScreening(Screening):
             return [Proposal(None, meta={"source": "", "reason": "screening-relax covers the 5-site perovskite task"})
                     for _ in range(n_samples)]
         out = super().propose(task, n_samples, seed)
-        key = ("relaxed", self.predictor_names(), self.cfg.device, self.elements)
+        key = ("relaxed-cells", self.predictor_names(), self.cfg.device, self.elements)
         self._info["unrelaxed"] = _SCORED[key][7]
         self._info["lattice"] = "CHGNet-relaxed (cell only) from ionic radii"
         return out

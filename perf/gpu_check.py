@@ -12,7 +12,7 @@ Parts, each in try/except with its own time cap (a part that fails or runs out o
 2. SMOACS-relax (``get_method("smoacs-relax")``) small (32 x 20) with ``device="cuda"``: the predictors run on
    CUDA, CHGNet (``evaluation.relax.BatchedCHGNet`` takes no device) on the CPU.
 3. The relaxation stage (CHGNet 0.3.0, FIRE on a FrechetCellFilter, fmax 0.05, <= 300 steps) of the 256 (and,
-   if time allows, 2,048) GPU proposals: ``benchmark.physical.run_relaxations`` with one process per core (the
+   if time allows, 2,048) GPU proposals: ``evaluation.relax_runs.run_relaxations`` with one process per core (the
    stage's ``--relax-workers``) and one-process ``evaluation.relax.relax``; both on the CPU, since the library's
    CHGNet relaxer has no device argument. A script-side subclass that runs the CHGNet call on CUDA is timed on a
    small subset as a probe (not library code).
@@ -580,8 +580,8 @@ def main() -> int:
 
     def stage(n: int):
         def run():
-            from smoacs_bench.benchmark.physical import run_relaxations
             from smoacs_bench.evaluation.relax import RelaxSettings
+            from smoacs_bench.evaluation.relax_runs import run_relaxations
             props = kept.get("props") or []
             structures = [p.structure for p in props]
             if n > len(structures):   # more proposals: repeat the 256 (the cache is per run folder: fresh folder)
@@ -596,7 +596,7 @@ def main() -> int:
             conv = sum(bool(r["converged"]) for r in out.values())
             steps_ = sorted(int(r["steps"]) for r in out.values())
             return {"status": "ok", "n": n, "device": "cpu (BatchedCHGNet has no device argument)",
-                    "path": f"benchmark.physical.run_relaxations, {workers} spawn workers, chunks of 8, 1 torch thread each",
+                    "path": f"evaluation.relax_runs.run_relaxations, {workers} spawn workers, chunks of 8, 1 torch thread each",
                     "wall_s": round(wall, 1), "s_per_structure": round(wall / n, 3), "converged": conv,
                     "median_fire_steps": steps_[len(steps_) // 2] if steps_ else None,
                     "note": "a 2,048 set repeats the 256 proposals" if n > len(props) else ""}

@@ -39,8 +39,8 @@ def main() -> None:
     from chgnet.model.dynamics import CHGNetCalculator
     from pymatgen.core import Structure
 
-    from smoacs_bench.benchmark.physical import run_relaxations
     from smoacs_bench.evaluation.relax import RelaxSettings, SerialASE, load_relaxer, relax
+    from smoacs_bench.evaluation.relax_runs import run_relaxations
 
     torch.set_num_threads(1)
     run = Path(args.run)

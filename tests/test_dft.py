@@ -75,8 +75,8 @@ def test_the_stage_checks_a_seeded_few_successes_and_uses_the_cache(tmp_path, mo
 
 
 def test_figure_a1_draws_the_dft_checked_proposals_of_each_method(tmp_path):
-    from smoacs_bench.benchmark.rendering import _dft_points
     from smoacs_bench.evaluation.physical_plots import plot_dft_parity
+    from smoacs_bench.evaluation.stages.dft import parity_points as _dft_points
 
     samples = pd.DataFrame({"dft_checked": [True, False, "True"], "dft_on": ["relaxed", "", "proposed"],
                             "band_gap": [1.5, 0.3, 1.52], "relax_band_gap": [1.1, None, None],
@@ -85,6 +85,6 @@ def test_figure_a1_draws_the_dft_checked_proposals_of_each_method(tmp_path):
     assert points["band_gap"].tolist() == [1.1, 1.52]     # the judge's gap of the cell DFT computed
     assert points["target_bg"].tolist() == [1.5, 1.5]
     assert _dft_points(samples.drop(columns=["dft_checked"]), 1.5) == []
-    path = plot_dft_parity({"A": points, "B": points.assign(dft_gap_corrected=[1.5, 1.6])}, tmp_path / "a1.png",
+    path = plot_dft_parity({"A": points, "B": points.assign(dft_gap=[1.5, 1.6])}, tmp_path / "a1.png",
                            margin=0.04, widen=0.2)
     assert path.is_file() and path.stat().st_size > 10_000

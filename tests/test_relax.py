@@ -61,7 +61,8 @@ def test_textbook_perovskites_stay(textbook_relaxed):
 @pytest.mark.usefixtures("model_dir")
 def test_textbook_verdicts_unchanged_by_relaxation(textbook_relaxed):
     """The judge's structural verdicts (neutral, distances, perovskite geometry, E_f) hold after relaxation."""
-    from smoacs_bench.benchmark.physical import _judge_predict, judged_rows
+    from smoacs_bench.benchmark.physical import _judge_predict
+    from smoacs_bench.evaluation.criteria import judge_rows as judged_rows
 
     crystals, outcomes = textbook_relaxed
     criteria = get_task("perovskite").criteria(1.5, 0.04)
@@ -222,17 +223,19 @@ def test_fresh_run_has_physical_columns_and_relax_is_idempotent(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     samples = pd.read_csv(out / "samples.csv")
-    from smoacs_bench.benchmark.physical import RELAX_COLUMNS, ROBUST_COLUMNS
+    from smoacs_bench.evaluation.stages import get_stage
 
-    for col in (*RELAX_COLUMNS, *ROBUST_COLUMNS):
-        assert col in samples, col
+    for col in (*get_stage("relaxation").columns, *get_stage("robustness").columns):
+        assert col.name in samples, col.name
     assert samples["relaxed"].all() and (samples["relax_steps"] <= 15).all()
     assert sorted(p.name for p in (out / "structures_relaxed").iterdir()) == ["0.cif", "1.cif", "2.cif"]
     summary = pd.read_csv(out / "summary.csv").iloc[0]
     assert summary["n_relaxed"] == 3 and 0.0 <= summary["success_relaxed"] <= 1.0
-    assert "CHGNet 0.3.0" in summary["relax_note"] and "at most 15 steps" in summary["relax_note"]
+    note = summary["stage_relaxation"]
+    assert "CHGNet 0.3.0" in note and "at most 15 steps" in note
+    assert "2 copies" in summary["stage_robustness"]
     config = json.loads((out / "config.json").read_text())
-    assert config["physical"]["key"]["relax"]["max_steps"] == 15
+    assert config["physical"]["key"]["stages"]["relaxation"]["relax"]["max_steps"] == 15
     stamp = (out / "samples.csv").stat().st_mtime_ns
     again = subprocess.run([sys.executable, "-m", "smoacs_bench.benchmark.cli", "relax", str(out), "--max-steps", "15",
                             "--robust-copies", "2", "--no-progress"], capture_output=True, text=True, timeout=300)
@@ -241,7 +244,7 @@ def test_fresh_run_has_physical_columns_and_relax_is_idempotent(tmp_path):
 
 
 def test_relaxations_resume_from_finished_chunks(tmp_path, monkeypatch, chgnet):
-    from smoacs_bench.benchmark import physical
+    from smoacs_bench.evaluation import relax_runs as physical
 
     structures = [textbook_perovskite("Sr", "Ti", "O", 3.905, scale=1 + 0.01 * i) for i in range(10)]
     settings = RelaxSettings(max_steps=20)
@@ -264,7 +267,7 @@ def test_relaxations_resume_from_finished_chunks(tmp_path, monkeypatch, chgnet):
 def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_again(tmp_path, monkeypatch, chgnet):
     """Two tables relaxing different subsets of one run folder (8 and 64 of 256): the second draw relaxes only
     the samples the first did not; a sample whose crystal changed is relaxed again, not taken from the state."""
-    from smoacs_bench.benchmark import physical
+    from smoacs_bench.evaluation import relax_runs as physical
 
     structures = [textbook_perovskite("Sr", "Ti", "O", 3.905, scale=1 + 0.01 * i) for i in range(4)]
     settings, state = RelaxSettings(max_steps=20), tmp_path / "state"
@@ -275,14 +278,16 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
     stats: dict = {}
     second = physical.run_relaxations(structures, [1, 3], settings, state, progress=False, stats=stats)
     assert calls == [1] and set(second) == {1, 3}      # only sample 3 is new
-    assert stats["relaxed"] == 1 and stats["seconds"] > 0
+    assert stats["structures"] == 1 and stats["seconds"] > 0
     # the cost per structure is of relaxing, not of taking stored relaxations again (then the earlier call's)
-    assert physical._relax_seconds(stats, {}, None) == round(stats["seconds"], 3)
-    assert physical._relax_seconds({"relaxed": 0}, {"relax_s_per_structure": 0.7}, 64) == 0.7
-    assert physical._relax_seconds({"relaxed": 0}, {"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, 64) == 1.0
-    assert physical._relax_seconds({}, {}, float("nan")) is None
-    assert physical.relax_cost({"relax_s_per_structure": 0.5, "wall_time_s": 3.0}, 64) == 32.0
-    assert physical.relax_cost({"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, None) == 64.0
+    from smoacs_bench.benchmark import physical as physical_stage
+
+    assert physical_stage._relax_seconds(stats, {}, None) == round(stats["seconds"], 3)
+    assert physical_stage._relax_seconds({"structures": 0}, {"relax_s_per_structure": 0.7}, 64) == 0.7
+    assert physical_stage._relax_seconds({"structures": 0}, {"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, 64) == 1.0
+    assert physical_stage._relax_seconds({}, {}, float("nan")) is None
+    assert physical_stage.relax_cost({"relax_s_per_structure": 0.5, "wall_time_s": 3.0}, 64) == 32.0
+    assert physical_stage.relax_cost({"wall_time_s": 70.0, "robust_wall_time_s": 6.0}, None) == 64.0
     assert second[1]["energy_final"] == first[1]["energy_final"]
     calls.clear()
     again = physical.run_relaxations(structures, [0, 1, 2, 3], settings, state, progress=False)
@@ -319,7 +324,7 @@ def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_agai
 
 def test_runs_of_a_task_share_relaxations_of_equal_crystals(tmp_path, monkeypatch, chgnet):
     """The reference row proposes the same crystals under every target: relaxed once, reused by the others."""
-    from smoacs_bench.benchmark import physical
+    from smoacs_bench.evaluation import relax_runs as physical
 
     structures = [textbook_perovskite("Sr", "Ti", "O", 3.905, scale=1 + 0.01 * i) for i in range(3)]
     settings, shared = RelaxSettings(max_steps=20), tmp_path / ".relax_cache"

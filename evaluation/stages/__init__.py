@@ -1,6 +1,7 @@
-"""The judge's stages after prediction, criteria and relaxation: one module each (see :mod:`.base`)."""
+"""The judge's stages after prediction and criteria: robustness, relaxation, then the checks of a relaxed
+proposal; one module each (see :mod:`.base`)."""
 
-from .base import BUILT_IN, Column, Stage, StageInput, StageUnavailable
+from .base import BUILT_IN, RELAXED_COUNT, RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
 from .registry import (
     caption_sentences,
     columns,
@@ -8,9 +9,12 @@ from .registry import (
     distinct_flags,
     funnel_steps,
     get_stage,
+    headline,
     identity,
+    notes_of,
     rate_columns,
     relaxed_keys,
+    report_lines,
     run_stages,
     stages,
     subset_units,
@@ -18,6 +22,7 @@ from .registry import (
     table_columns,
 )
 
-__all__ = ["BUILT_IN", "Column", "Stage", "StageInput", "StageUnavailable", "caption_sentences", "columns",
-           "distinct_compositions", "distinct_flags", "funnel_steps", "get_stage", "identity", "rate_columns", "relaxed_keys",
-           "run_stages", "stages", "subset_units", "summarise", "table_columns"]
+__all__ = ["BUILT_IN", "RELAXED_COUNT", "RELAXED_ROWS", "Column", "Stage", "StageInput", "StageUnavailable",
+           "caption_sentences", "columns", "distinct_compositions", "distinct_flags", "funnel_steps", "get_stage",
+           "headline", "identity", "notes_of", "rate_columns", "relaxed_keys", "report_lines", "run_stages", "stages",
+           "subset_units", "summarise", "table_columns", "truthy"]

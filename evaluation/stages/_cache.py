@@ -46,8 +46,6 @@ def relax_records(structures: list, relaxer: str, folder: Path | None, settings:
     todo = [k for k in range(len(structures)) if k not in records]
     if todo:
         for k, o in zip(todo, relax([structures[k] for k in todo], RelaxSettings(relaxer=relaxer)), strict=True):
-            records[k] = {"converged": o.converged, "steps": o.steps, "energy_initial": o.energy_initial,
-                          "energy_final": o.energy_final, "reason": o.reason,
-                          "final": None if o.final is None else o.final.as_dict()}
+            records[k] = o.record()
             put(folder, keys[k], records[k])
     return [records[k] for k in range(len(structures))]

@@ -16,9 +16,11 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-# the judge's steps that are not yet Stage modules, in order: a stage may name them in ``requires``
-BUILT_IN = ("predict", "criteria", "crossjudge", "robustness", "relaxation")
-RELAXED_ROWS = "relaxed"   # samples.csv's flag of the proposals the judge relaxed
+# the judge's steps that run with the method (samples.csv's own-judge columns), in order: a stage may name them in
+# ``requires``
+BUILT_IN = ("predict", "criteria", "crossjudge")
+RELAXED_ROWS = "relaxed"   # samples.csv's flag of the proposals the judge relaxed (the relaxation stage's)
+RELAXED_COUNT = f"n_{RELAXED_ROWS}"   # summary.csv: how many proposals a run relaxed
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class StageInput:
     """What a stage sees: the rows so far (the criteria and the relaxation columns), the judged structures
     (None where unreadable), the task's criteria, the relaxer that relaxed the ``relaxed`` rows (None when no
     relaxation ran), the judge's predictors (``predict(structures) -> (band gaps eV, formation energies
-    eV/atom)``), the folder of the relaxed cells (``<row>.cif``) and a folder where a stage may cache its work
-    (shared by the runs of a task: a crystal's record is found by its digest)."""
+    eV/atom)``), the folder of the relaxed cells (``<row>.cif``), a folder where a stage may cache its work
+    (shared by the runs of a task: a crystal's record is found by its digest) and the run folder."""
 
     samples: pd.DataFrame
     structures: list = field(default_factory=list)
@@ -58,6 +60,7 @@ class StageInput:
     predict: Callable[[list], tuple[Sequence[float], Sequence[float]]] | None = None
     relaxed_dir: Path | None = None
     cache_dir: Path | None = None
+    folder: Path | None = None      # the run folder (a stage may keep resumable state there)
 
     def relaxed_structure(self, row: int):
         """The relaxed cell of ``row`` (None when there is none)."""
@@ -101,8 +104,8 @@ class Stage:
         """What keys this stage's cache: a change re-computes its columns."""
         return {}
 
-    def describe(self) -> str:
-        """The settings in a phrase, for the caption (after :attr:`summary`)."""
+    def describe(self, options: dict | None = None) -> str:
+        """The settings in a phrase, for the caption (after :attr:`summary`); ``options``: the run options."""
         return ""
 
     def compute(self, batch: StageInput) -> pd.DataFrame:
@@ -133,6 +136,18 @@ class Stage:
             else:
                 out[col.name] = float(values.astype(str).str.lower().isin(["true", "1", "1.0"]).mean())
         return out
+
+    def caption(self, rows: pd.DataFrame, notes: list[str]) -> str:
+        """The caption's sentence on this stage for table ``rows`` (summary rows), given the distinct phrases it
+        ran with (:meth:`describe`) or why it did not."""
+        heads = [f"'{c.header}'" for c in self.columns if c.is_rate] + [f"'{c.distinct}'" for c in self.columns
+                                                                         if c.distinct]
+        text = self.summary or f"{', '.join(heads)}: stage {self.name}."
+        return f"{text.rstrip('.')} ({'; '.join(notes)})."
+
+    def report(self, samples: pd.DataFrame) -> list[str]:
+        """Lines for the console after judging a handful of files (``evaluate``); none by default."""
+        return []
 
     def empty(self, n: int) -> pd.DataFrame:
         """Every declared column empty (NaN), for a stage that could not run."""

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from . import _cache
-from .base import Column, Stage, StageInput, StageUnavailable, truthy
+from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
+from .relaxation import SUCCESS_RELAXED
 
 SEED = 0
 CALIBRATION_ENV = "SMOACS_DFT_CALIBRATION"
@@ -42,6 +43,10 @@ def _flag(samples: pd.DataFrame, col: str) -> np.ndarray:
     return truthy(samples, col).to_numpy()
 
 
+GAP_CORRECTED = "dft_gap_corrected"
+ON_RELAXED, ON_PROPOSED = "relaxed", "proposed"   # dft_on: the cell computed
+
+
 class DFTStage(Stage):
     name = "dft"
     order = 60
@@ -51,7 +56,7 @@ class DFTStage(Stage):
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
         Column("dft_band_gap", "eV", "PBE band gap (raw)"),
-        Column("dft_gap_corrected", "eV", "PBE band gap with the calibration's linear correction"),
+        Column(GAP_CORRECTED, "eV", "PBE band gap with the calibration's linear correction"),
         Column("dft_direct_gap", "eV", "smallest direct PBE gap"),
         Column("dft_converged", "", "the SCF converged"),
         Column("dft_seconds", "s", "wall time of the calculation (one core)"),
@@ -70,7 +75,7 @@ class DFTStage(Stage):
         return {"dft": DFTSettings().identity(), "seed": SEED,
                 "calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         from smoacs_bench.evaluation.dft import DFTSettings
 
         cal = calibration()
@@ -91,9 +96,9 @@ class DFTStage(Stage):
             raise StageUnavailable(why)
         s = batch.samples
         n = len(s)
-        relaxed, own = _flag(s, "relaxed"), _flag(s, "success")
-        pools = [("relaxed", np.flatnonzero(relaxed & _flag(s, "success_relaxed"))),
-                 ("relaxed", np.flatnonzero(relaxed & own)), ("proposed", np.flatnonzero(own))]
+        relaxed, own = _flag(s, RELAXED_ROWS), _flag(s, "success")
+        pools = [(ON_RELAXED, np.flatnonzero(relaxed & _flag(s, SUCCESS_RELAXED))),
+                 (ON_RELAXED, np.flatnonzero(relaxed & own)), (ON_PROPOSED, np.flatnonzero(own))]
         on, pool = next(((w, p) for w, p in pools if len(p)), ("", np.array([], dtype=int)))
         rng = np.random.default_rng(SEED)
         picked = sorted(int(i) for i in rng.choice(pool, size=min(k, len(pool)), replace=False)) if len(pool) else []
@@ -103,7 +108,7 @@ class DFTStage(Stage):
         out["dft_on"] = ""
         out["dft_reason"] = ""
         out["dft_checked"] = False
-        cells = {i: (batch.relaxed_structure(i) if on == "relaxed" else batch.structures[i]) for i in picked}
+        cells = {i: (batch.relaxed_structure(i) if on == ON_RELAXED else batch.structures[i]) for i in picked}
         folder = None if batch.cache_dir is None else batch.cache_dir / self.name
         keys = {i: None if c is None else _cache.digest(c, settings.identity()) for i, c in cells.items()}
         records = {i: r for i in picked if keys[i] and (r := _cache.get(folder, keys[i])) is not None}
@@ -127,9 +132,25 @@ class DFTStage(Stage):
             ok = False
             if gap is not None and math.isfinite(gap):
                 corrected = gap if cal is None else cal["slope"] * gap + cal["intercept"]
-                out.loc[i, ["dft_band_gap", "dft_direct_gap", "dft_gap_corrected"]] = [gap, rec.get("direct_gap"),
+                out.loc[i, ["dft_band_gap", "dft_direct_gap", GAP_CORRECTED]] = [gap, rec.get("direct_gap"),
                                                                                       corrected]
                 window = crit.margin + (0.0 if cal is None else float(cal["loo_mae"]))
                 ok = bool(rec.get("converged")) and abs(corrected - crit.target_bg) <= window + 1e-12
             out.loc[i, "dft_ok"] = ok
         return out
+
+
+def parity_points(samples: pd.DataFrame, target: float) -> list[pd.DataFrame]:
+    """The DFT-checked rows of a run as (band_gap: the judge's gap of the computed cell, dft_gap: the corrected
+    PBE gap, target_bg), for Figure A.1; empty without any."""
+    from .relaxation import BAND_GAP
+
+    if "dft_checked" not in samples or GAP_CORRECTED not in samples:
+        return []
+    checked = samples[truthy(samples, "dft_checked")]
+    if checked.empty:
+        return []
+    relaxed = checked["dft_on"].astype(str) == ON_RELAXED
+    gap = checked["band_gap"].where(~relaxed, checked.get(BAND_GAP, checked["band_gap"]))
+    return [checked.assign(band_gap=gap, target_bg=target, dft_gap=checked[GAP_CORRECTED])[
+        ["band_gap", "dft_gap", "target_bg"]]]

@@ -16,11 +16,15 @@ import numpy as np
 import pandas as pd
 
 from . import _cache
-from .base import Column, Stage, StageInput, StageUnavailable, truthy
+from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
+from .relaxation import ENERGY_FINAL, SUCCESS_RELAXED
 
 SIGMA = 0.05       # Å, per Cartesian component
 MAX_DROP = 0.02    # eV/atom
 SEED = 0
+
+
+STAYS_DISTORTED = "stays_distorted"
 
 
 class DistortionStage(Stage):
@@ -32,8 +36,8 @@ class DistortionStage(Stage):
         Column("distortion_drop", "eV/atom", "relaxed 5-site energy minus the relaxed distorted supercell's"),
         Column("distortion_max_dev", "", "largest move of an atom from its undistorted position after relaxing, in "
                "the task cell's fractional units"),
-        Column("stays_distorted", "", "a relaxed success whose distorted supercell relaxes back (drop, angles, "
-               "coordinates)", header="stays distorted", over="relaxed"),
+        Column(STAYS_DISTORTED, "", "a relaxed success whose distorted supercell relaxes back (drop, angles, "
+               "coordinates)", header="stays distorted", over=RELAXED_ROWS),
         Column("distortion_reason", "", "why the distorted supercell gave no verdict"),
     )
     summary = ("'stays distorted': a success after relaxation whose 2x2x2 supercell, randomly displaced, relaxes back "
@@ -42,7 +46,7 @@ class DistortionStage(Stage):
     def settings(self) -> dict:
         return {"sigma": SIGMA, "max_drop": MAX_DROP, "seed": SEED, "relaxer": "chgnet", "supercell": 2}
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         return (f"CHGNet 0.3.0, FIRE on positions and cell; displacements σ {SIGMA:g} Å (seed {SEED}); drop ≤ "
                 f"{MAX_DROP:g} eV/atom")
 
@@ -60,9 +64,9 @@ class DistortionStage(Stage):
         out = self.empty(len(s))
         out["stays_distorted"] = out["stays_distorted"].astype(object)
         out["distortion_reason"] = ""
-        if "success_relaxed" not in s:
+        if SUCCESS_RELAXED not in s:
             raise StageUnavailable("no success after relaxation column")
-        ok = truthy(s, "success_relaxed").to_numpy()
+        ok = truthy(s, SUCCESS_RELAXED).to_numpy()
         for i in rows:   # a relaxed proposal that is no success after relaxation is not tried: False
             out.loc[i, "stays_distorted"] = False
         todo = [i for i in rows if ok[i]]
@@ -80,7 +84,7 @@ class DistortionStage(Stage):
             undistorted.append(base)
             starts.append(_displaced(base, i))
         records = self._relax(starts, batch)
-        e5 = pd.to_numeric(s.get("relax_energy_final"), errors="coerce")
+        e5 = pd.to_numeric(s.get(ENERGY_FINAL), errors="coerce")
         lo, hi = crit.angle_range
         for i, base, rec in zip(todo, undistorted, records, strict=True):
             if rec.get("final") is None:

@@ -12,6 +12,8 @@ import pandas as pd
 
 from .base import Column, Stage, StageInput, StageUnavailable, truthy
 
+GAP_OK = "bg_crossjudge_ok"
+
 
 class GapCrossJudgeStage(Stage):
     name = "gap_crossjudge"
@@ -20,7 +22,7 @@ class GapCrossJudgeStage(Stage):
     columns = (
         Column("bg_crossjudge", "eV", "band gap by the independent composition judge"),
         Column("bg_disagreement", "eV", "|judge's band gap − cross-judge's|"),
-        Column("bg_crossjudge_ok", "", "the cross-judge's gap within the target ± (margin + its in-domain MAE)"),
+        Column(GAP_OK, "", "the cross-judge's gap within the target ± (margin + its in-domain MAE)"),
         Column("success_gap_crossjudge", "", "every criterion of success, (A) judged by the gap cross-judge in the "
                "widened window", header="success (gap cross-judge)"),
         Column("bg_crossjudge_reason", "", "why the cross-judge gave no gap"),
@@ -38,7 +40,7 @@ class GapCrossJudgeStage(Stage):
         except FileNotFoundError as err:
             return {"unavailable": str(err)}
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         from smoacs_bench.evaluation.gap_judge import load_gap_judge
 
         judge = load_gap_judge()

@@ -13,11 +13,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from .base import Column, Stage, StageInput, StageUnavailable
+from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable
+from .relaxation import ENERGY_FINAL
 
 STABLE = 0.0        # eV/atom: on or below the hull
 METASTABLE = 0.1    # eV/atom: the MatterGen / LeMat-GenBench threshold
 HULL_RELAXERS = ("chgnet",)
+
+
+METASTABLE_FLAG = "metastable"
 
 
 class HullStage(Stage):
@@ -28,9 +32,9 @@ class HullStage(Stage):
         Column("ef_relaxed", "eV/atom", "formation energy of the relaxed cell from the relaxer's energy and the "
                "elemental references"),
         Column("e_hull", "eV/atom", "energy above the MP hull of the relaxed cell (negative: below it)"),
-        Column("stable", "", f"relaxed and e_hull ≤ {STABLE:g} eV/atom", header="stable", over="relaxed"),
-        Column("metastable", "", f"relaxed and e_hull ≤ {METASTABLE:g} eV/atom", header="E_hull ≤ 0.1",
-               over="relaxed"),
+        Column("stable", "", f"relaxed and e_hull ≤ {STABLE:g} eV/atom", header="stable", over=RELAXED_ROWS),
+        Column(METASTABLE_FLAG, "", f"relaxed and e_hull ≤ {METASTABLE:g} eV/atom", header="E_hull ≤ 0.1",
+               over=RELAXED_ROWS),
         Column("hull_reason", "", "why e_hull is empty for a relaxed proposal"),
     )
     summary = ("'stable' / 'E_hull ≤ 0.1': the relaxed proposal's energy above the Materials Project convex hull is "
@@ -39,11 +43,22 @@ class HullStage(Stage):
     def settings(self) -> dict:
         return {"stable": STABLE, "metastable": METASTABLE, "reference": "mp_hull"}
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         from smoacs_bench.data.mp_reference import hull_reference
 
         return (f"{hull_reference().label}; E_f from the CHGNet energy of the relaxed cell (CHGNet and MP "
                 "differ by up to ~0.1 eV/atom on known perovskites: see results/hull_calibration/)")
+
+    def report(self, samples: pd.DataFrame) -> list[str]:
+        """One line per file with an energy above the hull (the first 10), for ``evaluate``."""
+        if "e_hull" not in samples:
+            return []
+        rows = samples[pd.to_numeric(samples["e_hull"], errors="coerce").notna()]
+        lines = [f"{r.get('file', '')}: {r.get('formula', '')} E_hull {float(r['e_hull']):+.3f} eV/atom "
+                 f"(E_f {float(r['ef_relaxed']):+.3f} eV/atom after relaxation)" for r in rows.head(10).to_dict("records")]
+        if len(rows) > 10:
+            lines.append(f"... {len(rows) - 10} more in the CSV")
+        return lines
 
     def compute(self, batch: StageInput) -> pd.DataFrame:
         n = len(batch.samples)
@@ -63,7 +78,7 @@ class HullStage(Stage):
         out["hull_reason"] = ""
         out["stable"] = out["stable"].astype(object)
         out["metastable"] = out["metastable"].astype(object)
-        energies = pd.to_numeric(batch.samples.get("relax_energy_final"), errors="coerce")
+        energies = pd.to_numeric(batch.samples.get(ENERGY_FINAL), errors="coerce")
         for i in rows:
             out.loc[i, ["stable", "metastable"]] = False
             formula = batch.samples["formula"].iloc[i] if "formula" in batch.samples else None

@@ -53,12 +53,15 @@ def _known(root: str) -> tuple[dict[str, str], str]:
     return known, ", ".join(used)
 
 
+NOVEL = "novel"
+
+
 class NoveltyStage(Stage):
     name = "novelty"
     order = 20
     requires = ("criteria",)
     columns = (
-        Column("novel", "", "the reduced formula is in none of the reference sets", header="novel"),
+        Column(NOVEL, "", "the reduced formula is in none of the reference sets", header="novel"),
         Column("known_as", "", "the first known compound with the same reduced formula (MP id, perov_5:<id>, "
                "megnet)"),
     )
@@ -67,7 +70,7 @@ class NoveltyStage(Stage):
     def settings(self) -> dict:
         return {"references": ["mp20", "perov_5", "megnet"]}
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         return f"known compounds: {known_compounds()[1]}"
 
     def compute(self, batch: StageInput) -> pd.DataFrame:

@@ -114,31 +114,53 @@ def identity(options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every stage's settings, the run options it reads, its revision and its columns, keyed by its name: what a
     run folder's stage columns were computed with (a change to any re-computes them)."""
     options = options or {}
-    return {s.name: {**s.settings(), **{k: options.get(k) for k in s.option_keys},
+
+    def plain(value: Any) -> Any:   # a settings object (RelaxSettings, ...) by its identity
+        return value.identity() if hasattr(value, "identity") else value
+
+    return {s.name: {**s.settings(), **{k: plain(options.get(k)) for k in s.option_keys},
                      **({"revision": s.revision} if s.revision else {}),
                      "columns": [c.name for c in s.columns]} for s in stages()}
 
 
-def run_stages(batch: StageInput, progress: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
+def run_stages(batch: StageInput, progress: bool = False, previous: dict[str, Any] | None = None,
+               previous_notes: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every stage's columns on ``batch`` (each stage sees the columns of the stages before it) and a note per
-    stage: its settings phrase, or 'not run: <reason>'. A stage that cannot run leaves its columns empty."""
+    stage: its settings phrase, or 'not run: <reason>'. A stage that cannot run leaves its columns empty.
+
+    ``previous`` (:func:`identity` of the options ``batch.samples``' stage columns were computed with) and
+    ``previous_notes`` (their notes) keep a stage's columns as they are when its identity is unchanged, it ran
+    then, its columns are all there and every stage it requires was kept too: nothing is recomputed for
+    nothing."""
     n = len(batch.samples)
     added: list[pd.DataFrame] = []
     notes: dict[str, str] = {}
+    current = identity(batch.options) if previous is not None else {}
+    previous_notes = previous_notes or {}
+    kept: set[str] = set(BUILT_IN)
     samples = batch.samples.drop(columns=[c.name for c in columns() if c.name in batch.samples])
     for s in stages():
-        view = replace(batch, samples=samples)
-        try:
-            with warnings.catch_warnings():   # pymatgen's element data warnings are not the judge's business
-                warnings.simplefilter("ignore")
-                part = s.compute(view)
-            notes[s.name] = s.describe()
-        except StageUnavailable as err:
-            part = s.empty(n)
-            notes[s.name] = f"not run: {err}"
-            if progress and not str(err).startswith("not asked for"):
-                print(f"judge stage {s.name} not run: {err}", file=sys.stderr)
-        part = part.reindex(columns=[c.name for c in s.columns])
+        names = [c.name for c in s.columns]
+        note = str(previous_notes.get(s.name) or "")
+        if (previous is not None and previous.get(s.name) == current.get(s.name) and note
+                and not note.startswith("not run") and all(c in batch.samples for c in names)
+                and all(r in kept for r in s.requires)):
+            part = batch.samples[names].copy()
+            notes[s.name] = note
+            kept.add(s.name)
+        else:
+            view = replace(batch, samples=samples)
+            try:
+                with warnings.catch_warnings():   # pymatgen's element data warnings are not the judge's business
+                    warnings.simplefilter("ignore")
+                    part = s.compute(view)
+                notes[s.name] = s.describe(batch.options)
+            except StageUnavailable as err:
+                part = s.empty(n)
+                notes[s.name] = f"not run: {err}"
+                if progress and not str(err).startswith("not asked for"):
+                    print(f"judge stage {s.name} not run: {err}", file=sys.stderr)
+        part = part.reindex(columns=names)
         part.index = samples.index
         added.append(part)
         samples = pd.concat([samples, part], axis=1)
@@ -178,9 +200,23 @@ def caption_sentences(rows: pd.DataFrame) -> list[str]:
         if note_col not in rows:
             continue
         notes = list(dict.fromkeys(str(v) for v in rows[note_col].dropna() if str(v).strip() and str(v) != "nan"))
-        if not notes:
-            continue
-        heads = [f"'{c.header}'" for c in s.columns if c.is_rate] + [f"'{c.distinct}'" for c in s.columns if c.distinct]
-        text = s.summary or f"{', '.join(heads)}: stage {s.name}."
-        out.append(f"{text.rstrip('.')} ({'; '.join(notes)}).")
+        if notes:
+            out.append(s.caption(rows, notes))
     return out
+
+
+def notes_of(summary: pd.Series | dict[str, Any]) -> dict[str, str]:
+    """{stage: its note} stored in a summary.csv row."""
+    return {s.name: str(summary.get(f"{NOTE_PREFIX}{s.name}")) for s in stages()
+            if isinstance(summary.get(f"{NOTE_PREFIX}{s.name}"), str)}
+
+
+def report_lines(samples: pd.DataFrame) -> list[str]:
+    """Every stage's console lines on judged files (``evaluate``)."""
+    return [line for s in stages() for line in s.report(samples)]
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The stages' rates in ``summary`` as "header value" pairs, for one console line."""
+    return ", ".join(f"{c.header} {float(summary[c.name]):.3f}" for c in rate_columns()
+                     if isinstance(summary.get(c.name), int | float) and summary[c.name] == summary[c.name])

@@ -15,7 +15,8 @@ import math
 import pandas as pd
 
 from . import _cache
-from .base import Column, Stage, StageInput, StageUnavailable, truthy
+from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
+from .relaxation import STAYS, SUCCESS_RELAXED
 
 RELAXER = "sevenn"
 
@@ -28,9 +29,9 @@ class SecondPotentialStage(Stage):
         Column("relax2_energy_drop", "eV/atom", "energy drop of the proposal under SevenNet-0's relaxation"),
         Column("stays_relax2", "", "'stays' judged on SevenNet-0's relaxation (same thresholds)"),
         Column("success_relax2", "", "every criterion met on the SevenNet-0-relaxed cell (judge's predictors)"),
-        Column("stays_both", "", "stays under CHGNet and under SevenNet-0", header="stays (both)", over="relaxed"),
+        Column("stays_both", "", "stays under CHGNet and under SevenNet-0", header="stays (both)", over=RELAXED_ROWS),
         Column("success_relaxed_both", "", "a success after CHGNet's and after SevenNet-0's relaxation",
-               header="success (relaxed, both)", over="relaxed", funnel="relaxed, both potentials", funnel_rank=10),
+               header="success (relaxed, both)", over=RELAXED_ROWS, funnel="relaxed, both potentials", funnel_rank=10),
         Column("relax2_reason", "", "why the second relaxation gave no verdict"),
     )
     summary = ("'stays (both)' / 'success (relaxed, both)': 'stays' and 'success (relaxed)' also hold after the "
@@ -42,7 +43,7 @@ class SecondPotentialStage(Stage):
         return {"relaxer": RELAXER, **RelaxSettings(relaxer=RELAXER).relaxation_identity(),
                 "stay": [RelaxSettings.stay_drop, RelaxSettings.stay_volume]}
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         from smoacs_bench.evaluation.relax import RelaxSettings, relaxer_label
 
         r = RelaxSettings(relaxer=RELAXER)
@@ -63,7 +64,7 @@ class SecondPotentialStage(Stage):
         for col in ("stays_relax2", "success_relax2", "stays_both", "success_relaxed_both"):
             out[col] = out[col].astype(object)
         out["relax2_reason"] = ""
-        stays, success = truthy(s, "stays").to_numpy(), truthy(s, "success_relaxed").to_numpy()
+        stays, success = truthy(s, STAYS).to_numpy(), truthy(s, SUCCESS_RELAXED).to_numpy()
         todo = [i for i in rows if (stays[i] or success[i]) and batch.structures[i] is not None]
         for i in rows:
             out.loc[i, ["stays_both", "success_relaxed_both"]] = False
@@ -77,6 +78,7 @@ class SecondPotentialStage(Stage):
             from pymatgen.core import Structure
 
             from smoacs_bench.evaluation.relax import RelaxSettings, compare
+            from smoacs_bench.evaluation.relax import stays as stays_verdict
 
             final = Structure.from_dict(rec["final"])
             finals[i] = final
@@ -84,8 +86,7 @@ class SecondPotentialStage(Stage):
             moved = compare(batch.structures[i], final)
             r = RelaxSettings(relaxer=RELAXER)
             out.loc[i, "relax2_energy_drop"] = drop
-            out.loc[i, "stays_relax2"] = bool(rec["converged"] and drop <= r.stay_drop
-                                              and abs(moved["volume_change"]) <= r.stay_volume and moved["match"] is True)
+            out.loc[i, "stays_relax2"] = stays_verdict(rec["converged"], drop, moved, r)
         if finals:
             from smoacs_bench.evaluation.criteria import evaluate
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .base import Column, Stage, StageInput, StageUnavailable, truthy
+from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
+from .distortion import STAYS_DISTORTED
+from .gap_crossjudge import GAP_OK
+from .hull import METASTABLE_FLAG
+from .novelty import NOVEL
+from .relaxation import SUCCESS_RELAXED
+
+SUN = "sun"
 
 
 class SunStage(Stage):
@@ -14,18 +21,18 @@ class SunStage(Stage):
     order = 90
     requires = ("relaxation", "hull", "novelty", "gap_crossjudge")
     columns = (
-        Column("sun", "", "success after relaxation, E_hull ≤ 0.1 eV/atom and novel (and stays under distortion "
-               "where that stage ran)", header="S.U.N.", over="relaxed", distinct="unique S.U.N.", funnel="S.U.N.",
+        Column(SUN, "", "success after relaxation, E_hull ≤ 0.1 eV/atom and novel (and stays under distortion "
+               "where that stage ran)", header="S.U.N.", over=RELAXED_ROWS, distinct="unique S.U.N.", funnel="S.U.N.",
                funnel_rank=20),
         Column("sun_gap_crossjudge", "", "S.U.N. and the band-gap cross-judge puts the gap in its widened window",
-               header="S.U.N. (gap cross-judge)", over="relaxed", distinct="unique S.U.N. (gap cross-judge)",
+               header="S.U.N. (gap cross-judge)", over=RELAXED_ROWS, distinct="unique S.U.N. (gap cross-judge)",
                funnel="S.U.N. + gap cross-judge", funnel_rank=30),
     )
     summary = ("'S.U.N.': success after relaxation ∧ E_hull ≤ 0.1 eV/atom ∧ novel (∧ stays distorted where judged), "
                "over the relaxed proposals; 'S.U.N. (gap cross-judge)' also needs the band-gap cross-judge's gap in its "
                "widened window; their 'unique' counts are distinct compositions pooled over seeds")
 
-    def describe(self) -> str:
+    def describe(self, options: dict | None = None) -> str:
         return "thresholds of the hull and relaxation stages"
 
     def compute(self, batch: StageInput) -> pd.DataFrame:
@@ -33,14 +40,14 @@ class SunStage(Stage):
         rows = batch.relaxed_rows()
         if not rows:
             raise StageUnavailable("no proposal was relaxed")
-        if "metastable" not in s or s["metastable"].isna().all():
+        if METASTABLE_FLAG not in s or s[METASTABLE_FLAG].isna().all():
             raise StageUnavailable("no energy above the hull")
-        ok = truthy(s, "success_relaxed") & truthy(s, "metastable") & truthy(s, "novel")
-        if "stays_distorted" in s and s["stays_distorted"].notna().any():
-            ok &= truthy(s, "stays_distorted") | s["stays_distorted"].isna()
+        ok = truthy(s, SUCCESS_RELAXED) & truthy(s, METASTABLE_FLAG) & truthy(s, NOVEL)
+        if STAYS_DISTORTED in s and s[STAYS_DISTORTED].notna().any():
+            ok &= truthy(s, STAYS_DISTORTED) | s[STAYS_DISTORTED].isna()
         out = pd.Series([float("nan")] * len(s), index=s.index, dtype=object)
         out.iloc[rows] = ok.iloc[rows].to_numpy()
         both = pd.Series([float("nan")] * len(s), index=s.index, dtype=object)
-        if "bg_crossjudge_ok" in s and s["bg_crossjudge_ok"].notna().any():
-            both.iloc[rows] = (ok & truthy(s, "bg_crossjudge_ok")).iloc[rows].to_numpy()
+        if GAP_OK in s and s[GAP_OK].notna().any():
+            both.iloc[rows] = (ok & truthy(s, GAP_OK)).iloc[rows].to_numpy()
         return pd.DataFrame({"sun": out, "sun_gap_crossjudge": both})
