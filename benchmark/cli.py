@@ -136,12 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     rl = sub.add_parser("relax", help="add relaxation and robustness columns to finished run folders "
                         "(without re-running the method; resumable; a second call does no work)")
-    rl.add_argument("runs", nargs="+", help="run folders (each with config.json, samples.csv, structures/)")
+    rl.add_argument("runs", nargs="+", help="run folders (each with config.json, samples.csv, structures.zip)")
     add_physical_args(rl)
     rl.add_argument("--force", action="store_true",
                     help="re-derive the columns (from the relaxation cache relax_state/ where it matches)")
     rl.add_argument("--no-progress", action="store_true", help="no progress bar")
     rl.set_defaults(func=cmd_relax)
+
+    ex = sub.add_parser("export", help="write a run folder's packed files (structures.zip, ...) as loose files")
+    ex.add_argument("runs", nargs="+", help="run folders")
+    ex.add_argument("--cif", required=True, metavar="DIR",
+                    help="write DIR/<run>/structures/<sample>.cif (and structures_relaxed/ where relaxed)")
+    ex.set_defaults(func=cmd_export)
 
     from .reproduce import add_parser as add_reproduce_parser
     from .smoothness import add_parser as add_smoothness_parser
@@ -190,6 +196,28 @@ def cmd_relax(args: argparse.Namespace) -> int:
         else:
             print(f"{folder}: {headline(res)} ({res['wall_s']:.0f} s)")
     return 1 if failed == len(args.runs) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """export: the CIFs of packed run folders, as files."""
+    from smoacs_bench.evaluation.io import atomic_write_text
+    from smoacs_bench.evaluation.packing import names, read_bytes
+
+    missing = 0
+    for run in map(Path, args.runs):
+        if not (run / "samples.csv").is_file():
+            print(f"skipped: {run}: not a run folder (no samples.csv)", file=sys.stderr)
+            missing += 1
+            continue
+        written = 0
+        for sub in ("structures", "structures_relaxed"):
+            for name in names(run / sub):
+                data = read_bytes(run / sub / name)
+                if data is not None:
+                    atomic_write_text(Path(args.cif) / run.name / sub / name, data.decode("utf-8"))
+                    written += 1
+        print(f"{run}: {written} files -> {Path(args.cif) / run.name}/")
+    return 1 if missing == len(args.runs) else 0
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
@@ -365,7 +393,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if headline(s):
         print(headline(s))
     out = Path(args.out)
-    print(f"results: {out}/ (samples.csv, summary.csv, structures/, run.log)\n"
+    print(f"results: {out}/ (samples.csv, summary.csv, structures.zip, run.log)\n"
           f"next: smoacs-bench table --runs {out} [more run folders] --with-paper")
     return 0
 

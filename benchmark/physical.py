@@ -25,6 +25,7 @@ from pymatgen.core import Structure
 
 from smoacs_bench.data.task import get_task
 from smoacs_bench.evaluation.io import atomic_write_text, read_structure, write_csv
+from smoacs_bench.evaluation.packing import pack
 from smoacs_bench.evaluation.relax import RelaxSettings
 from smoacs_bench.evaluation.relax_runs import SHARED_CACHE
 from smoacs_bench.evaluation.robustness import RobustSettings
@@ -128,6 +129,7 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
                           else previous.get("robust_wall_time_s"),
                           "workers": workers, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
+    pack(folder)   # the relaxed cells and the relaxation's state, each in one archive
     return {"status": "added", "wall_s": round(wall, 1), **rates}
 
 

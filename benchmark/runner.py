@@ -1,7 +1,8 @@
 """Run one experiment: a method on a task, judged by the shared evaluator, written to a folder.
 
 Output folder: ``config.json`` (settings, versions, wall time), ``samples.csv`` (one evaluation row
-per sample), ``summary.csv`` (rates of every criterion and diversity), ``structures/<sample>.cif``,
+per sample), ``summary.csv`` (rates of every criterion and diversity), ``structures.zip`` (the proposals as
+``<sample>.cif``; :mod:`~smoacs_bench.evaluation.packing`; ``smoacs-bench export`` writes them out),
 ``history.npz`` and ``history.png`` when the method records an optimisation history, and ``run.log`` (the
 warnings raised while proposing and judging, counted, instead of on the console).
 Files are written atomically and ``config.json`` last, so a folder with a config is complete; a
@@ -28,6 +29,7 @@ from smoacs_bench.data.datasets import novelty_reference
 from smoacs_bench.data.task import get_task
 from smoacs_bench.evaluation.criteria import evaluate
 from smoacs_bench.evaluation.io import atomic_write_text, write_csv
+from smoacs_bench.evaluation.packing import PACKED_DIRS, pack, remove
 from smoacs_bench.evaluation.plots import plot_history
 from smoacs_bench.evaluation.summary import summarize
 from smoacs_bench.methods import Method, get_method_class
@@ -133,9 +135,8 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
             return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     the_task = get_task(task, target_bg, margin)
     m = cls(**method_config)
-    for stale in ("structures", "structures_relaxed", "relax_state"):   # of an earlier run in this folder
-        if (out / stale).is_dir():
-            shutil.rmtree(out / stale)
+    for stale in PACKED_DIRS:   # of an earlier run in this folder, loose or packed
+        remove(out / stale)
     storage = method_config.get("storage") if cls.state_dir else None
     had_state = bool(storage) and Path(storage).is_dir() and any(Path(storage).iterdir())
     with warnings.catch_warnings(record=True) as caught:   # pymatgen & co. go to run.log, not the console
@@ -212,6 +213,7 @@ def run_experiment(method: str, task: str, target_bg: float, margin: float, n_sa
         config["resumed"] = (f"resumed from {Path(storage).name}/; wall_time_s counts only the resumed part "
                              "(the time before the resume is not recorded)")
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str))
+    pack(out)   # one archive per folder of small files: structures/ -> structures.zip
     if _physical(out, relax, robust, relax_workers, progress, force=force, stage_options=stage_options):
         return pd.read_csv(out / "summary.csv").iloc[0].to_dict()
     return summary

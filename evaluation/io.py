@@ -39,13 +39,16 @@ def _cell_problem(blocks: dict) -> str:
     return ""
 
 
-def _parse(path: Path) -> tuple[Structure | None, str]:
-    """(structure, '') or (None, reason for a bad cell). One parse per file. CIFs are read with a tiny
-    site tolerance: pymatgen's default (1e-4 fractional) merges near-coincident atoms, which
-    criterion (b) must judge, not hide."""
+def _parse(path: Path, text: str | None = None) -> tuple[Structure | None, str]:
+    """(structure, '') or (None, reason for a bad cell). One parse per file (``text``: its contents, when read
+    from a packed run folder). CIFs are read with a tiny site tolerance: pymatgen's default (1e-4 fractional)
+    merges near-coincident atoms, which criterion (b) must judge, not hide."""
     if path.suffix.lower() != ".cif":
+        if text is not None:
+            return Structure.from_str(text, fmt=path.suffix.lstrip(".").lower() or "poscar"), ""
         return Structure.from_file(str(path)), ""
-    parser = CifParser(str(path), site_tolerance=1e-6)
+    parser = CifParser.from_str(text, site_tolerance=1e-6) if text is not None \
+        else CifParser(str(path), site_tolerance=1e-6)
     bad = _cell_problem(parser.as_dict())
     if bad:
         return None, bad
@@ -53,14 +56,20 @@ def _parse(path: Path) -> tuple[Structure | None, str]:
 
 
 def read_structure(path: str | Path) -> tuple[Structure | None, str]:
-    """(structure, '') or (None, reason) — never raises for a bad file."""
+    """(structure, '') or (None, reason) — never raises for a bad file. A file of a packed run folder
+    (``structures/3.cif`` inside ``structures.zip``) is read from its archive."""
     path = Path(path)
+    text = None
     if not path.is_file():
-        return None, f"{path}: file not found"
+        from .packing import read_text
+
+        text = read_text(path)
+        if text is None:
+            return None, f"{path}: file not found"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s, bad = _parse(path)
+            s, bad = _parse(path, text)
     except Exception as e:  # noqa: BLE001 - pymatgen raises many kinds of errors for bad CIFs
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return None, f"{path.name}: unreadable structure file ({msg})"

@@ -94,6 +94,9 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
     dict) gets ``structures`` (relaxed by this call) and ``seconds`` (their wall time)."""
     from tqdm import tqdm
 
+    from .packing import unpack
+
+    unpack(state)   # a packed run folder: the state's chunks back as files, re-packed by the caller
     key = {"relax": settings.relaxation_identity(), "indices": indices}
     crystal = {i: None if structures[i] is None else _cache.digest(structures[i], key["relax"]) for i in indices}
     stored, same_draw = _load_state(state, key)

@@ -74,9 +74,13 @@ def _tiny_units(root: Path) -> list[Unit]:
 
 
 def _outputs(root: Path) -> dict[str, bytes]:
-    files = [root / run / "samples.csv" for run in ("smoacs", "tpe")]
-    files += sorted(root.glob("*/structures/*.cif"))
-    return {f.relative_to(root).as_posix(): f.read_bytes() for f in files}
+    from smoacs_bench.evaluation.packing import names, read_bytes
+
+    out = {f"{run}/samples.csv": (root / run / "samples.csv").read_bytes() for run in ("smoacs", "tpe")}
+    for run in ("smoacs", "tpe"):   # the CIFs, packed in structures.zip
+        out.update({f"{run}/structures/{n}": read_bytes(root / run / "structures" / n)
+                    for n in names(root / run / "structures")})
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pymatgen.core import Lattice, Structure
 
 from smoacs_bench.data.reference_crystals import textbook_perovskite, textbook_perovskites
 from smoacs_bench.data.task import get_task
+from smoacs_bench.evaluation.packing import names
 from smoacs_bench.evaluation.relax import (
     RelaxerUnavailable,
     RelaxSettings,
@@ -228,7 +229,8 @@ def test_fresh_run_has_physical_columns_and_relax_is_idempotent(tmp_path):
     for col in (*get_stage("relaxation").columns, *get_stage("robustness").columns):
         assert col.name in samples, col.name
     assert samples["relaxed"].all() and (samples["relax_steps"] <= 15).all()
-    assert sorted(p.name for p in (out / "structures_relaxed").iterdir()) == ["0.cif", "1.cif", "2.cif"]
+    assert names(out / "structures_relaxed") == ["0.cif", "1.cif", "2.cif"]   # packed: structures_relaxed.zip
+    assert not (out / "structures").exists() and (out / "structures.zip").is_file()
     summary = pd.read_csv(out / "summary.csv").iloc[0]
     assert summary["n_relaxed"] == 3 and 0.0 <= summary["success_relaxed"] <= 1.0
     note = summary["stage_relaxation"]
@@ -262,6 +264,13 @@ def test_relaxations_resume_from_finished_chunks(tmp_path, monkeypatch, chgnet):
         a, b = first[i], second[i]
         assert (a["converged"], a["steps"], a["energy_final"]) == (b["converged"], b["steps"], b["energy_final"])
         assert Structure.from_dict(a["final"]) == Structure.from_dict(b["final"])
+    # a packed run folder (relax_state.zip) resumes the same way: nothing is relaxed again
+    from smoacs_bench.evaluation.packing import pack
+
+    pack(tmp_path, ("state",))
+    assert not state.exists() and (tmp_path / "state.zip").is_file()
+    third = physical.run_relaxations(structures, list(range(10)), settings, state, progress=False)
+    assert calls == [2] and [r["energy_final"] for r in third.values()] == [r["energy_final"] for r in second.values()]
 
 
 def test_two_draws_of_one_run_relax_each_crystal_once_and_a_changed_crystal_again(tmp_path, monkeypatch, chgnet):

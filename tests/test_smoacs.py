@@ -12,6 +12,7 @@ from smoacs_bench.data.elements import SYMBOLS
 from smoacs_bench.data.oxidation import ours
 from smoacs_bench.data.task import get_task
 from smoacs_bench.evaluation.criteria import evaluate
+from smoacs_bench.evaluation.packing import names
 from smoacs_bench.methods import get_method
 from smoacs_bench.methods.smoacs import CrystalState, initial_crystals
 from smoacs_bench.methods.smoacs.schedules import (
@@ -210,7 +211,7 @@ def test_run_and_table_commands(tmp_path, capsys):
     samples = pd.read_csv(out / "samples.csv")
     assert list(samples["sample"]) == [0, 1, 2] and samples["neutral"].all()
     assert {"success", "bg_ok", "unique_rate"} <= set(pd.read_csv(out / "summary.csv").columns)
-    assert len(list((out / "structures").glob("*.cif"))) == 3
+    assert names(out / "structures") == ["0.cif", "1.cif", "2.cif"]
     assert (out / "history.png").stat().st_size > 10_000
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["seed"] == 0 and config["method_config_resolved"]["steps"] == 3

@@ -64,11 +64,14 @@ class StageInput:
 
     def relaxed_structure(self, row: int):
         """The relaxed cell of ``row`` (None when there is none)."""
-        if self.relaxed_dir is None or not (Path(self.relaxed_dir) / f"{row}.cif").is_file():
+        from smoacs_bench.evaluation.packing import read_text
+
+        text = None if self.relaxed_dir is None else read_text(Path(self.relaxed_dir) / f"{row}.cif")
+        if text is None:
             return None
         from pymatgen.core import Structure
 
-        return Structure.from_file(str(Path(self.relaxed_dir) / f"{row}.cif"))
+        return Structure.from_str(text, fmt="cif")
 
     def relaxed_rows(self) -> list[int]:
         if RELAXED_ROWS not in self.samples:
