@@ -22,7 +22,7 @@ run: setup
 	smoacs-bench reproduce table3 --tuned results/tuning/chosen.json --samples 16 --seeds 1 --targets 1.5 --relax-workers 2 --out runs/main
 
 test: setup
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q --durations=15 tests
 
 lint: setup
 	$(PYTHON) -m ruff check .

@@ -60,7 +60,7 @@ def checks() -> list[Check]:
                          f"downloads it by name (matgl.load_model('{name}'))"))
     ok, detail = _files(models / "cdvae-mp20" if models else None, CDVAE_FILES)
     out.append(Check("cross-judge CDVAE DimeNet++ (MP-20)", ok, detail if ok else
-                     f"{detail}; CDVAE's released mp_20 property model, see README 'What the evaluator checks'"))
+                     f"{detail}; CDVAE's released mp_20 property model, see docs/judge.md 'What the evaluator checks'"))
     out.append(Check(f"data folder (${DATA_DIR_ENV})", data is not None and data.is_dir(),
                      str(data) if data else f"not set: {where_d}"))
     ok, detail = _files(data / "perov_5" if data else None, PEROV5_FILES)

@@ -469,7 +469,7 @@ def resolve_targets(spec: TableSpec, targets: Iterable[float] | None = None) -> 
 
 
 # -- time ------------------------------------------------------------------------------------------------------
-# Measured on 2 CPU cores (README, results/README.md, perf/): seconds per sample at the default budget (200).
+# Measured on 2 CPU cores (docs/reproducing.md, results/README.md, perf/): seconds per sample at the default budget (200).
 SMOACS_FREE = 130 / 256
 SMOACS_PEROVSKITE = 60 / 256
 SMOACS_PEROVSKITE_3X3X3 = 380 / 64

@@ -72,6 +72,7 @@ def render(
     md = render_table(df, spec.layout, "md")
     md = md.rstrip("\n") + "\n\n" + caption_for(spec.layout, df, with_paper=not paper.empty) + "\n"
     labels = {s.get("method") for s, _ in paired}
+    diffs = None
     if spec.layout != "diversity" and len(labels) >= 2:
         ordered = comparison_order(paired, spec.compare_against)
         diffs = pd.concat([paired_differences(ordered, column) for column in spec.compare_columns],
@@ -87,6 +88,12 @@ def render(
     ):
         atomic_write_text(table_dir / f"table.{fmt}", text)
         files[f"table_{fmt}"] = table_dir / f"table.{fmt}"
+    if spec.layout != "diversity":   # the verdict: the leader at each step of the funnel, per target
+        from smoacs_bench.evaluation.verdict import verdict_markdown
+
+        pooled = pd.read_csv(files["table_csv"])
+        atomic_write_text(table_dir / "verdict.md", verdict_markdown(f"{spec.id} ({spec.title})", pooled, diffs))
+        files["verdict"] = table_dir / "verdict.md"
     if spec.layout != "diversity":   # the compact table results/README.md includes (our rows only)
         ours = df[df["source"].fillna("ours") == "ours"] if "source" in df else df
         atomic_write_text(table_dir / "summary.md", render_table(ours, "summary", "md"))

@@ -414,6 +414,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for key, what in (("table_md", "table"), ("plot", "plot"), ("report", "report"), ("chosen_md", "chosen")):
         if key in result.files:
             print(f"{what}: {result.files[key]}")
+    if "verdict" in result.files:   # the leader at each step of the funnel, per target (* = significant lead)
+        import pandas as pd
+
+        from smoacs_bench.evaluation.verdict import verdict_lines
+
+        table_dir = result.files["verdict"].parent
+        paired = pd.read_csv(result.files["paired"]) if "paired" in result.files else None
+        print(f"verdict ({result.files['verdict']}):")
+        for line in verdict_lines(pd.read_csv(table_dir / "table.csv"), paired):
+            print(f"  {line}")
     print(
         f"{len(result.ran)} ran, {len(result.reused)} reused, {len(result.skipped)} skipped, "
         f"{len(result.failed)} failed ({result.wall_s:.0f} s)"

@@ -4,7 +4,7 @@
 number for each method) on tuning seeds no table uses; :func:`write_choice` reads the finished runs and
 writes ``chosen.md`` / ``chosen.json`` beside the tuning table: for each row (e.g. ``tpe-smoacs``) the
 success of every configuration per target, their mean, and the one chosen (ties go to the earlier, so the
-default wins a tie). The table commands then use the chosen settings (README, "Tuning").
+default wins a tie). The table commands then use the chosen settings (docs/reproducing.md, "Tuning").
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class SMOACSConfig:
     t_end: float = 0.0001                     # softmax temperature at the last step
     rebuild_every: int = 1             # steps between neighbour-graph rebuilds; 0: sine schedule of n_rebuilds
     n_rebuilds: int = 32               # only with rebuild_every = 0 (the schedule before this was measured)
-    copy_mutate: bool = True           # the authors' copy-and-mutate step (README "SMOACS as implemented")
+    copy_mutate: bool = True           # the authors' copy-and-mutate step (docs/methods.md "SMOACS as implemented")
     mutate_at: tuple[float, ...] = (0.5, 0.75)  # fractions of the run: steps 100 and 150 of 200
     keep_best: float = 0.1             # share of the samples missing a target kept at a copy-and-mutate step
     mutate_noise: float = 7e-5         # σ of the noise on copied lattice (Å), angles (°) and coordinates
