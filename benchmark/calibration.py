@@ -199,8 +199,8 @@ def _plot(df, path: Path) -> None:
     plt.close(fig)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("calibrate", help="calibrate the judge on known compounds (hull stage, predictors)")
+def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("calibrate", **kwargs)
     p.add_argument("what", nargs="+", choices=["hull", "predictors", "dft"],
                    help="hull: E_hull of the textbook and known ABX3 perovskites (results/hull_calibration); "
                    "predictors: every band-gap and E_f predictor against MP on the known ABX3 (results/predictors); "

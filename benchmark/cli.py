@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 from smoacs_bench.data.task import TASKS
-from smoacs_bench.evaluation.stages import headline, report_lines
 
-from .physical import add_physical_args, physical_settings, stage_options
+from .options import add_physical_args, physical_settings, stage_options
 from .values import parse_value
 
 
@@ -40,7 +39,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.04, help="band-gap margin h, eV (default 0.04)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser; of the commands in modules of their own only ``command``'s is complete ("*": all of them)."""
     ap = argparse.ArgumentParser(prog="smoacs-bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--dest", help="folder to put it in (default: $SMOACS_DATA_DIR)")
     dl.set_defaults(func=cmd_data_download)
 
-    rl = sub.add_parser("relax", help="add relaxation and robustness columns to finished run folders "
-                        "(without re-running the method; resumable; a second call does no work)")
+    rl = sub.add_parser("relax", help="run the judge's stages (robustness, relaxation, E_hull, novelty, second "
+                        "potential, distortion, S.U.N., gap cross-judge, DFT) on finished run folders (without "
+                        "re-running the method; resumable; a second call does no work)")
     rl.add_argument("runs", nargs="+", help="run folders (each with config.json, samples.csv, structures.zip)")
     add_physical_args(rl)
     rl.add_argument("--force", action="store_true",
@@ -149,21 +150,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write DIR/<run>/structures/<sample>.cif (and structures_relaxed/ where relaxed)")
     ex.set_defaults(func=cmd_export)
 
-    from .reproduce import add_parser as add_reproduce_parser
-    from .smoothness import add_parser as add_smoothness_parser
+    import importlib
 
-    add_reproduce_parser(sub)
-    add_smoothness_parser(sub)
-    from .doctor import add_parser as add_doctor_parser
-
-    add_doctor_parser(sub)
-    from .readme import add_parser as add_readme_parser
-
-    add_readme_parser(sub)
-    from .calibration import add_parser as add_calibration_parser
-
-    add_calibration_parser(sub)
+    for name, (module, text) in COMMANDS.items():   # each imported only when it is the command given
+        if command in (name, "*"):
+            importlib.import_module(module, __package__).add_parser(sub, help=text)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
     return ap
+
+
+# the commands defined in modules of their own (heavy imports): loaded only when asked for, so that --help,
+# --version and a mistyped option answer at once
+COMMANDS = {
+    "reproduce": (".reproduce", "run a paper table's experiments (what is missing) and render it beside the paper's "
+                  "numbers"),
+    "smoothness": (".smoothness", "scan predictors over small lattice strains of textbook perovskites and report "
+                   "their largest jumps"),
+    "doctor": (".doctor", "check Python, torch/CUDA, models, datasets, relaxer and extras"),
+    "readme": (".readme", "fill the generated blocks of a results README from the stored runs"),
+    "calibrate": (".calibration", "calibrate the judge on known compounds (hull stage, predictors, DFT)"),
+}
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def cmd_relax(args: argparse.Namespace) -> int:
@@ -194,6 +206,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
         if res["status"] == "unchanged":
             print(f"{folder}: already has these columns (nothing to do)")
         else:
+            from smoacs_bench.evaluation.stages import headline
+
             print(f"{folder}: {headline(res)} ({res['wall_s']:.0f} s)")
     return 1 if failed == len(args.runs) else 0
 
@@ -390,6 +404,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     keys = ("success", "bg_ok", "ef_ok", "valid_structure", "neutral", "min_dist_ok", "perovskite_ok",
             "tolerance_ok", "angles_ok", "coords_ok", "unique_rate")
     print("  ".join(f"{k}={s[k]:.3f}" for k in keys if s.get(k) is not None and s[k] == s[k]))
+    from smoacs_bench.evaluation.stages import headline
+
     if headline(s):
         print(headline(s))
     out = Path(args.out)
@@ -493,8 +509,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     unreadable = int(df["formula"].isna().sum())
     print(f"{n} files: {n - unreadable} judged, {unreadable} unreadable; {int(df['success'].sum())} successful "
           f"({df['success'].mean():.3f}); {len(problems)} problem(s); wrote {Path(args.out)}")
-    if relax is not None:
-        print(f"relaxed ({relax.describe()}); relaxed cells in {Path(args.out).parent / (Path(args.out).stem + '_relaxed')}/")
+    relaxed_dir = Path(args.out).parent / (Path(args.out).stem + "_relaxed")
+    if relax is not None and relaxed_dir.is_dir():
+        print(f"relaxed ({relax.describe()}); relaxed cells in {relaxed_dir}/")
+    from smoacs_bench.evaluation.stages import report_lines
+
     for line in report_lines(df):
         print(line)
     return 0 if unreadable < n else 1
@@ -525,7 +544,8 @@ INTERRUPTED = "interrupted; run the same command again to resume"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command(argv)).parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:   # files are written atomically: nothing half-written is left behind

@@ -12,6 +12,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from smoacs_bench.data.environment import (
     DATA_DIR_ENV,
@@ -123,7 +124,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("doctor", help="check Python, torch/CUDA, models, datasets, relaxer and extras")
+def add_parser(subparsers: argparse._SubParsersAction, **kwargs: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("doctor", **kwargs)
     p.set_defaults(func=cmd_doctor)
     return p

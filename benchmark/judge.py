@@ -31,14 +31,19 @@ def judge_predictors() -> tuple[str, str]:
     return DEFAULT_PAIR
 
 
-def default_predict(structures: Sequence[Structure]) -> tuple[list[float], list[float]]:
-    """The shared judge's predictions: band gap (eV) and formation energy (eV/atom) from the default
-    pair of predictors (``methods.predictors.DEFAULT_PAIR``: MEGNet multi-fidelity band gap at the PBE
-    state, MEGNet MP-2018.6.1 formation energy); NaN where a predictor cannot embed an element."""
+def load_judge() -> None:
+    """Load the judge's predictors now (once per process); FileNotFoundError naming what is missing."""
     from smoacs_bench.methods.predictors import load_pair
 
     if not _PAIR:
         _PAIR.append(load_pair(*judge_predictors()))
+
+
+def default_predict(structures: Sequence[Structure]) -> tuple[list[float], list[float]]:
+    """The shared judge's predictions: band gap (eV) and formation energy (eV/atom) from the default
+    pair of predictors (``methods.predictors.DEFAULT_PAIR``: MEGNet multi-fidelity band gap at the PBE
+    state, MEGNet MP-2018.6.1 formation energy); NaN where a predictor cannot embed an element."""
+    load_judge()
     bg_model, ef_model = _PAIR[0]
     bg = bg_model.predict_structures(list(structures))
     ef = ef_model.predict_structures(list(structures))

@@ -12,6 +12,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from smoacs_bench.evaluation.io import atomic_write_text
 
@@ -45,8 +46,8 @@ def cmd_readme(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("readme", help="fill the generated blocks of a results README from the stored runs")
+def add_parser(subparsers: argparse._SubParsersAction, **kwargs: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("readme", **kwargs)
     p.add_argument("readme", nargs="?", default="results/README.md", help="default results/README.md")
     p.set_defaults(func=cmd_readme)
     return p

@@ -165,6 +165,14 @@ def reproduce(
             f"executor {executor.describe()}",
             flush=True,
         )
+    if todo:   # the judge's models missing: one message now, not one failure per run
+        from .judge import load_judge
+
+        try:
+            load_judge()
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"the judge's predictors cannot be loaded, so no run can be judged: {err}") \
+                from None
     units = [
         Unit(
             run_planned,
@@ -246,12 +254,9 @@ def list_tables() -> list[tuple[str, str, float]]:
 
 
 # -- command line ----------------------------------------------------------------------------------------------
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     """Add the ``reproduce`` subcommand to ``smoacs-bench``'s subparsers."""
-    p = subparsers.add_parser(
-        "reproduce",
-        help="run a paper table's experiments (what is missing) and render it beside the paper's numbers",
-    )
+    p = subparsers.add_parser("reproduce", **kwargs)
     p.add_argument(
         "table", nargs="?", help="table id: " + ", ".join(s.id for s in SPECS) + f", or {TUNING_ID} (the tuning protocol; "
         "--list: rows, sizes, time)"
@@ -278,7 +283,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-crossjudge", action="store_true", help="skip the independent formation-energy judge")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars (status lines still print)")
-    from .physical import add_physical_args
+    from .options import add_physical_args
 
     add_physical_args(p)
     p.set_defaults(func=cmd_reproduce)
@@ -387,8 +392,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         targets = _targets_arg(args.targets)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         executor = get_executor(args.workers, args.scheduler)
-        from .physical import physical_settings
-        from .physical import stage_options as stage_options_of
+        from .options import physical_settings
+        from .options import stage_options as stage_options_of
 
         relax, robust = physical_settings(args)
         result = reproduce(

@@ -356,12 +356,9 @@ def run_smoothness(out_dir: str | Path, predictors: Sequence[str] | None = None,
 
 
 # -- command line ------------------------------------------------------------------------------------------------
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     """Add the ``smoothness`` subcommand to ``smoacs-bench``'s subparsers."""
-    p = subparsers.add_parser(
-        "smoothness",
-        help="scan predictors over small lattice strains of textbook perovskites and report their largest jumps",
-    )
+    p = subparsers.add_parser("smoothness", **kwargs)
     p.add_argument("--predictors", help="comma list of predictor names or trained-model folders "
                    f"(default: every registered one: {','.join(PREDICTORS)})")
     p.add_argument("--strain", type=float, default=0.03, help="largest relative lattice strain (default 0.03)")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .templates import PerovskiteCell
+if TYPE_CHECKING:   # a task's names and thresholds load without numpy or pymatgen (the CLI's --help)
+    from .templates import PerovskiteCell
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Task:
 
     @property
     def cell(self) -> PerovskiteCell | None:
+        from .templates import PerovskiteCell
+
         return PerovskiteCell(self.supercell) if self.supercell else None
 
     def with_target(self, target_bg: float, margin: float = 0.04) -> Task:

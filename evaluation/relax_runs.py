@@ -94,6 +94,8 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
     dict) gets ``structures`` (relaxed by this call) and ``seconds`` (their wall time)."""
     from tqdm import tqdm
 
+    if not indices:
+        return {}
     from .packing import unpack
 
     unpack(state)   # a packed run folder: the state's chunks back as files, re-packed by the caller
@@ -134,7 +136,7 @@ def run_relaxations(structures: list[Structure | None], indices: list[int], sett
     rest = [i for i in indices if i not in done]
     todo = list(enumerate(rest[k:k + CHUNK] for k in range(0, len(rest), CHUNK)))
     bar = tqdm(total=len(indices), initial=len(indices) - len(rest), desc="relax",
-               unit="structure", disable=not progress, file=sys.stderr)
+               unit="structure", disable=not progress or not rest, file=sys.stderr)
 
     def save(n: int, chunk: list[int], records: list[dict[str, Any]]) -> None:
         part = {i: dict(rec, crystal=crystal[i]) for i, rec in zip(chunk, records, strict=True)}

@@ -10,29 +10,10 @@ be robust successes), so ``robust_fraction`` is empty for them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-
-@dataclass(frozen=True)
-class RobustSettings:
-    """How many perturbed copies, how large (Å, relative strain), and the fraction that must succeed."""
-
-    copies: int = 8
-    displacement: float = 0.02    # Å, Gaussian σ per Cartesian axis
-    strain: float = 0.005         # Gaussian σ of the isotropic strain (0.5 %)
-    min_fraction: float = 0.75    # success_robust: at least this fraction of copies succeed
-    seed: int = 0
-
-    def describe(self) -> str:
-        return (f"{self.copies} copies with Gaussian displacements of {self.displacement:g} Å and isotropic strain "
-                f"of {100 * self.strain:g} % (σ), robust when ≥ {100 * self.min_fraction:g} % of them succeed")
-
-    def identity(self) -> dict[str, Any]:
-        return asdict(self)
+from .settings import RobustSettings  # noqa: F401 - re-exported
 
 
 def perturbed_copies(structure: Structure, settings: RobustSettings, sample: int) -> list[Structure]:

@@ -41,12 +41,32 @@ def available_methods() -> dict[str, str]:
 def _load(target: str, name: str) -> type[Method]:
     module, _, attr = target.partition(":")
     try:
-        cls = getattr(import_module(module), attr)
+        cls = getattr(_import(module), attr)
+    except ModuleNotFoundError as err:
+        raise ValueError(f"method {name!r}: cannot import {target!r} ({err}): put {module.split('.')[0]}.py (or its "
+                         "package folder) in the current folder, add its folder to PYTHONPATH, or pip install the "
+                         "package that holds it") from None
     except (ImportError, AttributeError) as err:
         raise ValueError(f"method {name!r}: cannot import {target!r} ({err})") from None
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise ValueError(f"method {name!r}: {target!r} is not a subclass of smoacs_bench.methods.Method")
     return cls
+
+
+def _import(module: str):
+    """``module`` imported as ``python -m`` would: installed packages, then the current folder (a console
+    script does not put the current folder on the path)."""
+    import os
+    import sys
+
+    try:
+        return import_module(module)
+    except ModuleNotFoundError as err:
+        here = os.getcwd()
+        if err.name != module.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)   # after the installed packages: a local file never shadows one
+        return import_module(module)
 
 
 def get_method_class(name: str) -> type[Method]:

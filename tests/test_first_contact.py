@@ -141,3 +141,57 @@ def test_readme_blocks_are_filled_from_files(tmp_path, capsys):
     text = readme.read_text()
     assert "old numbers" not in text and "| 1 | 2 |" in text and text.startswith("prose\n")
     assert "more prose" in text and "table9/summary.md" in capsys.readouterr().out
+
+
+def test_help_version_and_a_bad_option_answer_without_torch_pymatgen_or_matgl():
+    for argv, code in ((["--help"], 0), (["--version"], 0), (["run", "--n-samples", "x"], 2)):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "smoacs_bench.benchmark.cli", *argv],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (argv, done.stderr[-500:])
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert not imported & {"torch", "pymatgen", "matgl"}, (argv, imported & {"torch", "pymatgen", "matgl"})
+        assert "smoacs_bench" in imported   # the check can fail: it sees the package's own imports
+    assert "reproduce" in subprocess.run([sys.executable, "-m", "smoacs_bench.benchmark.cli", "--help"],
+                                         capture_output=True, text=True, timeout=60).stdout
+
+
+@pytest.mark.usefixtures("model_dir", "data_dir")
+def test_a_plugin_in_the_current_folder_runs_without_pythonpath(tmp_path):
+    (tmp_path / "myplug.py").write_text("from smoacs_bench.methods.tpe import RandomSearch\n\n\n"
+                                        "class MyRandom(RandomSearch):\n    name = 'my-random'\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cli = [sys.executable, "-c", "import sys; from smoacs_bench.benchmark.cli import main; sys.exit(main())"]
+    done = subprocess.run([*cli, "run", "--method", "myplug:MyRandom", "--task", "perovskite", "--n-samples", "2",
+                           "--trials", "3", "--relax", "none", "--robust-copies", "0", "--no-crossjudge", "--out", "r"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert (tmp_path / "r" / "samples.csv").is_file()
+    missing = subprocess.run([*cli, "run", "--method", "nothere:X", "--out", "r2"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "put nothere.py (or its package folder) in the current folder, add its folder to PYTHONPATH" \
+        in missing.stderr
+
+
+def test_reproduce_without_models_stops_at_once_with_one_message(tmp_path):
+    env = _bare_env(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "smoacs_bench.benchmark.cli", "reproduce", "table3", "--samples", "4",
+                           "--seeds", "1", "--targets", "1.5", "--relax", "none", "--robust-copies", "0",
+                           "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "the judge's predictors cannot be loaded" in lines[0], lines
+    assert not (tmp_path / "out" / "table3" / "table.md").exists()
+
+
+@pytest.mark.usefixtures("model_dir", "data_dir")
+def test_evaluate_of_a_missing_file_relaxes_nothing(tmp_path):
+    out = tmp_path / "judged.csv"
+    assert main(["evaluate", str(tmp_path / "nonexist.cif"), "--task", "perovskite", "--out", str(out),
+                 "--no-crossjudge", "--relax", "chgnet", "--robust-copies", "0"]) == 1
+    import pandas as pd
+
+    row = pd.read_csv(out).iloc[0]
+    assert not row["relaxed"] and "file not found" in row["reason"]
+    assert not (tmp_path / "judged_relaxed").exists()

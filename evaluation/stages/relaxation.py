@@ -69,7 +69,8 @@ class RelaxationStage(Stage):
             raise StageUnavailable("not asked for")
         if batch.predict is None or batch.folder is None:
             raise StageUnavailable("no judge predictors or no run folder given")
-        indices = relaxed_indices(batch.samples, settings)
+        # a proposal without a structure (unreadable, or a method's failure) is not in the relaxed set
+        indices = [i for i in relaxed_indices(batch.samples, settings) if batch.structures[i] is not None]
         stats = batch.options.get("stats", {})
         outcomes = run_relaxations(batch.structures, indices, settings, Path(batch.folder) / STATE_DIR,
                                    int(batch.options.get("workers") or 1), bool(batch.options.get("progress")),
@@ -135,7 +136,6 @@ def relaxation_columns(batch: StageInput, settings, outcomes: dict[int, dict]) -
     cols[REASON] = [""] * n
     finals: dict[int, Structure] = {}
     out_dir = Path(batch.relaxed_dir) if batch.relaxed_dir is not None else Path(batch.folder) / RELAXED_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
     for i, rec in outcomes.items():
         cols[RELAXED_ROWS][i] = True
         cols[CONVERGED][i] = bool(rec["converged"])

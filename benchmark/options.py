@@ -1,0 +1,58 @@
+"""The command line's judge options (relaxation, robustness, DFT), shared by run, evaluate, reproduce and relax.
+
+Light on purpose: the parser is built, and ``--help`` printed, without importing torch, pymatgen or matgl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smoacs_bench.evaluation.settings import RelaxSettings, RobustSettings
+
+
+def add_physical_args(p: Any, default_relax: str = "chgnet") -> None:
+    """The physical-validity options of a subcommand."""
+    g = p.add_argument_group("physical validity (relaxation and robustness)")
+    g.add_argument("--relax", default=default_relax, metavar="NAME|none",
+                   help=f"relax every proposal with this potential (default {default_relax}; chgnet = CHGNet 0.3.0, "
+                   "sevenn = SevenNet-0, matgl:<model>, module:factory) and re-judge it; none skips it")
+    g.add_argument("--fmax", type=float, default=RelaxSettings.fmax, help="FIRE convergence, eV/Å (default 0.05)")
+    g.add_argument("--max-steps", type=int, default=RelaxSettings.max_steps, help="FIRE steps at most (default 300)")
+    g.add_argument("--relax-subset", type=int, metavar="N",
+                   help="relax a seeded draw of N proposals per run instead of all")
+    g.add_argument("--relax-workers", type=int, default=1, help="relaxation processes (default 1)")
+    g.add_argument("--robust-copies", type=int, default=RobustSettings.copies,
+                   help="perturbed copies per success for success (robust); 0 skips it (default 8)")
+    g.add_argument("--dft-subset", type=int, default=0, metavar="K",
+                   help="DFT-check K successes per run (PySCF PBE band gap; minutes each on one core; default 0)")
+    g.add_argument("--dft-workers", type=int, default=1, help="DFT processes at once (default 1)")
+
+
+def stage_options(args: Any) -> dict[str, Any]:
+    """The judge stages' run options from :func:`add_physical_args`' flags; SystemExit (one line) on a bad value."""
+    subset, workers = getattr(args, "dft_subset", 0) or 0, getattr(args, "dft_workers", 1) or 1
+    if subset < 0 or workers <= 0:
+        raise SystemExit(f"--dft-subset must be >= 0 and --dft-workers > 0, got {subset} and {workers}")
+    return {"dft_subset": subset, "dft_workers": workers}
+
+
+def physical_settings(args: Any) -> tuple[RelaxSettings | None, RobustSettings | None]:
+    """Settings from :func:`add_physical_args`' options; SystemExit (one line) on a bad value."""
+    for flag in ("fmax", "max_steps", "relax_subset", "relax_workers"):
+        value = getattr(args, flag, None)
+        if value is not None and value <= 0:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    if args.robust_copies < 0:
+        raise SystemExit(f"--robust-copies must be >= 0, got {args.robust_copies}")
+    relax_settings = None
+    if str(args.relax).lower() != "none":
+        from smoacs_bench.evaluation.relax import RelaxerUnavailable, check_relaxer
+
+        try:
+            check_relaxer(args.relax)
+        except RelaxerUnavailable as err:
+            raise SystemExit(f"smoacs-bench: {err}") from None
+        relax_settings = RelaxSettings(relaxer=args.relax, fmax=args.fmax, max_steps=args.max_steps,
+                                       subset=args.relax_subset)
+    robust_settings = RobustSettings(copies=args.robust_copies) if args.robust_copies else None
+    return relax_settings, robust_settings
