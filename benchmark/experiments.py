@@ -493,6 +493,15 @@ SMOACS_RELAX_3X3X3 = 6582 / 8
 HELDOUT_SECONDS = 60.0  # Table 1: not measured, a rough figure
 SCREENING_RELAX_PER_SAMPLE = 800 / 256   # ~13.6k CHGNet cell relaxations (~20 cells/s) and their predictions, once
 DEFAULT_BUDGET = 200
+# The judge after a run (one core per relaxation worker): seconds per relaxed proposal of the relaxation (batched
+# CHGNet, FIRE, up to 300 steps; perf/relax_speed.py), and of the stages after it on a relaxed proposal (E_hull,
+# novelty, SevenNet-0 on those that stay or succeed, the 2x2x2 distortion check on relaxed successes, the gap judge);
+# the perturbed copies per proposal; the models loaded once per call (CHGNet, SevenNet-0, the gap judge, the hull).
+# Each as (free cell, 5-site perovskite cell, perovskite supercell).
+RELAX_PER_STRUCTURE = (1.6, 1.0, 40.0)
+STAGES_PER_RELAXED = (2.0, 2.0, 20.0)
+ROBUST_PER_SAMPLE = 0.04
+JUDGE_LOAD_SECONDS = 20.0
 
 
 def _smoacs_per_sample(task: str) -> float:
@@ -529,6 +538,19 @@ def run_seconds(
     else:
         per = _smoacs_per_sample(task) * scale
     return n_samples * (per + (CROSSJUDGE_PER_SAMPLE if crossjudge else 0.0))
+
+
+def judge_seconds(task: str, n_samples: int, relax_subset: int | None, relax: bool = True, robust: bool = True,
+                  workers: int = 1) -> float:
+    """Estimated wall time (s) of the judge's stages on one run: perturbed copies, the relaxation of ``relax_subset``
+    proposals (all when None) and the stages after it; ``workers`` relaxation processes (2 cores at most)."""
+    cells = get_task(task).supercell
+    kind = 0 if cells is None else 1 if cells == 1 else 2
+    out = ROBUST_PER_SAMPLE * n_samples if robust else 0.0
+    if relax:
+        relaxed = n_samples if not relax_subset else min(relax_subset, n_samples)
+        out += relaxed * (RELAX_PER_STRUCTURE[kind] / max(1, min(workers, 2)) + STAGES_PER_RELAXED[kind])
+    return out
 
 
 def estimate_seconds(

@@ -25,12 +25,16 @@ from typing import Any
 
 from .executor import Executor, InProcess, Unit, UnitFailed, get_executor
 from .experiments import (
+    JUDGE_LOAD_SECONDS,
+    RELAX_PER_STRUCTURE,
     SPECS,
+    STAGES_PER_RELAXED,
     TUNING_ID,
     TableSpec,
     estimate_seconds,
     format_seconds,
     get_spec,
+    judge_seconds,
     resolve_targets,
     run_seconds,
 )
@@ -156,8 +160,10 @@ def reproduce(
         run_seconds(
             r.row.method, r.task, r.n_samples, r.config.get("steps", r.config.get("trials")), crossjudge, r.config
         )
+        + judge_seconds(r.task, r.n_samples, getattr(relax, "subset", None), relax is not None, robust is not None,
+                        relax_workers)
         for r in todo
-    )
+    ) + (JUDGE_LOAD_SECONDS if todo and relax is not None else 0.0)   # the judge's stages included
     if status:
         print(
             f"[reproduce] {spec.id}: {len(todo)} run(s) to do (about {format_seconds(estimate)} on 2 CPU cores), "
@@ -355,7 +361,9 @@ def _print_list() -> None:
     rows = list_tables()
     width = max(len(r[0]) for r in rows)
     print(f"{'table':<{width}}  {'estimate':>9}  description; rows (samples x seeds x targets); estimates: serial, "
-          "2 CPU cores, the table's defaults")
+          "2 CPU cores, the table's defaults; the judge's relaxation and later stages come on top: about "
+          f"{RELAX_PER_STRUCTURE[1] + STAGES_PER_RELAXED[1]:g} s per relaxed 5-site proposal, "
+          "see --relax-subset; reproduce's own estimate includes them")
     for spec, (tid, text, seconds) in zip([*SPECS, get_spec(TUNING_ID)], rows, strict=True):
         print(f"{tid:<{width}}  {format_seconds(seconds):>9}  {text}")
         if spec.is_sampling:

@@ -287,3 +287,13 @@ def test_runs_summary_leaves_resumed_runs_of_unknown_earlier_time_out_of_the_med
         runs.append(PlannedRun(MethodRun("tpe"), "perovskite", 1.5, 0.04, seed, 64, folder, status=REUSED))
     row = runs_summary(runs).splitlines()[-1]
     assert row.startswith("| tpe | 3 | 64 × 3 | 650 (1 resumed run left out") and row.endswith("| 30 |")
+
+
+def test_the_estimate_counts_the_judges_relaxation_and_stages():
+    from smoacs_bench.benchmark.experiments import RELAX_PER_STRUCTURE, STAGES_PER_RELAXED, judge_seconds
+
+    per = RELAX_PER_STRUCTURE[1] + STAGES_PER_RELAXED[1]   # the 5-site perovskite cell
+    assert judge_seconds("perovskite", 16, None, robust=False) == 16 * per          # every proposal relaxed
+    assert judge_seconds("perovskite", 256, 8, robust=False) == 8 * per            # a seeded subset
+    assert judge_seconds("perovskite", 16, None, relax=False, robust=False) == 0.0
+    assert judge_seconds("perovskite3x3x3", 8, 2, robust=False) > 10 * judge_seconds("perovskite", 8, 2, robust=False)
