@@ -347,15 +347,15 @@ _OWN = "not in the paper: this project's own method"
 _AGAINST_MAIN: dict[str, Any] = {"compare_against": RELAX_MAIN,
                                   "compare_columns": ("success", SUCCESS_RELAXED, SUN)}
 RELAX_SPECS: tuple[TableSpec, ...] = (
-    TableSpec("relax3", "SMOACS-relax (issue #23): success after relaxation, 5-site perovskite", "perovskite",
+    TableSpec("relax3", "SMOACS-relax (this project's method): success after relaxation, 5-site perovskite", "perovskite",
               _relax3_runs(), seeds=PROTOCOL_SEEDS, layout="table3", **_AGAINST_MAIN,
               note=_OWN + " beside SMOACS and TPE in SMOACS's space, judged like every row; SMOACS-relax's "
               "design defaults were fixed from 32-sample pilots on seed 0 (one of this table's seeds) before its "
               "tuning protocol ran"),
-    TableSpec("relax2", "SMOACS-relax (issue #23): success after relaxation, free structure", "free",
+    TableSpec("relax2", "SMOACS-relax (this project's method): success after relaxation, free structure", "free",
               _relax_runs_with_reference(), seeds=PROTOCOL_SEEDS, layout="table2", **_AGAINST_MAIN,
               note=_OWN + " beside SMOACS and TPE in SMOACS's space, judged like every row"),
-    TableSpec("relax333", "SMOACS-relax (issue #23): success after relaxation, 3x3x3 perovskite",
+    TableSpec("relax333", "SMOACS-relax (this project's method): success after relaxation, 3x3x3 perovskite",
               "perovskite3x3x3", _relax_runs(), samples=64, seeds=PROTOCOL_SEEDS, layout="table4", **_AGAINST_MAIN,
               note=_OWN + " beside SMOACS and TPE in SMOACS's space, judged like every row; on the 135-site "
               "supercell SMOACS-relax relaxes the cell first with the sites held, then everything by FIRE"),

@@ -124,6 +124,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     # a crystal relaxed under several targets (the reference row proposes the same crystals for each) counts once
     drops: dict[str, dict[tuple[float, float], float]] = {}
     per_method: dict[str, list[tuple[pd.DataFrame, float | None]]] = {}
+    costs: dict[str, list[tuple[pd.DataFrame, float, float]]] = {}   # proposing and judging seconds per run
     dft_points: dict[str, list[pd.DataFrame]] = {}
     margins: set[float] = set()
     stay_drop = None
@@ -141,8 +142,14 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         pair = s[[ENERGY_INITIAL, ENERGY_DROP]].apply(pd.to_numeric, errors="coerce").dropna()
         for e0, drop in pair.itertuples(index=False):
             drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
-        physical = json.loads((run.folder / "config.json").read_text()).get("physical", {})
+        config = json.loads((run.folder / "config.json").read_text())
+        physical = config.get("physical", {})
         per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get(RELAXED_COUNT))))
+        # the relaxation (per structure, as measured by the call that relaxed) and the perovskite copies; the later
+        # stages' time is not recorded per run (their records are cached across runs)
+        judge_s = float(relax_cost(physical, summary.get(RELAXED_COUNT)) or 0.0) \
+            + float(physical.get("robust_wall_time_s") or 0.0)
+        costs.setdefault(label, []).append((s, float(config.get("wall_time_s") or 0.0), float(judge_s)))
         stay_drop = relax_identity(physical).get("stay_drop", stay_drop)
     if any(dft_points.values()):
         from smoacs_bench.evaluation.physical_plots import plot_dft_parity
@@ -160,6 +167,13 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         atomic_write_text(table_dir / "physical.csv", summary.to_csv(index=False))
         files["physical"] = table_dir / "physical.md"
         atomic_write_text(files["physical"], summary_markdown(summary) + "\n")
+        from smoacs_bench.evaluation.cost import cost_markdown, cost_table, plot_cost
+
+        table = cost_table(costs)
+        atomic_write_text(table_dir / "cost.csv", table.to_csv(index=False))
+        files["cost"] = table_dir / "cost.md"
+        atomic_write_text(files["cost"], cost_markdown(table))
+        files["cost_plot"] = plot_cost(table, table_dir / "cost.png")
     return files
 
 

@@ -147,7 +147,9 @@ def _caption_task(layout: str, df: pd.DataFrame) -> Task:
 def caption_for(
     layout: str, summaries: pd.DataFrame | Iterable[Mapping[str, Any]], with_paper: bool = False
 ) -> str:
-    """One-paragraph caption in the paper's words: criteria, sample count and (diversity) novelty reference."""
+    """The caption: a paragraph in the paper's words (criteria, sample count; diversity: the novelty reference), then
+    a bulleted list of the protocol, the judge's stages and the departures from the paper, generated from the
+    runs' config."""
     df = to_frame(summaries)
     task = _caption_task(layout, df)
     target = f"The target range is the target band gap {_margins_phrase(df)}."
@@ -186,11 +188,13 @@ def caption_for(
         ]
     if layout != "diversity":
         parts.append("Higher scores are better across all metrics.")
-    parts += _protocol(df, task)
+    notes = _protocol(df, task)   # the protocol, the stages and every departure from the paper: one bullet each
     if with_paper or any(str(m).startswith("S(") for m in df["method"]):
-        parts.append("S(Cry) and S(ALI) denote SMOACS utilizing the Crystalformer and ALIGNN models, "
+        notes.append("S(Cry) and S(ALI) denote SMOACS utilizing the Crystalformer and ALIGNN models, "
                      "respectively.")
     if with_paper:
-        parts.append("Rows marked (paper) reproduce the published values; '-' marks a value that is not "
+        notes.append("Rows marked (paper) reproduce the published values; '-' marks a value that is not "
                      "available.")
-    return " ".join(parts)
+    text = " ".join(parts)
+    return text + ("\n\nProtocol, judge stages and departures from the paper:\n\n" + "\n".join(f"- {n}" for n in notes)
+                   if notes else "")

@@ -125,6 +125,9 @@ def test_sun_needs_every_part():
     agreed = get_stage("sun").compute(StageInput(samples.assign(bg_crossjudge_ok=[False, True, True, True, True])))
     assert agreed["sun"].tolist()[:4] == [True, False, False, False]
     assert agreed["sun_gap_crossjudge"].tolist()[:4] == [False, False, False, False]
+    # the funnel is nested: where the second potential ran, S.U.N. needs its agreement too
+    second = get_stage("sun").compute(StageInput(samples.assign(success_relaxed_both=[False, True, True, False, None])))
+    assert second["sun"].tolist()[:4] == [False, False, False, False]
 
 
 def test_stages_come_after_what_they_require():

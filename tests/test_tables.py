@@ -287,7 +287,10 @@ def test_captions() -> None:
     assert "3 × 3 × 3" in caption_for("table4", [dict(OURS[0], task="perovskite3x3x3")])
     div = caption_for("diversity", OURS)
     assert "MEGNet mp.2018.6.1" in div and "unique rate in success" in div
-    assert "\n" not in div
+    # a paragraph in the paper's words, then one bullet per protocol sentence
+    paragraph, _, bullets = cap.partition("\n\nProtocol, judge stages and departures from the paper:\n\n")
+    assert "\n" not in paragraph and paragraph.endswith("Higher scores are better across all metrics.")
+    assert bullets and all(line.startswith("- ") for line in bullets.splitlines())
 
 
 def test_paired_differences_pair_by_seed_sample_and_start() -> None:

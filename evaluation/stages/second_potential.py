@@ -19,6 +19,7 @@ from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, tru
 from .relaxation import STAYS, SUCCESS_RELAXED
 
 RELAXER = "sevenn"
+SUCCESS_BOTH = "success_relaxed_both"
 
 
 class SecondPotentialStage(Stage):
@@ -30,7 +31,7 @@ class SecondPotentialStage(Stage):
         Column("stays_relax2", "", "'stays' judged on SevenNet-0's relaxation (same thresholds)"),
         Column("success_relax2", "", "every criterion met on the SevenNet-0-relaxed cell (judge's predictors)"),
         Column("stays_both", "", "stays under CHGNet and under SevenNet-0", header="stays (both)", over=RELAXED_ROWS),
-        Column("success_relaxed_both", "", "a success after CHGNet's and after SevenNet-0's relaxation",
+        Column(SUCCESS_BOTH, "", "a success after CHGNet's and after SevenNet-0's relaxation",
                header="success (relaxed, both)", over=RELAXED_ROWS, funnel="relaxed, both potentials", funnel_rank=10),
         Column("relax2_reason", "", "why the second relaxation gave no verdict"),
     )
@@ -61,13 +62,13 @@ class SecondPotentialStage(Stage):
         s = batch.samples
         n = len(s)
         out = self.empty(n)
-        for col in ("stays_relax2", "success_relax2", "stays_both", "success_relaxed_both"):
+        for col in ("stays_relax2", "success_relax2", "stays_both", SUCCESS_BOTH):
             out[col] = out[col].astype(object)
         out["relax2_reason"] = ""
         stays, success = truthy(s, STAYS).to_numpy(), truthy(s, SUCCESS_RELAXED).to_numpy()
         todo = [i for i in rows if (stays[i] or success[i]) and batch.structures[i] is not None]
         for i in rows:
-            out.loc[i, ["stays_both", "success_relaxed_both"]] = False
+            out.loc[i, ["stays_both", SUCCESS_BOTH]] = False
         records = self._relax([batch.structures[i] for i in todo], batch)
         finals = {}
         for i, rec in zip(todo, records, strict=True):
@@ -98,7 +99,7 @@ class SecondPotentialStage(Stage):
                 out.loc[i, "success_relax2"] = bool(ok)
         for i in todo:
             out.loc[i, "stays_both"] = bool(stays[i] and out.loc[i, "stays_relax2"] is True)
-            out.loc[i, "success_relaxed_both"] = bool(success[i] and out.loc[i, "success_relax2"] is True)
+            out.loc[i, SUCCESS_BOTH] = bool(success[i] and out.loc[i, "success_relax2"] is True)
         return out
 
     def _relax(self, structures: list, batch: StageInput) -> list[dict]:

@@ -12,6 +12,7 @@ from .gap_crossjudge import GAP_OK
 from .hull import METASTABLE_FLAG
 from .novelty import NOVEL
 from .relaxation import SUCCESS_RELAXED
+from .second_potential import SUCCESS_BOTH
 
 SUN = "sun"
 
@@ -19,17 +20,19 @@ SUN = "sun"
 class SunStage(Stage):
     name = "sun"
     order = 90
-    requires = ("relaxation", "hull", "novelty", "gap_crossjudge")
+    requires = ("relaxation", "second_potential", "distortion", "hull", "novelty", "gap_crossjudge")
+    revision = 1   # 1: within the second potential's verdict (the funnel nested)
     columns = (
-        Column(SUN, "", "success after relaxation, E_hull ≤ 0.1 eV/atom and novel (and stays under distortion "
+        Column(SUN, "", "success after relaxation under both potentials, E_hull ≤ 0.1 eV/atom and novel (and stays under distortion "
                "where that stage ran)", header="S.U.N.", over=RELAXED_ROWS, distinct="unique S.U.N.", funnel="S.U.N.",
                funnel_rank=20),
         Column("sun_gap_crossjudge", "", "S.U.N. and the band-gap cross-judge puts the gap in its widened window",
                header="S.U.N. (gap cross-judge)", over=RELAXED_ROWS, distinct="unique S.U.N. (gap cross-judge)",
                funnel="S.U.N. + gap cross-judge", funnel_rank=30),
     )
-    summary = ("'S.U.N.': success after relaxation ∧ E_hull ≤ 0.1 eV/atom ∧ novel (∧ stays distorted where judged), "
-               "over the relaxed proposals; 'S.U.N. (gap cross-judge)' also needs the band-gap cross-judge's gap in its "
+    summary = ("'S.U.N.': success after relaxation under both potentials (where the second ran) ∧ stays distorted "
+               "(where judged) ∧ E_hull ≤ 0.1 eV/atom ∧ novel, over the relaxed proposals: each step of the funnel "
+               "within the one before; 'S.U.N. (gap cross-judge)' also needs the band-gap cross-judge's gap in its "
                "widened window; their 'unique' counts are distinct compositions pooled over seeds")
 
     def describe(self, options: dict | None = None) -> str:
@@ -43,6 +46,8 @@ class SunStage(Stage):
         if METASTABLE_FLAG not in s or s[METASTABLE_FLAG].isna().all():
             raise StageUnavailable("no energy above the hull")
         ok = truthy(s, SUCCESS_RELAXED) & truthy(s, METASTABLE_FLAG) & truthy(s, NOVEL)
+        if SUCCESS_BOTH in s and s[SUCCESS_BOTH].notna().any():   # the second potential ran: it must agree
+            ok &= truthy(s, SUCCESS_BOTH)
         if STAYS_DISTORTED in s and s[STAYS_DISTORTED].notna().any():
             ok &= truthy(s, STAYS_DISTORTED) | s[STAYS_DISTORTED].isna()
         out = pd.Series([float("nan")] * len(s), index=s.index, dtype=object)
