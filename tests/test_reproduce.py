@@ -297,3 +297,18 @@ def test_the_estimate_counts_the_judges_relaxation_and_stages():
     assert judge_seconds("perovskite", 256, 8, robust=False) == 8 * per            # a seeded subset
     assert judge_seconds("perovskite", 16, None, relax=False, robust=False) == 0.0
     assert judge_seconds("perovskite3x3x3", 8, 2, robust=False) > 10 * judge_seconds("perovskite", 8, 2, robust=False)
+
+
+def test_the_megnet_in_domain_margin_of_tables_a15_a16_is_the_audits():
+    from pathlib import Path
+
+    import pandas as pd
+
+    from smoacs_bench.benchmark.experiments import MARGIN_MEGNET_IN_DOMAIN, get_spec
+
+    audit = pd.read_csv(Path(__file__).resolve().parents[1] / "results" / "predictors" / "audit.csv")
+    gapped = audit[audit["mp_gap"] > 0]
+    mae = (gapped["gap: MEGNet (PBE, the judge)"] - gapped["mp_gap"]).abs().mean()
+    assert len(gapped) >= 100 and round(mae, 2) == MARGIN_MEGNET_IN_DOMAIN
+    for table in ("tableA15", "tableA16"):
+        assert MARGIN_MEGNET_IN_DOMAIN in {m for r in get_spec(table).runs for m in (r.margins or ())}
