@@ -63,6 +63,10 @@ def test_the_stage_widens_the_window_by_the_judges_in_domain_error(data_dir):
     assert out["success_gap_crossjudge"].tolist() == [True, False, False]   # KMgF3 is a wide-gap insulator
     assert out["bg_disagreement"].iloc[0] == pytest.approx(gaps[0])
     assert out["bg_crossjudge_reason"].iloc[2] == "no formula"
+    # an own-judge success the cross-judge rules out is "exploited"; one it confirms, or cannot judge, is not
+    judged = samples.assign(success=[True, True, True])
+    assert get_stage("gap_crossjudge").compute(StageInput(judged, criteria=crit))["exploited_gap"].tolist() == \
+        [False, True, False]
 
 
 def test_calibrate_commands_on_a_few_known_compounds(tmp_path, model_dir, data_dir):

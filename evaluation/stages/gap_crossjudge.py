@@ -13,6 +13,7 @@ import pandas as pd
 from .base import Column, Stage, StageInput, StageUnavailable, truthy
 
 GAP_OK = "bg_crossjudge_ok"
+EXPLOITED = "exploited_gap"
 
 
 class GapCrossJudgeStage(Stage):
@@ -25,10 +26,13 @@ class GapCrossJudgeStage(Stage):
         Column(GAP_OK, "", "the cross-judge's gap within the target ± (margin + its in-domain MAE)"),
         Column("success_gap_crossjudge", "", "every criterion of success, (A) judged by the gap cross-judge in the "
                "widened window", header="success (gap cross-judge)"),
+        Column(EXPLOITED, "", "an own-judge success whose gap the cross-judge puts outside its widened window: the "
+               "judge's blind spot the optimiser found", header="exploited (gap)"),
         Column("bg_crossjudge_reason", "", "why the cross-judge gave no gap"),
     )
     summary = ("'success (gap cross-judge)': every criterion of success with (A) judged by an independent band-gap "
-               "model within the target ± (margin + its in-domain MAE), over all proposals")
+               "model within the target ± (margin + its in-domain MAE), over all proposals; 'exploited (gap)': the "
+               "share of proposals that are own-judge successes the cross-judge's gap rules out")
 
     def settings(self) -> dict:
         try:
@@ -62,7 +66,7 @@ class GapCrossJudgeStage(Stage):
         out["bg_disagreement"] = (judged - out["bg_crossjudge"]).abs() if judged is not None else float("nan")
         crit = batch.criteria
         if crit is None:
-            out["success_gap_crossjudge"] = out["bg_crossjudge_ok"] = float("nan")
+            out["success_gap_crossjudge"] = out["bg_crossjudge_ok"] = out[EXPLOITED] = float("nan")
             return out
         window = crit.margin + judge.mae_in_domain
         in_window = (out["bg_crossjudge"] - crit.target_bg).abs() <= window + 1e-12
@@ -72,4 +76,6 @@ class GapCrossJudgeStage(Stage):
         out["bg_crossjudge_ok"] = in_window.astype(object)
         out["success_gap_crossjudge"] = (in_window & rest).astype(object)
         out.loc[s["formula"].isna(), "success_gap_crossjudge"] = False
+        # a success the cross-judge could not judge (no gap) is not counted as exploited
+        out[EXPLOITED] = (truthy(s, "success") & out["bg_crossjudge"].notna() & ~in_window).astype(object)
         return out
