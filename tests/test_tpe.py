@@ -364,3 +364,33 @@ def test_smoacs_space_proposes_only_pattern_neutral_structures(tmp_path, name, t
         assert not out["paper"]["neutral"].all()   # the paper's space: roles' states mixed freely
     label = tpe(name, space="smoacs").label
     assert label.endswith("(MEGNet, SMOACS space)") and label.startswith("TPE" if name == "tpe" else "Random")
+
+
+@needs_models
+@pytest.mark.parametrize("name", ["tpe", "random"])
+def test_relaxed_cells_score_and_propose_the_relaxed_ideal_cell(tmp_path, name):
+    """TPE-relax / Random-relax (#40): each trial's ideal cell is relaxed by CHGNet (cell only) before scoring,
+    once per composition, and the proposal is that relaxed cell: the judge's relaxation moves it no further."""
+    import pandas as pd
+
+    from smoacs_bench.benchmark.runner import run_experiment
+    from smoacs_bench.evaluation.io import read_structure
+    from smoacs_bench.evaluation.relax import RelaxSettings, relax_cell
+    from smoacs_bench.methods.tpe import lockstep
+
+    folder = tmp_path / "run"
+    run_experiment(name, "perovskite", 1.5, 0.04, 4, 0, folder, crossjudge=False,
+                   method_config={"trials": 6, "space": "smoacs", "relax_cells": True, "progress": False,
+                                  "group_size": 4})
+    samples = pd.read_csv(folder / "samples.csv")
+    assert len(samples) == 4 and samples["neutral"].all()
+    crystals = [read_structure(folder / f)[0] for f in samples["file"]]
+    again = relax_cell(crystals, RelaxSettings())
+    for c, o in zip(crystals, again, strict=True):
+        assert o.final is not None and abs(o.final.lattice.a - c.lattice.a) < 2e-3 * c.lattice.a   # already relaxed
+        assert c.lattice.a != pytest.approx(4.0)
+    assert 0 < len(lockstep._CELLS) <= 4 * 6   # one relaxation per composition
+    label = tpe(name, space="smoacs", relax_cells=True).label
+    assert label.endswith("(MEGNet, SMOACS space, relaxed cells)")
+    with pytest.raises(ValueError, match="relax_cells needs space=smoacs"):
+        tpe(name, relax_cells=True)

@@ -38,4 +38,5 @@ class TPEConfig:
     device: str | None = None          # default: CUDA when available
     pool: str | None = None            # initial pool (data.pools.get_pool); None: the task's default
     selection: str = "final"           # "final": the Pareto rule; "best": the trial meeting most criteria
+    relax_cells: bool = False          # 5-site perovskites: each trial's ideal cell relaxed (CHGNet, cell only) first
     progress: bool = True

@@ -59,7 +59,8 @@ class GroupResult:
 
 
 def new_timings() -> dict[str, float]:
-    return {"sampler_s": 0.0, "predictor_s": 0.0, "objectives_s": 0.0, "predictor_calls": 0}
+    return {"sampler_s": 0.0, "predictor_s": 0.0, "objectives_s": 0.0, "predictor_calls": 0, "relax_s": 0.0,
+            "relaxations": 0}
 
 
 _WORKER_PREDICTORS: dict[str, PredictorPair] = {}
@@ -175,6 +176,25 @@ def _batched_params(cfg: TPEConfig, active: list[OpenStudy], seed: int) -> dict[
     return out
 
 
+_CELLS: dict[tuple[str, ...], Structure | None] = {}   # species in site order -> relaxed ideal cell (per process)
+
+
+def relaxed_cells(structures: list[Structure | None], timings: dict) -> list[Structure | None]:
+    """Each ideal cell relaxed by CHGNet, cell only (:func:`~smoacs_bench.evaluation.relax.relax_cell`), once per
+    composition in site order for the whole process; None where the relaxation failed."""
+    from smoacs_bench.evaluation.relax import relax_cell
+
+    keys = [None if st is None else tuple(site.specie.symbol for site in st) for st in structures]
+    todo = {k: st for k, st in zip(keys, structures, strict=True) if k is not None and k not in _CELLS}
+    if todo:
+        t0 = time.perf_counter()
+        for k, o in zip(todo, relax_cell(list(todo.values())), strict=True):
+            _CELLS[k] = o.final
+        timings["relax_s"] += time.perf_counter() - t0
+        timings["relaxations"] += len(todo)
+    return [None if k is None else _CELLS[k] for k in keys]
+
+
 def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
               names: list[str], timings: dict) -> None:
     """One trial of every active study: ask all, predict all structures in one call per model, tell all."""
@@ -199,6 +219,8 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
             structures.append(None if lattice_problem(st) else st)
         except (ValueError, ArithmeticError):
             structures.append(None)
+    if cfg.relax_cells:   # the trial's crystal is its relaxed ideal cell (one relaxation per composition)
+        structures = relaxed_cells(structures, timings)
     ok = [k for k, st in enumerate(structures) if st is not None]
     bg = np.full(len(active), np.nan)
     ef = np.full(len(active), np.nan)
@@ -211,6 +233,10 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
         timings["predictor_calls"] += 1
     t3 = time.perf_counter()
     results = [objectives(st, b, e, task) for st, b, e in zip(structures, bg, ef, strict=True)]
+    if cfg.relax_cells:   # the relaxed lattice, so that the proposal is the cell that was scored
+        for st, (_, attrs) in zip(structures, results, strict=True):
+            if st is not None:
+                attrs["relaxed_abc"] = [float(x) for x in st.lattice.abc]
     t4 = time.perf_counter()
     for s, trial, p, (values, attrs) in zip(active, asked, params, results, strict=True):
         for key, val in attrs.items():

@@ -77,6 +77,8 @@ class TPE(Method):
             raise ValueError(f"gamma must be in (0, 1], got {self.cfg.gamma}")
         if self.cfg.space not in SPACES:
             raise ValueError(f"space must be one of {', '.join(SPACES)}, got {self.cfg.space!r}")
+        if self.cfg.relax_cells and self.cfg.space != "smoacs":
+            raise ValueError("relax_cells needs space=smoacs (ideal cells whose sites stay where forces vanish)")
         self.initial_structures = list(initial_structures) if initial_structures is not None else None
         self.device = self.cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._predictors = None
@@ -94,6 +96,8 @@ class TPE(Method):
             base = "Random" + base[len("TPE"):]
         if self.cfg.space == "smoacs":
             base = base[:-1] + ", SMOACS space)" if base.endswith(")") else base + "(SMOACS space)"
+        if self.cfg.relax_cells:
+            base = base[:-1] + ", relaxed cells)"
         return base
 
     def caption_note(self) -> str:
@@ -104,6 +108,10 @@ class TPE(Method):
             out.append(f"{self.label} searches SMOACS's space: one categorical for the oxidation pattern, then each "
                        "site's element among those the pattern allows there (conditional parameters), with the same "
                        "geometry ranges, start structures, evaluations and selection rule as in the paper's space.")
+        if self.cfg.relax_cells:
+            out.append(f"{self.label}: each trial's ideal cell is relaxed by CHGNet 0.3.0 (cell only, the sites held "
+                       "where forces vanish by symmetry, as SMOACS-relax and screening-relax do; one relaxation per "
+                       "composition, cached) before the predictors score it, and the proposal is the relaxed cell.")
         if self.cfg.sampler == "tpe":
             how = ("drawn by BatchTPE, Optuna's multi-objective TPE vectorised over studies (the same distribution, "
                    "other random numbers)" if self.cfg.engine == "batched" else "drawn by Optuna's TPESampler")
@@ -163,7 +171,7 @@ class TPE(Method):
         identity = {"method": self.name, "task": task.name, "target_bg": task.target_bg, "margin": task.margin,
                     "seed": seed, "objectives": names, "group_size": self.cfg.group_size}
         for key, default in (("sampler", "tpe"), ("space", "paper"), ("engine", "optuna"), ("gamma", 0.1),
-                             ("n_startup_trials", 10), ("multivariate", False)):   # absent at defaults: older journals
+                             ("n_startup_trials", 10), ("multivariate", False), ("relax_cells", False)):   # absent at defaults: older journals
             if getattr(self.cfg, key) != default:
                 identity[key] = getattr(self.cfg, key)
         group = members(task, self._starts(task, n_samples, seed), self.allowed_elements(), self.cfg.space)

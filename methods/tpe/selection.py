@@ -94,6 +94,11 @@ def proposal(member: Member, trials: list[FrozenTrial], names: list[str], task: 
         structure = member.space.structure(trial.params)
     except (ValueError, ArithmeticError) as e:
         return Proposal(None, None, None, meta | {"reason": f"structure cannot be built: {e}"})
+    abc = trial.user_attrs.get("relaxed_abc")
+    if abc:   # relax_cells: the trial was scored on its relaxed ideal cell
+        from pymatgen.core import Lattice, Structure
+
+        structure = Structure(Lattice.orthorhombic(*abc), structure.species, structure.frac_coords)
     return Proposal(structure, trial.user_attrs.get("band_gap"), trial.user_attrs.get("formation_energy"), meta)
 
 
