@@ -10,7 +10,6 @@ whether the two 95 % intervals are apart or overlap (not a test).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
@@ -36,11 +35,14 @@ def _bounds(row: dict[str, Any], key: str) -> tuple[float, float]:
     return float(v), float(v)
 
 
-def _test(paired: pd.DataFrame | None, target: float, key: str, a: str, b: str) -> float | None:
-    """The Holm-adjusted p of the pair (a, b) on ``key`` at ``target`` in paired.csv, None when not tested."""
+def _test(paired: pd.DataFrame | None, target: float, margin: float, key: str, a: str, b: str) -> float | None:
+    """The Holm-adjusted p of the pair (a, b) on ``key`` at (``target``, ``margin``) in paired.csv, None when not
+    tested."""
     if paired is None or paired.empty or "p_holm" not in paired:
         return None
+    same_margin = paired["margin"].astype(float).sub(margin).abs() < 1e-9 if "margin" in paired else True
     hit = paired[(paired["column"] == key) & (paired["target_bg"].astype(float).sub(target).abs() < 1e-9)
+                 & same_margin
                  & (((paired["method_a"] == a) & (paired["method_b"] == b))
                     | ((paired["method_a"] == b) & (paired["method_b"] == a)))]
     if hit.empty or missing(hit.iloc[0]["p_holm"]):
@@ -49,12 +51,14 @@ def _test(paired: pd.DataFrame | None, target: float, key: str, a: str, b: str) 
 
 
 def verdict_rows(table: pd.DataFrame, paired: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """One record per (target, step) where two or more contenders carry the step: leader, runner-up, their cells
-    and what separates them."""
+    """One record per (target, margin, step) where two or more contenders carry the step: leader, runner-up,
+    their cells and what separates them (rows at other margins are not compared)."""
     ours = table[table["source"].fillna("ours") == "ours"] if "source" in table else table
     out = []
-    for target in sorted({float(t) for t in ours["target_bg"]}):
-        rows = [r for r in ours.to_dict("records") if abs(float(r["target_bg"]) - target) < 1e-9
+    margins = ours["margin"].astype(float) if "margin" in ours else pd.Series(0.0, index=ours.index)
+    for target, margin in sorted({(float(t), float(m)) for t, m in zip(ours["target_bg"], margins, strict=True)}):
+        rows = [r for r, m in zip(ours.to_dict("records"), margins, strict=True)
+                if abs(float(r["target_bg"]) - target) < 1e-9 and abs(float(m) - margin) < 1e-9
                 and not str(r["method"]).startswith(CONTROL_PREFIX)]
         for key, label in steps():
             have = [r for r in rows if not missing(r.get(key))]
@@ -63,7 +67,7 @@ def verdict_rows(table: pd.DataFrame, paired: pd.DataFrame | None = None) -> lis
             have.sort(key=lambda r: -float(r[key]))
             lead, second = have[0], have[1]
             a, b = row_label(lead), row_label(second)
-            p = _test(paired, target, key, a, b)
+            p = _test(paired, target, margin, key, a, b)
             if float(lead[key]) == float(second[key]):
                 why = "tied"
             elif p is not None:
@@ -71,7 +75,8 @@ def verdict_rows(table: pd.DataFrame, paired: pd.DataFrame | None = None) -> lis
             else:
                 apart = _bounds(lead, key)[0] > _bounds(second, key)[1]
                 why = "intervals apart (not tested)" if apart else "intervals overlap (not tested)"
-            out.append({"target_bg": target, "step": label, "key": key, "leader": a, "leader_cell": cell(lead, key, 3),
+            out.append({"target_bg": target, "margin": margin, "window": f"{target:g} ± {margin:g}", "step": label,
+                        "key": key, "leader": a, "leader_cell": cell(lead, key, 3),
                         "runner_up": b, "runner_up_cell": cell(second, key, 3), "separation": why,
                         "leader_is_zero": float(lead[key]) == 0.0})
     return out
@@ -92,29 +97,29 @@ def verdict_markdown(title: str, table: pd.DataFrame, paired: pd.DataFrame | Non
             continue
         leads: dict[str, list[str]] = {}
         for r in part:
-            leads.setdefault("no row (all 0)" if r["leader_is_zero"] else r["leader"], []).append(f"{r['target_bg']:g}")
+            leads.setdefault("no row (all 0)" if r["leader_is_zero"] else r["leader"], []).append(r["window"])
         sig = sum(r["separation"].startswith("significant") for r in part)
         apart = sum(r["separation"].startswith("intervals apart") for r in part)
         who = "; ".join(f"{name} at {', '.join(ts)} eV" for name, ts in leads.items())
         how = f"{sig} of {len(part)} leads significant in a paired test" + (
             f", {apart} untested with the intervals apart" if apart else "")
         words.append(f"- **{label}**: {who} ({how})")
-    lines = ["| target (eV) | step | leader | rate | next | rate | lead |", "|---|---|---|---|---|---|---|"]
+    lines = ["| target ± margin (eV) | step | leader | rate | next | rate | lead |", "|---|---|---|---|---|---|---|"]
     for r in recs:
         leader = "none (all 0)" if r["leader_is_zero"] else r["leader"]
-        lines.append(f"| {r['target_bg']:.2f} | {r['step']} | {leader} | {r['leader_cell']} | {r['runner_up']} | "
+        lines.append(f"| {r['window']} | {r['step']} | {leader} | {r['leader_cell']} | {r['runner_up']} | "
                      f"{r['runner_up_cell']} | {r['separation']} |")
     return head + "\n" + "\n".join(words) + "\n\n" + "\n".join(lines) + "\n"
 
 
 def verdict_lines(table: pd.DataFrame, paired: pd.DataFrame | None = None) -> list[str]:
     """A few console lines: per target, the leader at each step (with * where its lead is significant)."""
-    by_target: dict[float, list[str]] = {}
+    by_target: dict[str, list[str]] = {}
     for r in verdict_rows(table, paired):
         if r["leader_is_zero"]:
             who = "none"
         else:
             mark = "*" if r["separation"].startswith("significant") else ""
             who = f"{r['leader']}{mark} {r['leader_cell']}"
-        by_target.setdefault(r["target_bg"], []).append(f"{r['step']}: {who}")
-    return [f"{t:g} eV — " + "; ".join(parts) for t, parts in by_target.items() if not math.isnan(t)]
+        by_target.setdefault(r["window"], []).append(f"{r['step']}: {who}")
+    return [f"{t} eV — " + "; ".join(parts) for t, parts in by_target.items()]

@@ -36,14 +36,19 @@ def test_the_leader_per_step_skips_controls_and_paper_rows_and_tests_only_where_
     assert recs[(1.5, "success_relaxed")]["separation"] == "significant (paired, Holm p = 0.01)"
     md = verdict_markdown("demo", _table(), paired)
     assert "Reference" not in md.split("| target")[1] and "S(Cry)" not in md
-    assert "- **relaxed**: B at 0.5, 1.5 eV (1 of 2 leads significant in a paired test)" in md
+    assert "- **relaxed**: B at 0.5 ± 0.04, 1.5 ± 0.04 eV (1 of 2 leads significant in a paired test)" in md
     lines = verdict_lines(_table(), paired)
-    assert lines[1].startswith("1.5 eV — own judge: A 0.800 (0.75-0.85)") and "relaxed: B* 0.300" in lines[1]
+    assert lines[1].startswith("1.5 ± 0.04 eV — own judge: A 0.800 (0.75-0.85)") and "relaxed: B* 0.300" in lines[1]
+    # rows at another margin are another comparison, never mixed in
+    wide = pd.concat([_table(), _table().assign(margin=1.58, success=0.99, method="A wide")])
+    recs = verdict_rows(wide)
+    assert {r["window"] for r in recs} == {"0.5 ± 0.04", "1.5 ± 0.04", "0.5 ± 1.58", "1.5 ± 1.58"}
+    assert all(r["leader"] != "A wide" for r in recs if r["margin"] == 0.04)
 
 
 def test_an_all_zero_step_has_no_leader():
     t = _table().assign(success_relaxed=0.0)
-    assert "| 0.50 | relaxed | none (all 0) |" in verdict_markdown("demo", t)
+    assert "| 0.5 ± 0.04 | relaxed | none (all 0) |" in verdict_markdown("demo", t)
 
 
 def test_the_readme_is_short_and_its_answer_is_the_generated_verdict():
