@@ -10,8 +10,8 @@ from typing import Any
 from smoacs_bench.evaluation.settings import RelaxSettings, RobustSettings
 
 
-def add_physical_args(p: Any, default_relax: str = "chgnet") -> None:
-    """The physical-validity options of a subcommand."""
+def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False) -> None:
+    """The physical-validity options of a subcommand (``table``: a table's, where DFT checks count per row)."""
     g = p.add_argument_group("physical validity (relaxation and robustness)")
     g.add_argument("--relax", default=default_relax, metavar="NAME|none",
                    help=f"relax every proposal with this potential (default {default_relax}; chgnet = CHGNet 0.3.0, "
@@ -24,8 +24,13 @@ def add_physical_args(p: Any, default_relax: str = "chgnet") -> None:
     g.add_argument("--robust-copies", type=int, default=RobustSettings.copies,
                    help="perturbed copies per success for success (robust); 0 skips it (default 8)")
     g.add_argument("--dft-subset", type=int, default=0, metavar="K",
-                   help="DFT-check K successes per run (PySCF PBE band gap; minutes each on one core; default 0)")
+                   help=("DFT-check K proposals per (row, target), pooled over the row's seeds (ceil(K / seeds) per run)"
+                         if table else "DFT-check K proposals per run") + ", successes first (PySCF PBE band gap; "
+                   "about a minute each on one core; default 0)")
     g.add_argument("--dft-workers", type=int, default=1, help="DFT processes at once (default 1)")
+    if table:
+        g.add_argument("--dft-rows", metavar="METHODS", help="DFT-check only these rows: a comma list of methods or "
+                       "row tags (default: every row)")
 
 
 def stage_options(args: Any) -> dict[str, Any]:
@@ -33,7 +38,11 @@ def stage_options(args: Any) -> dict[str, Any]:
     subset, workers = getattr(args, "dft_subset", 0) or 0, getattr(args, "dft_workers", 1) or 1
     if subset < 0 or workers <= 0:
         raise SystemExit(f"--dft-subset must be >= 0 and --dft-workers > 0, got {subset} and {workers}")
-    return {"dft_subset": subset, "dft_workers": workers}
+    rows = getattr(args, "dft_rows", None)
+    out = {"dft_subset": subset, "dft_workers": workers}
+    if rows:
+        out["dft_rows"] = [r.strip() for r in rows.split(",") if r.strip()]
+    return out
 
 
 def physical_settings(args: Any) -> tuple[RelaxSettings | None, RobustSettings | None]:

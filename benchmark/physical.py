@@ -169,3 +169,53 @@ def relax_cost(stage: dict[str, Any], n_relaxed: Any) -> float | None:
         return float(rate) * n
     wall = stage.get("wall_time_s")   # stored before rates were kept: that call's stage less its robust copies
     return None if wall is None else float(wall) - float(stage.get("robust_wall_time_s") or 0.0)
+
+
+def prefetch_dft(folders: Sequence[tuple[str | Path, int]], stage_options: dict[str, Any],
+                 progress: bool = True) -> int:
+    """Compute, ``dft_workers`` processes at once, the DFT checks the dft stage will draw (k of them) in every
+    (run folder, k) that already has its relaxation, so a table's calculations share one pool instead of a few per
+    run; they land in each task's stage cache, where the stage finds them. Returns how many were computed."""
+    from smoacs_bench.evaluation.dft import DFTSettings, compute_gaps, get_engine
+    from smoacs_bench.evaluation.packing import read_text
+    from smoacs_bench.evaluation.stages import _cache
+    from smoacs_bench.evaluation.stages.base import RELAXED_ROWS
+    from smoacs_bench.evaluation.stages.dft import PROPOSED_POOLS, choose
+
+    settings = DFTSettings()
+    if get_engine(settings.engine).unavailable():
+        return 0
+    todo: dict[str, tuple[int, Structure, Path]] = {}   # key -> (rank of the draw in its run, cell, cache)
+    for folder, k in folders:
+        folder = Path(folder)
+        if k <= 0 or not (folder / "samples.csv").is_file():
+            continue
+        samples = pd.read_csv(folder / "samples.csv", low_memory=False)
+        if RELAXED_ROWS not in samples:
+            continue
+        pool, picked = choose(samples, k)
+        cache = folder.parent / STAGE_CACHE / "dft"
+        for rank, i in enumerate(picked):
+            if pool in PROPOSED_POOLS:
+                f = samples["file"].iloc[i]
+                cell = read_structure(folder / str(f))[0] if isinstance(f, str) else None
+            else:
+                text = read_text(folder / RELAXED_DIR / f"{i}.cif")
+                cell = None if text is None else Structure.from_str(text, fmt="cif")
+            if cell is None:
+                continue
+            key = _cache.digest(cell, settings.identity())
+            if _cache.get(cache, key) is None and key not in todo:
+                todo[key] = (rank, cell, cache)
+    if not todo:
+        return 0
+    # every run's first draw, then every run's second...: a batch stopped early has checked every row alike
+    jobs = sorted(todo.items(), key=lambda kv: kv[1][0])
+
+    def store(j: int, res) -> None:
+        key, (_, _, cache) = jobs[j]
+        _cache.put(cache, key, res.record())
+
+    compute_gaps([cell for _, (_, cell, _) in jobs], settings, workers=int(stage_options.get("dft_workers") or 1),
+                 progress=progress, on_result=store)
+    return len(jobs)

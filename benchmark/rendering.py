@@ -114,7 +114,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     from smoacs_bench.evaluation.physical_plots import plot_energy_drop, plot_funnel
     from smoacs_bench.evaluation.physical_summary import physical_summary, summary_markdown
     from smoacs_bench.evaluation.stages import RELAXED_COUNT, funnel_steps
-    from smoacs_bench.evaluation.stages.dft import parity_points
+    from smoacs_bench.evaluation.stages.dft import checks_markdown, checks_table, parity_points
     from smoacs_bench.evaluation.stages.relaxation import ENERGY_DROP, ENERGY_INITIAL
 
     files: dict[str, Path] = {}
@@ -126,6 +126,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     per_method: dict[str, list[tuple[pd.DataFrame, float | None]]] = {}
     costs: dict[str, list[tuple[pd.DataFrame, float, float]]] = {}   # proposing and judging seconds per run
     dft_points: dict[str, list[pd.DataFrame]] = {}
+    dft_runs: dict[str, list[tuple[pd.DataFrame, float]]] = {}
     margins: set[float] = set()
     stay_drop = None
     for run in runs:
@@ -138,6 +139,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         summary = pd.read_csv(run.folder / "summary.csv").iloc[0]
         label = run.row.label or str(summary["method"])
         dft_points.setdefault(label, []).extend(parity_points(s, float(summary["target_bg"])))
+        dft_runs.setdefault(label, []).append((s, float(summary["target_bg"])))
         margins.add(float(summary["margin"]))
         pair = s[[ENERGY_INITIAL, ENERGY_DROP]].apply(pd.to_numeric, errors="coerce").dropna()
         for e0, drop in pair.itertuples(index=False):
@@ -159,6 +161,10 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         files["figure_a1"] = plot_dft_parity({k: pd.concat(v, ignore_index=True) for k, v in dft_points.items() if v},
                                              table_dir / "figure_a1.png", min(margins),
                                              0.0 if cal is None else float(cal["loo_mae"]))
+        checks = checks_table(dft_runs)
+        atomic_write_text(table_dir / "dft.csv", checks.to_csv(index=False))
+        files["dft"] = table_dir / "dft.md"
+        atomic_write_text(files["dft"], checks_markdown(checks))
     if drops:
         files["energy_drop"] = plot_energy_drop({k: list(v.values()) for k, v in drops.items()},
                                                 table_dir / "energy_drop.png",
@@ -299,6 +305,8 @@ def write_report(spec: TableSpec, result: ReproduceResult, request: str, executo
     if "figure_a1" in result.files:
         lines += [f"![Figure A.1: predicted vs DFT band gap of the DFT-checked proposals]"
                   f"({result.files['figure_a1'].name})", ""]
+    if "dft" in result.files:
+        lines += [result.files["dft"].read_text().rstrip("\n"), ""]
     if "energy_drop" in result.files:
         lines += [f"![relaxation energy drop per method]({result.files['energy_drop'].name})", ""]
     if "physical" in result.files:

@@ -16,6 +16,7 @@ what was skipped and why, wall times, the table and the plot).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -232,15 +233,23 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
         return []
     from smoacs_bench.evaluation.relax import RelaxerUnavailable
 
-    from .physical import add_physical
+    from .physical import add_physical, prefetch_dft
 
+    per_run = dft_per_run(runs, int((stage_options or {}).get("dft_subset") or 0), (stage_options or {}).get("dft_rows"))
+    options = {r.key: {**{k: v for k, v in (stage_options or {}).items() if k != "dft_rows"},
+                       "dft_subset": per_run.get(r.key, 0)} for r in runs}
+    if per_run and int((stage_options or {}).get("dft_workers") or 1) > 1:
+        n = prefetch_dft([(r.folder, per_run[r.key]) for r in runs if r.done and r.key in per_run],
+                         stage_options or {}, progress)
+        if n and status:
+            print(f"[reproduce] {n} DFT calculation(s) computed for the runs' checks", flush=True)
     added, walls = 0, 0.0
     for r in runs:
         if not r.done:
             continue
         try:
             res = add_physical(r.folder, relax, robust, workers=workers, progress=progress,
-                               stage_options=stage_options)
+                               stage_options=options[r.key])
         except RelaxerUnavailable as err:
             raise ValueError(str(err)) from None
         if res["status"] == "added" and status:
@@ -250,6 +259,21 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
             walls += float(res["wall_s"])
     what = "; ".join(x.describe() for x in (relax, robust) if x is not None)
     return [f"physical validity ({what}): added to {added} run(s) in {walls:.0f} s, the others had it"]
+
+
+def dft_per_run(runs: list[PlannedRun], k: int, rows: Sequence[str] | None = None) -> dict[str, int]:
+    """``--dft-subset K`` of a table: K checks per (row, target, margin) pooled over the row's seeds, so
+    ceil(K / seeds) per run (a one-seed row, such as a deterministic screening, gets all K); ``rows`` (methods or
+    row tags, ``--dft-rows``) limits them to those rows."""
+    if k <= 0:
+        return {}
+    if rows:
+        runs = [r for r in runs if r.row.method in rows or (r.row.tag and r.row.tag in rows)]
+    seeds: dict[tuple, int] = {}
+    for r in runs:
+        group = (r.row.label, r.task, r.target, r.margin)
+        seeds[group] = seeds.get(group, 0) + 1
+    return {r.key: math.ceil(k / seeds[(r.row.label, r.task, r.target, r.margin)]) for r in runs}
 
 
 def list_tables() -> list[tuple[str, str, float]]:
@@ -291,7 +315,7 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars (status lines still print)")
     from .options import add_physical_args
 
-    add_physical_args(p)
+    add_physical_args(p, table=True)
     p.set_defaults(func=cmd_reproduce)
     return p
 

@@ -4,8 +4,9 @@ successes (compositions pooled over the row's seeds) at each step of the funnel,
 The steps are own-judge success and the judge stages' funnel steps (registry). Proposing time is the method's
 (config.json ``wall_time_s``; a one-off cost a row shares between its runs, such as screening-relax's scoring,
 is in the run that paid it, so summing a row's runs charges it once); judging time is the relaxation of the
-relaxed subset (seconds per structure as measured by the call that relaxed it) and the perturbed copies; the
-later stages' time (second potential, distortion, DFT) is not recorded per run and is left out. Later steps are
+relaxed subset (seconds per structure as measured by the call that relaxed it) and the perturbed copies; DFT
+checks are charged at their measured one-core seconds; the other later stages' time (second potential,
+distortion) is not recorded per run and is left out. Later steps are
 counted on the relaxed subset only, so their rates per hour are of what was checked, not of everything proposed.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 from .stages import distinct_compositions, funnel_steps
+from .stages.dft import cpu_seconds
 
 
 def steps() -> list[tuple[str, str]]:
@@ -30,9 +32,10 @@ def cost_table(rows: Mapping[str, Iterable[tuple[pd.DataFrame, float, float]]]) 
         items = list(items)
         propose = sum(float(p or 0) for _, p, _ in items)
         judge = sum(float(j or 0) for _, _, j in items)
-        hours = (propose + judge) / 3600.0
+        dft = sum(cpu_seconds(s) for s, _, _ in items)
+        hours = (propose + judge + dft) / 3600.0
         rec = {"row": label, "runs": len(items), "propose_s": round(propose, 1), "judge_s": round(judge, 1),
-               "hours": round(hours, 3)}
+               "dft_s": round(dft, 1), "hours": round(hours, 3)}
         for key, name in steps():
             frames = [s for s, _, _ in items if key in s and s[key].notna().any()]
             if not frames:
@@ -48,17 +51,21 @@ def cost_table(rows: Mapping[str, Iterable[tuple[pd.DataFrame, float, float]]]) 
 def cost_markdown(df: pd.DataFrame) -> str:
     """The cost table as markdown: per step 'distinct (per hour)'."""
     names = [name for _, name in steps() if name in df and df[name].notna().any()]
-    head = ["row", "runs", "proposing (s)", "judging (s)", *(f"{n}: distinct (per h)" for n in names)]
+    dft = "dft_s" in df and bool((df["dft_s"] > 0).any())
+    head = ["row", "runs", "proposing (s)", "judging (s)", *(["DFT (s, one core)"] if dft else []),
+            *(f"{n}: distinct (per h)" for n in names)]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in df.to_dict("records"):
-        cells = [str(r["row"]), str(r["runs"]), f"{r['propose_s']:.0f}", f"{r['judge_s']:.0f}"]
+        cells = [str(r["row"]), str(r["runs"]), f"{r['propose_s']:.0f}", f"{r['judge_s']:.0f}",
+                 *([f"{r['dft_s']:.0f}"] if dft else [])]
         for n in names:
             v, per = r.get(n), r.get(f"{n} per hour")
             cells.append("-" if v != v else f"{int(v)} ({per:.1f})" if per == per else str(int(v)))
         lines.append("| " + " | ".join(cells) + " |")
     return ("Distinct successes (compositions pooled over seeds) at each step of the funnel, and per hour of wall "
-            "time spent proposing and judging (2 CPU cores; judging: the relaxation and the perturbed copies, the "
-            "later stages' time left out; later steps counted on the relaxed subset).\n\n"
+            "time spent proposing and judging (2 CPU cores; judging: the relaxation and the perturbed copies; DFT: the "
+            "checks' one-core seconds; the other later stages' time left out; later steps counted on the relaxed "
+            "subset, DFT-verified on the DFT-checked few).\n\n"
             + "\n".join(lines) + "\n")
 
 

@@ -24,3 +24,12 @@ def test_distinct_successes_per_hour_pool_runs_and_charge_a_shared_cost_once(tmp
     md = cost_markdown(table.reset_index())
     assert "| A | 2 | 1800 | 1800 | 3 (3.0) | 2 (2.0) |" in md
     assert plot_cost(table.reset_index(), tmp_path / "cost.png").stat().st_size > 5_000
+
+
+def test_dft_checks_are_charged_at_their_measured_seconds():
+    a = _run(["SrTiO3", "BaZrO3"], [True, True], [True, False]).assign(
+        dft_checked=[True, False], dft_seconds=[1800.0, 999.0], dft_ok=[True, None])
+    table = cost_table({"A": [(a, 1800.0, 0.0)]}).set_index("row")
+    assert table.loc["A", "dft_s"] == 1800.0 and table.loc["A", "hours"] == 1.0   # the unchecked row's 999 s not
+    assert "DFT (s, one core)" in cost_markdown(table.reset_index())
+    assert "DFT (s, one core)" not in cost_markdown(cost_table({"A": [(_run(["KF"], [True], [True]), 1.0, 0.0)]}))

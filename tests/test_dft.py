@@ -48,12 +48,15 @@ def test_the_stage_checks_a_seeded_few_successes_and_uses_the_cache(tmp_path, mo
 
     calls = []
 
-    def fake(structures, settings, workers=1, progress=False):
+    def fake(structures, settings, workers=1, progress=False, on_result=None):
         from smoacs_bench.evaluation.dft import DFTResult
 
         calls.append(len(structures))
-        return [DFTResult(band_gap=1.5 + 0.1 * k, direct_gap=2.0, converged=True, seconds=1.0)
-                for k in range(len(structures))]
+        out = [DFTResult(band_gap=1.5 + 0.1 * k, direct_gap=2.0, converged=True, seconds=1.0)
+               for k in range(len(structures))]
+        for k, res in enumerate(out):
+            on_result(k, res)
+        return out
 
     monkeypatch.setattr("smoacs_bench.evaluation.dft.compute_gaps", fake)
     monkeypatch.setenv(stage_module.CALIBRATION_ENV, str(tmp_path / "none.json"))   # uncalibrated: raw gap
@@ -74,6 +77,69 @@ def test_the_stage_checks_a_seeded_few_successes_and_uses_the_cache(tmp_path, mo
         get_stage("dft").compute(StageInput(samples, structures, crit))
 
 
+def test_a_run_without_successes_is_still_checked_on_what_it_proposed():
+    from smoacs_bench.evaluation.stages.dft import POOLS, choose
+
+    none = pd.DataFrame({"success": [False] * 5, "relaxed": [False, True, False, True, True],
+                         "success_relaxed": [False] * 5})
+    pool, rows = choose(none, 2)
+    assert pool == "relaxed proposals" and len(rows) == 2 and set(rows) <= {1, 3, 4}
+    pool, rows = choose(none.assign(relaxed=False), 9)
+    assert pool == "proposals" and sorted(rows) == [0, 1, 2, 3, 4]
+    assert choose(none.assign(relaxed=False), 3)[1] == rows[:3]      # fewer draws are a prefix of more
+    some = none.assign(success=[False, True, False, False, True])
+    pool, rows = choose(some, 3)
+    assert pool == POOLS[1] and sorted(rows) == [1, 4]               # relaxed own-judge successes first
+    assert choose(some.assign(success_relaxed=[False, False, False, False, True]), 3) == (POOLS[0], [4])
+    assert choose(none.iloc[:0], 3) == ("", [])
+
+
+def test_a_tables_checks_are_computed_in_one_pool_and_the_stage_finds_them(tmp_path, monkeypatch):
+    """prefetch_dft draws exactly what the stage will draw in each run folder and caches it there."""
+    from smoacs_bench.benchmark.physical import STAGE_CACHE, prefetch_dft
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.evaluation.io import read_structure
+    from smoacs_bench.evaluation.stages import StageInput, get_stage
+    from smoacs_bench.evaluation.stages import dft as stage_module
+
+    calls = []
+
+    def fake(structures, settings, workers=1, progress=False, on_result=None):
+        from smoacs_bench.evaluation.dft import DFTResult
+
+        calls.append((len(structures), workers))
+        out = [DFTResult(band_gap=s.volume / 100, direct_gap=2.0, converged=True, seconds=1.0) for s in structures]
+        for k, res in enumerate(out):
+            on_result(k, res)
+        return out
+
+    monkeypatch.setattr("smoacs_bench.evaluation.dft.compute_gaps", fake)
+    monkeypatch.setenv(stage_module.CALIBRATION_ENV, str(tmp_path / "none.json"))
+    folders, batches = [], []
+    for run in range(2):
+        folder = tmp_path / "runs" / f"run{run}"
+        (folder / "structures").mkdir(parents=True)
+        structures = [_si() for _ in range(4)]
+        for k, s in enumerate(structures):
+            s.scale_lattice(s.volume * (1 + 0.01 * k + 0.1 * run))
+            s.to(filename=str(folder / "structures" / f"{k}.cif"))
+        samples = pd.DataFrame({"file": [f"structures/{k}.cif" for k in range(4)], "success": [True, False, True, True],
+                                "relaxed": [False] * 4})
+        samples.to_csv(folder / "samples.csv", index=False)
+        folders.append(folder)
+        structures = [read_structure(folder / f)[0] for f in samples["file"]]   # as the judge reads a run folder
+        batches.append(StageInput(samples, structures, get_task("free").criteria(1.5, 0.04),
+                                  options={"dft_subset": 2}, cache_dir=folder.parent / STAGE_CACHE))
+    assert prefetch_dft([(f, 2) for f in folders], {"dft_workers": 2}, progress=False) == 4
+    assert calls == [(4, 2)]                                          # one pool for the whole table
+    assert prefetch_dft([(f, 2) for f in folders], {"dft_workers": 2}, progress=False) == 0
+    for batch in batches:
+        out = get_stage("dft").compute(batch)
+        assert out["dft_checked"].sum() == 2 and set(out["dft_pool"][out["dft_checked"] == True]) == {  # noqa: E712
+            "own-judge successes"}
+    assert calls == [(4, 2)]                                          # the stage computed nothing itself
+
+
 def test_figure_a1_draws_the_dft_checked_proposals_of_each_method(tmp_path):
     from smoacs_bench.evaluation.physical_plots import plot_dft_parity
     from smoacs_bench.evaluation.stages.dft import parity_points as _dft_points
@@ -88,3 +154,46 @@ def test_figure_a1_draws_the_dft_checked_proposals_of_each_method(tmp_path):
     path = plot_dft_parity({"A": points, "B": points.assign(dft_gap=[1.5, 1.6])}, tmp_path / "a1.png",
                            margin=0.04, widen=0.2)
     assert path.is_file() and path.stat().st_size > 10_000
+
+
+def test_a_tables_dft_subset_counts_per_row_and_target_pooled_over_seeds():
+    from types import SimpleNamespace
+
+    from smoacs_bench.benchmark.reproduce import dft_per_run
+
+    def run(label, target, seed):
+        return SimpleNamespace(row=SimpleNamespace(label=label, method=label.lower(), tag=""), task="perovskite",
+                               target=target, margin=0.04, key=f"{label}-{target}-{seed}")
+
+    runs = [run("SMOACS", t, s) for t in (0.5, 1.5) for s in range(3)] + [run("Screening", 0.5, 0)]
+    k = dft_per_run(runs, 8)
+    assert k["SMOACS-0.5-0"] == 3 and k["SMOACS-1.5-2"] == 3     # 3 seeds: 9 checks pooled
+    assert k["Screening-0.5-0"] == 8                            # one seed: all 8 in its run
+    assert dft_per_run(runs, 0) == {}
+    assert set(dft_per_run(runs, 8, ["screening"])) == {"Screening-0.5-0"}   # --dft-rows
+
+
+def test_what_dft_says_of_a_row_pools_its_seeds_per_target(monkeypatch, tmp_path):
+    from smoacs_bench.evaluation.stages import dft as stage_module
+    from smoacs_bench.evaluation.stages.dft import checks_markdown, checks_table
+
+    monkeypatch.setenv(stage_module.CALIBRATION_ENV, str(tmp_path / "none.json"))
+
+    def run(raw, ok):
+        n = len(raw)
+        return pd.DataFrame({"dft_checked": [True] * n + [False], "dft_on": ["relaxed"] * n + [""],
+                             "dft_pool": ["relaxed successes"] * n + [""], "band_gap": [1.5] * (n + 1),
+                             "relax_band_gap": [1.6] * n + [None], "dft_band_gap": raw + [None],
+                             "dft_gap_corrected": raw + [None], "dft_converged": [True] * n + [None],
+                             "dft_ok": ok + [None], "dft_seconds": [60.0] * n + [None]})
+
+    df = checks_table({"A": [(run([1.5, 0.2], [True, False]), 1.5), (run([1.3], [False]), 1.5),
+                             (run([float("nan")], [False]), 2.5)]})
+    first = df.iloc[0]
+    assert (first["checked"], first["verified"], first["hit_raw"]) == (3, 1, 2)   # 1.5 and 1.3 within 0.25
+    assert first["judge_mae"] == pytest.approx((0.1 + 1.4 + 0.3) / 3)           # the relaxed cell's 1.6 eV
+    assert 0 < first["verified_lo"] < 1 / 3 < first["verified_hi"] < 1
+    second = df.iloc[1]
+    assert (second["target_bg"], second["checked"], second["computed"], second["verified"]) == (2.5, 1, 0, 0)
+    md = checks_markdown(df)
+    assert "| 1.50 | A | 3 | 3 | 1 (0.33" in md and "relaxed successes" in md

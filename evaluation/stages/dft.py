@@ -2,7 +2,8 @@
 
 Which proposals: k drawn with a fixed seed among the successes after relaxation; where a run has none, among the
 relaxed proposals that are own-judge successes; where it has none of those either, among the own-judge successes
-as proposed (``dft_on`` says which cell was computed: "relaxed" = CHGNet's, or "proposed"). Engine and settings:
+as proposed; a run without any success (the reference crystals) among its relaxed proposals, else all it proposed
+(``dft_pool`` says which, ``dft_on`` which cell was computed: "relaxed" = CHGNet's, or "proposed"). Engine and settings:
 :mod:`smoacs_bench.evaluation.dft`. ``dft_gap_corrected`` applies the linear correction of the engine's
 calibration against MP's PBE gaps (``smoacs-bench calibrate dft``); ``dft_ok``: the corrected gap within the target
 ± (margin + the correction's leave-one-out MAE). Each calculation is cached by crystal and settings (a killed run
@@ -45,6 +46,11 @@ def _flag(samples: pd.DataFrame, col: str) -> np.ndarray:
 
 GAP_CORRECTED = "dft_gap_corrected"
 ON_RELAXED, ON_PROPOSED = "relaxed", "proposed"   # dft_on: the cell computed
+# where the check is drawn, the first with any row: a run without successes (the reference crystals) is still
+# checked, on what it proposed, so every row has a DFT-verified rate
+POOLS = ("relaxed successes", "relaxed own-judge successes", "own-judge successes", "relaxed proposals",
+         "proposals")
+PROPOSED_POOLS = ("own-judge successes", "proposals")
 
 
 class DFTStage(Stage):
@@ -55,6 +61,7 @@ class DFTStage(Stage):
     columns = (
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
+        Column("dft_pool", "", "which proposals the check was drawn among (see POOLS)"),
         Column("dft_band_gap", "eV", "PBE band gap (raw)"),
         Column(GAP_CORRECTED, "eV", "PBE band gap with the calibration's linear correction"),
         Column("dft_direct_gap", "eV", "smallest direct PBE gap"),
@@ -82,10 +89,12 @@ class DFTStage(Stage):
         corr = ("uncalibrated (no results/dft_calibration/correction.json): the raw gap, window ± margin"
                 if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE + {cal['intercept']:+.3f} eV, window "
                 f"widened by its leave-one-out MAE {cal['loo_mae']:.2f} eV ({cal['n']} known compounds)")
-        return f"{DFTSettings().describe()}; {corr}"
+        k = int((options or {}).get("dft_subset") or 0)
+        drawn = f"{k} per run, successes first ({' > '.join(POOLS)}); " if k else ""
+        return f"{drawn}{DFTSettings().describe()}; {corr}"
 
     def compute(self, batch: StageInput) -> pd.DataFrame:
-        from smoacs_bench.evaluation.dft import DFTSettings, compute_gaps, get_engine
+        from smoacs_bench.evaluation.dft import DFTSettings, get_engine
 
         k = int(batch.options.get("dft_subset") or 0)
         if k <= 0:
@@ -96,35 +105,25 @@ class DFTStage(Stage):
             raise StageUnavailable(why)
         s = batch.samples
         n = len(s)
-        relaxed, own = _flag(s, RELAXED_ROWS), _flag(s, "success")
-        pools = [(ON_RELAXED, np.flatnonzero(relaxed & _flag(s, SUCCESS_RELAXED))),
-                 (ON_RELAXED, np.flatnonzero(relaxed & own)), (ON_PROPOSED, np.flatnonzero(own))]
-        on, pool = next(((w, p) for w, p in pools if len(p)), ("", np.array([], dtype=int)))
-        rng = np.random.default_rng(SEED)
-        picked = sorted(int(i) for i in rng.choice(pool, size=min(k, len(pool)), replace=False)) if len(pool) else []
+        pool, drawn = choose(s, k)
+        picked = sorted(drawn)
+        on = ON_PROPOSED if pool in PROPOSED_POOLS else ON_RELAXED
         out = self.empty(n)
         for col in ("dft_checked", "dft_converged", "dft_ok"):
             out[col] = out[col].astype(object)
         out["dft_on"] = ""
+        out["dft_pool"] = ""
         out["dft_reason"] = ""
         out["dft_checked"] = False
         cells = {i: (batch.relaxed_structure(i) if on == ON_RELAXED else batch.structures[i]) for i in picked}
         folder = None if batch.cache_dir is None else batch.cache_dir / self.name
-        keys = {i: None if c is None else _cache.digest(c, settings.identity()) for i, c in cells.items()}
-        records = {i: r for i in picked if keys[i] and (r := _cache.get(folder, keys[i])) is not None}
-        todo = [i for i in picked if i not in records]
-        if todo:
-            workers = int(batch.options.get("dft_workers") or 1)
-            for i, res in zip(todo, compute_gaps([cells[i] for i in todo], settings, workers=workers,
-                                                 progress=bool(batch.options.get("progress"))), strict=True):
-                records[i] = res.record()
-                if keys[i]:
-                    _cache.put(folder, keys[i], records[i])
+        records = cached_or_computed(cells, settings, folder, int(batch.options.get("dft_workers") or 1),
+                                     bool(batch.options.get("progress")))
         cal = calibration()
         crit = batch.criteria
         for i in picked:
             rec = records[i]
-            out.loc[i, ["dft_checked", "dft_on"]] = [True, on]
+            out.loc[i, ["dft_checked", "dft_on", "dft_pool"]] = [True, on, pool]
             out.loc[i, "dft_reason"] = rec.get("reason", "")
             out.loc[i, "dft_converged"] = bool(rec.get("converged"))
             out.loc[i, "dft_seconds"] = rec.get("seconds")
@@ -138,6 +137,109 @@ class DFTStage(Stage):
                 ok = bool(rec.get("converged")) and abs(corrected - crit.target_bg) <= window + 1e-12
             out.loc[i, "dft_ok"] = ok
         return out
+
+
+def choose(samples: pd.DataFrame, k: int) -> tuple[str, list[int]]:
+    """The pool the check draws from (the first of :data:`POOLS` with any row) and ``k`` of its rows, seeded, in
+    the order drawn."""
+    relaxed, own = _flag(samples, RELAXED_ROWS), _flag(samples, "success")
+    masks = {POOLS[0]: relaxed & _flag(samples, SUCCESS_RELAXED), POOLS[1]: relaxed & own, POOLS[2]: own,
+             POOLS[3]: relaxed, POOLS[4]: np.ones(len(samples), dtype=bool)}
+    for name in POOLS:
+        rows = np.flatnonzero(masks[name])
+        if len(rows):
+            order = np.random.default_rng(SEED).permutation(rows)   # a prefix: k - 1 draws are among k's
+            return name, [int(i) for i in order[:k]]
+    return "", []
+
+
+def cached_or_computed(cells: dict, settings, folder: Path | None, workers: int = 1,
+                       progress: bool = False) -> dict:
+    """``{key: record}`` for ``{key: structure}``: each from the cache in ``folder`` (by crystal and settings)
+    or computed, ``workers`` processes at once, and stored."""
+    from smoacs_bench.evaluation.dft import compute_gaps
+
+    digests = {i: None if c is None else _cache.digest(c, settings.identity()) for i, c in cells.items()}
+    records = {i: r for i, d in digests.items() if d and (r := _cache.get(folder, d)) is not None}
+    todo = [i for i in cells if i not in records]
+    def store(j: int, res) -> None:   # as each finishes: a killed batch keeps what it computed
+        i = todo[j]
+        records[i] = res.record()
+        if digests[i]:
+            _cache.put(folder, digests[i], records[i])
+
+    if todo:
+        compute_gaps([cells[i] for i in todo], settings, workers=workers, progress=progress, on_result=store)
+    return records
+
+
+def cpu_seconds(samples: pd.DataFrame) -> float:
+    """One-core seconds of the run's DFT checks as measured when computed (a crystal another run had computed
+    first is charged again: its cost is part of checking this run)."""
+    if "dft_checked" not in samples or "dft_seconds" not in samples:
+        return 0.0
+    return float(pd.to_numeric(samples.loc[truthy(samples, "dft_checked"), "dft_seconds"], errors="coerce").sum())
+
+
+HIT = 0.25   # eV: |PBE gap − target| of a "hit" (the verified-success issue's goal), raw and corrected
+
+
+def checks_table(runs: dict[str, list[tuple[pd.DataFrame, float]]]) -> pd.DataFrame:
+    """What DFT says of each row's checked proposals, per (row, target): ``runs`` maps a row label to its runs'
+    (samples, target eV). Counts pooled over seeds; 'verified' with its Wilson interval; hits within
+    :data:`HIT` of the target by the raw and the corrected PBE gap; the judge's error against the corrected gap
+    (on the cell DFT computed); one-core seconds."""
+    from smoacs_bench.evaluation.stats import wilson
+
+    from .relaxation import BAND_GAP
+
+    out = []
+    for label, items in runs.items():
+        by_target: dict[float, list[pd.DataFrame]] = {}
+        for samples, target in items:
+            if "dft_checked" in samples and truthy(samples, "dft_checked").any():
+                by_target.setdefault(float(target), []).append(samples[truthy(samples, "dft_checked")])
+        for target, frames in sorted(by_target.items()):
+            c = pd.concat(frames, ignore_index=True)
+            raw = pd.to_numeric(c["dft_band_gap"], errors="coerce")
+            corr = pd.to_numeric(c[GAP_CORRECTED], errors="coerce")
+            relaxed = c["dft_on"].astype(str) == ON_RELAXED
+            judge = pd.to_numeric(c["band_gap"].where(~relaxed, c.get(BAND_GAP, c["band_gap"])), errors="coerce")
+            ok = int(truthy(c, "dft_ok").sum())
+            n = len(c)
+            lo, hi = wilson(ok, n)
+            got = raw.notna()
+            out.append({"row": label, "target_bg": target, "checked": n, "computed": int(got.sum()),
+                        "converged": int(truthy(c, "dft_converged").sum()), "verified": ok,
+                        "verified_rate": ok / n if n else float("nan"), "verified_lo": lo, "verified_hi": hi,
+                        "hit_raw": int(((raw - target).abs() <= HIT).sum()),
+                        "hit_corrected": int(((corr - target).abs() <= HIT).sum()),
+                        "median_raw_gap": float(raw.median()) if got.any() else float("nan"),
+                        "judge_mae": float((judge - corr).abs().mean()) if got.any() else float("nan"),
+                        "seconds_median": float(pd.to_numeric(c["dft_seconds"], errors="coerce").median()),
+                        "pools": ", ".join(sorted(set(c.get("dft_pool", pd.Series(dtype=str)).dropna().astype(str))
+                                                  - {""}))})
+    return pd.DataFrame(out)
+
+
+def checks_markdown(df: pd.DataFrame) -> str:
+    """The checks table as markdown, with what its columns mean."""
+    cal = calibration()
+    widen = "" if cal is None else f" + {cal['loo_mae']:.2f}"
+    head = ["target (eV)", "row", "checked", "computed", "DFT-verified", f"|raw − target| ≤ {HIT}",
+            f"|corrected − target| ≤ {HIT}", "median raw PBE gap (eV)", "judge vs DFT MAE (eV)", "s per check",
+            "drawn among"]
+    lines = ["| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 3) + "---|"]
+    for r in df.sort_values(["target_bg", "row"], kind="stable").to_dict("records"):
+        lines.append(f"| {r['target_bg']:.2f} | {r['row']} | {r['checked']} | {r['computed']} | "
+                     f"{r['verified']} ({r['verified_rate']:.2f}, {r['verified_lo']:.2f}-{r['verified_hi']:.2f}) | "
+                     f"{r['hit_raw']} | {r['hit_corrected']} | {r['median_raw_gap']:.2f} | {r['judge_mae']:.2f} | "
+                     f"{r['seconds_median']:.0f} | {r['pools']} |")
+    return ("What DFT says of each row's DFT-checked proposals, pooled over seeds (a seeded few per run, successes "
+            f"first; 'DFT-verified': the corrected PBE gap within the target ± (margin{widen} eV), with its Wilson "
+            f"95 % interval; hits: within {HIT} eV of the target by the raw or the corrected PBE gap; judge vs DFT: "
+            "the judge's gap of the computed cell against the corrected PBE gap; seconds on one core).\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def parity_points(samples: pd.DataFrame, target: float) -> list[pd.DataFrame]:
