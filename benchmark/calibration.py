@@ -482,6 +482,26 @@ def _cubic_offsets(df) -> list[float]:
     return out
 
 
+def known_cubic_abx3(progress: bool = True) -> tuple[list, list[float], list[str], dict[str, Any]]:
+    """MP-20's known five-site ABX3 whose MP numbers belong to the ideal cubic cell: (CHGNet-relaxed cubic cells,
+    MP PBE gaps in eV, reduced formulas, counts). One entry per formula (the polymorph of lowest MP E_f), only
+    those whose cubic cell lies within :data:`CUBIC_OFFSET` eV/atom of MP's E_f."""
+    import pandas as pd
+    from pymatgen.core import Composition
+
+    rows, finals, _ = relaxed_known_cells(None, progress)
+    df = pd.DataFrame(rows)
+    df["structure"] = finals
+    df = df[(df["set"] == "mp20_abx3") & df["converged"] & df["structure"].notna()].copy()
+    df["formula"] = [Composition(s.replace(" ", "")).reduced_formula for s in df["species"]]
+    n_entries = len(df)
+    df = df.sort_values("mp_ef", kind="stable").drop_duplicates("formula")
+    df["offset"] = _cubic_offsets(df)
+    kept = df[df["offset"] <= CUBIC_OFFSET]
+    info = {"entries": n_entries, "formulas": len(df), "kept": len(kept), "cubic_offset": CUBIC_OFFSET}
+    return kept["structure"].tolist(), kept["mp_gap"].astype(float).tolist(), kept["formula"].tolist(), info
+
+
 def _has_basis(species: str) -> bool:
     """Whether the DFT engine's default basis and pseudopotentials cover every element of ``species``."""
     from smoacs_bench.evaluation.dft import DFTSettings

@@ -102,11 +102,12 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
         description="Train a model on a dataset; a killed run resumes in the same --out folder. "
                     "Defaults are each model's published recipe (FTCP: 200 epochs, batch 256, lr 1e-4; "
                     "crystalformer: 500, 128, 5e-4; alignn: 300, 64, 1e-3).")
-    tr.add_argument("method", help="ftcp (a method's own model), a predictor: crystalformer, alignn, or gap-judge "
-                    "(the band-gap cross-judge, from $SMOACS_DATA_DIR/mp20_reference)")
+    tr.add_argument("method", help="ftcp (a method's own model), a predictor: crystalformer, alignn, gap-judge "
+                    "(the band-gap cross-judge, from $SMOACS_DATA_DIR/mp20_reference) or megnet-abx3 (MEGNet's "
+                    "band-gap head refitted on MP-20's known cubic ABX3)")
     tr.add_argument("--dataset",
                     help="perov_5, megnet, a CDVAE-format folder (train/val/test.csv) or a MEGNet-format .json "
-                    "(required except for gap-judge)")
+                    "(required except for gap-judge and megnet-abx3)")
     tr.add_argument("--target", choices=["e_form", "bandgap"],
                     help="predictors only: formation energy (eV/atom) or band gap (eV)")
     tr.add_argument("--split", help="predictors only: reuse this split.json (e.g. an FTCP model's) for the split")
@@ -251,7 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smoacs_bench.methods.registry import get_method_class, trainable_methods
 
     command = "smoacs-bench " + " ".join(sys.argv[1:])
-    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES) + ["gap-judge"])
+    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES) + ["gap-judge", "megnet-abx3"])
     try:
         if args.method == "gap-judge":
             from smoacs_bench.evaluation.gap_judge import train_gap_judge
@@ -262,6 +263,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"gap judge ({m['kind']}): cross-validated MAE {m['cv_mae'][m['kind']]:.3f} eV; held-out 5-site "
                   f"ABX3: MAE {h['mae']:.3f} eV over {h['n']}, {h['mae_gapped']:.3f} eV over {h['n_gapped']} gapped; "
                   f"wrote {args.out}")
+            return 0
+        if args.method == "megnet-abx3":
+            from smoacs_bench.methods.predictors.finetune import finetune
+
+            from .calibration import known_cubic_abx3
+
+            cells, gaps, formulas, info = known_cubic_abx3(progress=not args.no_progress)
+            f = finetune(cells, gaps, formulas, args.out, seed=args.seed, extra={**info, "command": command})
+            print(f"MEGNet band gap, head refitted on {f['n']} known cubic ABX3 ({f['n_gapped']} gapped): held-out "
+                  f"MAE {f['heldout_mae']:.3f} eV ({f['heldout_mae_gapped']:.3f} on gapped; MEGNet "
+                  f"{f['megnet_mae']:.3f} / {f['megnet_mae_gapped']:.3f}); wrote {args.out}")
             return 0
         if args.dataset is None:
             raise ValueError(f"training {args.method} needs --dataset")

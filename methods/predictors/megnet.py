@@ -103,6 +103,19 @@ class MEGNetPredictor(Predictor):
         return self._forward(crystals, graph)
 
     def _forward(self, crystals: SoftCrystals, graph: NeighborGraph | None) -> torch.Tensor:
+        m = self.model
+        n_graphs = crystals.num_samples
+        out = m.output_proj(self.readout_input(crystals, graph))
+        if m.is_classification:
+            out = torch.sigmoid(out)
+        out = out.reshape(n_graphs)
+        if self.transformer is not None:
+            out = self.transformer.inverse_transform(out)
+        return torch.where(_finite_samples(crystals), out, torch.full_like(out, math.nan))
+
+    def readout_input(self, crystals: SoftCrystals, graph: NeighborGraph | None = None) -> torch.Tensor:
+        """(B, d) what the model's final MLP (``output_proj``) reads: the node and edge Set2Set vectors and the
+        state features (a fine-tuned head needs nothing else)."""
         if graph is None:
             graph = self.neighbor_graph(crystals)
         elif graph.cutoff < self.cutoff - 1e-9:
@@ -137,13 +150,7 @@ class MEGNetPredictor(Predictor):
             )
         node_vec = m.node_s2s(node_feat, batch, dim_size=n_graphs).view(n_graphs, -1)
         edge_vec = m.edge_s2s(edge_feat, edge_batch, num_graphs=n_graphs).view(n_graphs, -1)
-        out = m.output_proj(torch.cat([node_vec, edge_vec, state_feat.reshape(n_graphs, -1)], dim=-1))
-        if m.is_classification:
-            out = torch.sigmoid(out)
-        out = out.reshape(n_graphs)
-        if self.transformer is not None:
-            out = self.transformer.inverse_transform(out)
-        return torch.where(_finite_samples(crystals), out, torch.full_like(out, math.nan))
+        return torch.cat([node_vec, edge_vec, state_feat.reshape(n_graphs, -1)], dim=-1)
 
 
 def _finite_samples(crystals: SoftCrystals) -> torch.Tensor:

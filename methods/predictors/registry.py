@@ -51,8 +51,16 @@ def _alignn(name: str) -> Callable[..., Predictor]:
     return build
 
 
+def _megnet_abx3(device: torch.device | str | None = None) -> Predictor:
+    from .finetune import load_finetuned
+
+    return load_finetuned(device=device)
+
+
 PREDICTORS: dict[str, PredictorSpec] = {
     "megnet-bandgap": PredictorSpec(band_gap_predictor, "band_gap", "MEGNet"),
+    # MEGNet's band gap with its final MLP refitted on MP-20's known 5-site ABX3 (`smoacs-bench train megnet-abx3`)
+    "megnet-bandgap-abx3": PredictorSpec(_megnet_abx3, "band_gap", "MEGNet", "", "ABX3-refit"),
     "megnet-eform": PredictorSpec(formation_energy_predictor, "formation_energy", "MEGNet"),
     # official MEGNet-dataset checkpoints in $SMOACS_MODEL_DIR/crystalformer/ (downloaded when missing)
     "crystalformer-bandgap": PredictorSpec(_crystalformer("megnet-bandgap-layer4.ckpt"), "band_gap", "Crystalformer",
