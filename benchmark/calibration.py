@@ -504,20 +504,10 @@ def known_cubic_abx3(progress: bool = True) -> tuple[list, list[float], list[str
 
 def _has_basis(species: str) -> bool:
     """Whether the DFT engine's default basis and pseudopotentials cover every element of ``species``."""
-    from smoacs_bench.evaluation.dft import DFTSettings
+    from smoacs_bench.evaluation.dft import DFTSettings, get_engine
 
-    try:
-        from pyscf.pbc import gto
-    except ImportError:
-        return True   # the engine is absent: every calculation will say so
-    s = DFTSettings()
-    for el in set(species.split()):
-        try:
-            gto.basis.load(s.basis, el)
-            gto.pseudo.load(s.pseudo, el)
-        except Exception:  # noqa: BLE001 - PySCF raises several types for a missing basis
-            return False
-    return True
+    engine = get_engine(DFTSettings().engine)
+    return engine.unavailable() is not None or all(engine.supports(el) for el in set(species.split()))
 
 
 def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 1, progress: bool = True,
@@ -565,19 +555,25 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
                               if i in check else math.nan for i in range(len(picks))]
     ok = picks[picks["dft_converged"] & picks["dft_gap"].notna()]
     x, y = ok["dft_gap"].to_numpy(dtype=float), ok["mp_gap"].to_numpy(dtype=float)
-    slope, intercept = np.polyfit(x, y, 1) if len(ok) >= 3 else (1.0, 0.0)
+    # the correction is the engine's error on the structure MP computed: fitted without the lone-pair compounds,
+    # whose MP gap is of an off-centred cell (see _lone_pair_split)
+    fit = ~ok["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+    xf, yf = x[fit], y[fit]
+    slope, intercept = np.polyfit(xf, yf, 1) if len(xf) >= 3 else (1.0, 0.0)
     loo = []
-    for j in range(len(ok)):
-        m = np.arange(len(ok)) != j
-        a, b = np.polyfit(x[m], y[m], 1)
-        loo.append(abs(a * x[j] + b - y[j]))
+    for j in range(len(xf)):
+        m = np.arange(len(xf)) != j
+        a, b = np.polyfit(xf[m], yf[m], 1)
+        loo.append(abs(a * xf[j] + b - yf[j]))
     picks["dft_gap_corrected"] = slope * picks["dft_gap"] + intercept
-    fig = {"n": int(len(ok)), "n_failed": int(len(picks) - len(ok)), "mae_raw": float(np.abs(x - y).mean()),
+    fig = {"n": int(fit.sum()), "n_converged": int(len(ok)), "n_failed": int(len(picks) - len(ok)),
+           "mae_raw": float(np.abs(x - y).mean()),
            "signed_raw": float((x - y).mean()), "slope": float(slope), "intercept": float(intercept),
            "loo_mae": float(np.mean(loo)) if loo else math.nan,
            "megnet_mae": float((ok["megnet_gap"] - ok["mp_gap"]).abs().mean()),
            "megnet_signed": float((ok["megnet_gap"] - ok["mp_gap"]).mean()),
            "seconds_median": float(ok["dft_seconds"].median()) if len(ok) else math.nan,
+           **_lone_pair_split(ok),
            "seconds_total": float(picks["dft_seconds"].sum()),
            "kmesh_shift": [float(v) for v in (picks["dft_gap_dense"] - picks["dft_gap"]).dropna()],
            "settings": settings.identity(), "describe": settings.describe()}
@@ -587,6 +583,19 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
     atomic_write_text(out / "calibration.md", _dft_markdown(picks, fig))
     _dft_plot(picks, fig, out / "parity.png")
     return fig
+
+
+LONE_PAIR = {"Ge", "Sn", "Pb", "In", "Tl", "Bi", "Sb"}   # ns² cations: off-centring opens the gap in MP's cell
+
+
+def _lone_pair_split(ok) -> dict[str, Any]:
+    """Engine MAE against MP without and with an ns² lone-pair cation (Ge²⁺, Sn²⁺, Pb²⁺, In⁺, Tl⁺, Bi³⁺, Sb³⁺):
+    those off-centre in MP's five-site cell at almost no energy, so MP's gap is of a distorted cell the cubic one
+    cannot reproduce, and the CHGNet offset filter does not catch it."""
+    has = ok["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+    err = (ok["dft_gap"] - ok["mp_gap"]).abs().to_numpy()
+    return {"n_lone_pair": int(has.sum()), "mae_lone_pair": float(err[has].mean()) if has.any() else math.nan,
+            "mae_other": float(err[~has].mean()) if (~has).any() else math.nan}
 
 
 def _compute_into(done: dict, state: Path, jobs: list, settings, workers: int, progress: bool) -> None:
@@ -618,9 +627,16 @@ def _dft_markdown(picks, f: dict[str, Any]) -> str:
              f"{CUBIC_OFFSET} eV/atom of MP's formation energy (CHGNet E_f of the cubic cell − MP E_f, column "
              "'offset'): MP's gap is of MP's own cell, and a compound far above it (RbIO3, KNO3, MnTlF3 in MP-20: "
              "0.3-1.9 eV/atom) is another structure, whose gap says nothing about the engine.", "",
-             f"- Engine vs MP PBE gap over {f['n']} converged calculations ({f['n_failed']} failed, reasons in "
-             f"calibration.csv): MAE {f['mae_raw']:.2f} eV, mean signed {f['signed_raw']:+.2f} eV.",
-             f"- Linear correction MP ≈ {f['slope']:.3f} × engine {f['intercept']:+.3f} eV: leave-one-out MAE "
+             f"- Engine vs MP PBE gap over {f['n_converged']} converged calculations ({f['n_failed']} failed, "
+             f"reasons in calibration.csv): MAE {f['mae_raw']:.2f} eV, mean signed {f['signed_raw']:+.2f} eV.",
+             f"- Split: MAE {f['mae_other']:.2f} eV over the {f['n_converged'] - f['n_lone_pair']} compounds without an ns² "
+             f"lone-pair cation, {f['mae_lone_pair']:.2f} eV over the {f['n_lone_pair']} with one (Ge, Sn, Pb, In, "
+             "Tl, Bi, Sb: they off-centre in MP's five-site cell at almost no energy, so MP's gap is of a distorted "
+             "cell; the engine's own error is the first number). For instance the engine gives the cubic cells of "
+             "CsSnI3 and CsPbBr3 gaps near published cubic PBE values without spin-orbit coupling (≈ 0.4-0.5 and "
+             "≈ 1.8-2.0 eV), well below MP's five-site entries.",
+             f"- Linear correction, fitted on the {f['n']} without a lone-pair cation: MP ≈ {f['slope']:.3f} × engine "
+             f"{f['intercept']:+.3f} eV: leave-one-out MAE "
              f"{f['loo_mae']:.2f} eV (the dft stage widens its window by this).",
              f"- MEGNet (the judge, PBE fidelity) on the same cells: MAE {f['megnet_mae']:.2f} eV, mean signed "
              f"{f['megnet_signed']:+.2f} eV.",
@@ -646,8 +662,12 @@ def _dft_plot(picks, f: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4.5))
     top = max(7.0, float(picks["mp_gap"].max()) + 0.5)
     ax.plot([0, top], [0, top], color="k", lw=0.8)
-    ax.scatter(picks["mp_gap"], picks["dft_gap"], label=f"PySCF PBE (MAE {f['mae_raw']:.2f} eV)", s=18)
-    ax.scatter(picks["mp_gap"], picks["dft_gap_corrected"], marker="x",
+    lp = picks["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+    ax.scatter(picks["mp_gap"][~lp], picks["dft_gap"][~lp], s=18,
+               label=f"PySCF PBE, no lone pair (MAE {f['mae_other']:.2f} eV)")
+    ax.scatter(picks["mp_gap"][lp], picks["dft_gap"][lp], s=18, facecolors="none", edgecolors="C0",
+               label=f"PySCF PBE, ns² lone pair: MP's cell off-centred (MAE {f['mae_lone_pair']:.2f} eV)")
+    ax.scatter(picks["mp_gap"][~lp], picks["dft_gap_corrected"][~lp], marker="x",
                label=f"corrected (LOO MAE {f['loo_mae']:.2f} eV)", s=18)
     ax.scatter(picks["mp_gap"], picks["megnet_gap"], marker="^", label=f"MEGNet (MAE {f['megnet_mae']:.2f} eV)", s=18)
     ax.set_xlabel("MP PBE gap (eV)")

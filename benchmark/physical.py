@@ -180,7 +180,7 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int]], stage_options: dict[
     from smoacs_bench.evaluation.packing import read_text
     from smoacs_bench.evaluation.stages import _cache
     from smoacs_bench.evaluation.stages.base import RELAXED_ROWS
-    from smoacs_bench.evaluation.stages.dft import PROPOSED_POOLS, choose
+    from smoacs_bench.evaluation.stages.dft import cell_of, choose, usable_rows
 
     settings = DFTSettings()
     if get_engine(settings.engine).unavailable():
@@ -193,10 +193,9 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int]], stage_options: dict[
         samples = pd.read_csv(folder / "samples.csv", low_memory=False)
         if RELAXED_ROWS not in samples:
             continue
-        pool, picked = choose(samples, k)
         cache = folder.parent / STAGE_CACHE / "dft"
-        for rank, i in enumerate(picked):
-            if pool in PROPOSED_POOLS:
+        for rank, (i, pool) in enumerate(choose(samples, k, usable_rows(samples, get_engine(settings.engine)))):
+            if cell_of(pool) == "proposed":
                 f = samples["file"].iloc[i]
                 cell = read_structure(folder / str(f))[0] if isinstance(f, str) else None
             else:

@@ -269,11 +269,13 @@ def dft_per_run(runs: list[PlannedRun], k: int, rows: Sequence[str] | None = Non
         return {}
     if rows:
         runs = [r for r in runs if r.row.method in rows or (r.row.tag and r.row.tag in rows)]
+    def group(r: PlannedRun) -> tuple:   # a table row is its tag (its label may be left to the method)
+        return r.row.tag, r.task, r.target, r.margin
+
     seeds: dict[tuple, int] = {}
     for r in runs:
-        group = (r.row.label, r.task, r.target, r.margin)
-        seeds[group] = seeds.get(group, 0) + 1
-    return {r.key: math.ceil(k / seeds[(r.row.label, r.task, r.target, r.margin)]) for r in runs}
+        seeds[group(r)] = seeds.get(group(r), 0) + 1
+    return {r.key: math.ceil(k / seeds[group(r)]) for r in runs}
 
 
 def list_tables() -> list[tuple[str, str, float]]:

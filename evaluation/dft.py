@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 HARTREE = 27.211386245988   # eV
+_SUPPORTED: dict[tuple[str, str, str], bool] = {}
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class DFTEngine:
     def unavailable(self) -> str | None:
         return None
 
+    def supports(self, element: str) -> bool:
+        """Whether the engine can compute ``element`` (a basis and a pseudopotential for it)."""
+        return True
+
     def band_gap(self, structure, settings: DFTSettings) -> DFTResult:
         raise NotImplementedError
 
@@ -93,6 +98,20 @@ class PySCFEngine(DFTEngine):
         if importlib.util.find_spec("pyscf") is None:
             return "the DFT engine pyscf is not installed (pip install pyscf)"
         return None
+
+    def supports(self, element: str, settings: DFTSettings | None = None) -> bool:
+        s = settings or DFTSettings()
+        key = (element, s.basis, s.pseudo)
+        if key not in _SUPPORTED:
+            from pyscf.pbc import gto
+
+            try:
+                gto.basis.load(s.basis, element)
+                gto.pseudo.load(s.pseudo, element)
+                _SUPPORTED[key] = True
+            except Exception:  # noqa: BLE001 - PySCF raises several types for a missing basis
+                _SUPPORTED[key] = False
+        return _SUPPORTED[key]
 
     def band_gap(self, structure, settings: DFTSettings) -> DFTResult:
         t0 = time.perf_counter()

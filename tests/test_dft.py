@@ -77,21 +77,31 @@ def test_the_stage_checks_a_seeded_few_successes_and_uses_the_cache(tmp_path, mo
         get_stage("dft").compute(StageInput(samples, structures, crit))
 
 
-def test_a_run_without_successes_is_still_checked_on_what_it_proposed():
+def test_checks_take_successes_first_then_fill_up_and_skip_what_the_engine_cannot_compute():
     from smoacs_bench.evaluation.stages.dft import POOLS, choose
 
     none = pd.DataFrame({"success": [False] * 5, "relaxed": [False, True, False, True, True],
                          "success_relaxed": [False] * 5})
-    pool, rows = choose(none, 2)
-    assert pool == "relaxed proposals" and len(rows) == 2 and set(rows) <= {1, 3, 4}
-    pool, rows = choose(none.assign(relaxed=False), 9)
-    assert pool == "proposals" and sorted(rows) == [0, 1, 2, 3, 4]
-    assert choose(none.assign(relaxed=False), 3)[1] == rows[:3]      # fewer draws are a prefix of more
-    some = none.assign(success=[False, True, False, False, True])
-    pool, rows = choose(some, 3)
-    assert pool == POOLS[1] and sorted(rows) == [1, 4]               # relaxed own-judge successes first
-    assert choose(some.assign(success_relaxed=[False, False, False, False, True]), 3) == (POOLS[0], [4])
-    assert choose(none.iloc[:0], 3) == ("", [])
+    drawn = choose(none, 2)
+    assert [p for _, p in drawn] == ["relaxed proposals"] * 2 and {i for i, _ in drawn} <= {1, 3, 4}
+    drawn = choose(none.assign(relaxed=False), 9)
+    assert sorted(i for i, _ in drawn) == [0, 1, 2, 3, 4] and {p for _, p in drawn} == {"proposals"}
+    assert choose(none.assign(relaxed=False), 3) == drawn[:3]        # fewer draws are a prefix of more
+    some = none.assign(success=[False, True, False, False, True],
+                       success_relaxed=[False, False, False, False, True])
+    drawn = choose(some, 4)
+    assert drawn[0] == (4, POOLS[0]) and drawn[1] == (1, POOLS[1])   # the relaxed success, then the rest in order
+    assert drawn[2] == (3, POOLS[3]) and drawn[3] in [(0, POOLS[4]), (2, POOLS[4])]   # then relaxed, then any
+    assert choose(some, 4, usable=[True, True, True, False, False])[0] == (1, POOLS[1])   # row 4: no basis
+    assert choose(none.iloc[:0], 3) == []
+
+
+def test_rows_with_an_element_the_engine_lacks_are_not_usable():
+    from smoacs_bench.evaluation.dft import get_engine
+    from smoacs_bench.evaluation.stages.dft import usable_rows
+
+    rows = usable_rows(pd.DataFrame({"formula": ["SrTiO3", "EuSnO3", "not a formula ("]}), get_engine("pyscf"))
+    assert rows.tolist() == [True, False, True]   # Eu has no gth-dzvp-molopt-sr basis; unreadable: let it say
 
 
 def test_a_tables_checks_are_computed_in_one_pool_and_the_stage_finds_them(tmp_path, monkeypatch):
@@ -161,9 +171,9 @@ def test_a_tables_dft_subset_counts_per_row_and_target_pooled_over_seeds():
 
     from smoacs_bench.benchmark.reproduce import dft_per_run
 
-    def run(label, target, seed):
-        return SimpleNamespace(row=SimpleNamespace(label=label, method=label.lower(), tag=""), task="perovskite",
-                               target=target, margin=0.04, key=f"{label}-{target}-{seed}")
+    def run(label, target, seed):   # rows as the specs declare them: no label, a tag
+        return SimpleNamespace(row=SimpleNamespace(label=None, method=label.lower(), tag=label.lower()),
+                               task="perovskite", target=target, margin=0.04, key=f"{label}-{target}-{seed}")
 
     runs = [run("SMOACS", t, s) for t in (0.5, 1.5) for s in range(3)] + [run("Screening", 0.5, 0)]
     k = dft_per_run(runs, 8)

@@ -1,9 +1,10 @@
 """DFT verification: the PBE band gap of a seeded few of each run's successes (``--dft-subset k``).
 
-Which proposals: k drawn with a fixed seed among the successes after relaxation; where a run has none, among the
-relaxed proposals that are own-judge successes; where it has none of those either, among the own-judge successes
-as proposed; a run without any success (the reference crystals) among its relaxed proposals, else all it proposed
-(``dft_pool`` says which, ``dft_on`` which cell was computed: "relaxed" = CHGNet's, or "proposed"). Engine and settings:
+Which proposals: k drawn with a fixed seed among the successes after relaxation; where a run has fewer, the rest
+among the relaxed proposals that are own-judge successes, then the own-judge successes as proposed, then (a run
+with too few successes, such as the reference crystals) the relaxed proposals, then all it proposed; never a
+proposal with an element the engine has no basis for (``dft_pool`` says which pool each came from, ``dft_on``
+which cell was computed: "relaxed" = CHGNet's, or "proposed"). Engine and settings:
 :mod:`smoacs_bench.evaluation.dft`. ``dft_gap_corrected`` applies the linear correction of the engine's
 calibration against MP's PBE gaps (``smoacs-bench calibrate dft``); ``dft_ok``: the corrected gap within the target
 ± (margin + the correction's leave-one-out MAE). Each calculation is cached by crystal and settings (a killed run
@@ -88,7 +89,8 @@ class DFTStage(Stage):
         cal = calibration()
         corr = ("uncalibrated (no results/dft_calibration/correction.json): the raw gap, window ± margin"
                 if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE + {cal['intercept']:+.3f} eV, window "
-                f"widened by its leave-one-out MAE {cal['loo_mae']:.2f} eV ({cal['n']} known compounds)")
+                f"widened by its leave-one-out MAE {cal['loo_mae']:.2f} eV (fitted on {cal['n']} known cubic ABX3 against "
+                f"MP's PBE gaps, results/dft_calibration)")
         k = int((options or {}).get("dft_subset") or 0)
         drawn = f"{k} per run, successes first ({' > '.join(POOLS)}); " if k else ""
         return f"{drawn}{DFTSettings().describe()}; {corr}"
@@ -105,9 +107,9 @@ class DFTStage(Stage):
             raise StageUnavailable(why)
         s = batch.samples
         n = len(s)
-        pool, drawn = choose(s, k)
-        picked = sorted(drawn)
-        on = ON_PROPOSED if pool in PROPOSED_POOLS else ON_RELAXED
+        pool_of = dict(choose(s, k, usable_rows(s, get_engine(settings.engine))))
+        picked = sorted(pool_of)
+        on_of = {i: cell_of(p) for i, p in pool_of.items()}
         out = self.empty(n)
         for col in ("dft_checked", "dft_converged", "dft_ok"):
             out[col] = out[col].astype(object)
@@ -115,7 +117,7 @@ class DFTStage(Stage):
         out["dft_pool"] = ""
         out["dft_reason"] = ""
         out["dft_checked"] = False
-        cells = {i: (batch.relaxed_structure(i) if on == ON_RELAXED else batch.structures[i]) for i in picked}
+        cells = {i: (batch.relaxed_structure(i) if on_of[i] == ON_RELAXED else batch.structures[i]) for i in picked}
         folder = None if batch.cache_dir is None else batch.cache_dir / self.name
         records = cached_or_computed(cells, settings, folder, int(batch.options.get("dft_workers") or 1),
                                      bool(batch.options.get("progress")))
@@ -123,7 +125,7 @@ class DFTStage(Stage):
         crit = batch.criteria
         for i in picked:
             rec = records[i]
-            out.loc[i, ["dft_checked", "dft_on", "dft_pool"]] = [True, on, pool]
+            out.loc[i, ["dft_checked", "dft_on", "dft_pool"]] = [True, on_of[i], pool_of[i]]
             out.loc[i, "dft_reason"] = rec.get("reason", "")
             out.loc[i, "dft_converged"] = bool(rec.get("converged"))
             out.loc[i, "dft_seconds"] = rec.get("seconds")
@@ -139,18 +141,49 @@ class DFTStage(Stage):
         return out
 
 
-def choose(samples: pd.DataFrame, k: int) -> tuple[str, list[int]]:
-    """The pool the check draws from (the first of :data:`POOLS` with any row) and ``k`` of its rows, seeded, in
-    the order drawn."""
+def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """``k`` rows to check as (row, pool) in the order drawn: a seeded permutation of the first of :data:`POOLS`,
+    then of the next for the rows still missing, and so on (successes first; fewer draws are a prefix of more).
+    ``usable`` (bool per row): rows the engine can compute (elements with a basis); the others are never drawn."""
     relaxed, own = _flag(samples, RELAXED_ROWS), _flag(samples, "success")
+    ok = np.ones(len(samples), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
     masks = {POOLS[0]: relaxed & _flag(samples, SUCCESS_RELAXED), POOLS[1]: relaxed & own, POOLS[2]: own,
              POOLS[3]: relaxed, POOLS[4]: np.ones(len(samples), dtype=bool)}
+    out: list[tuple[int, str]] = []
+    taken: set[int] = set()
     for name in POOLS:
-        rows = np.flatnonzero(masks[name])
-        if len(rows):
-            order = np.random.default_rng(SEED).permutation(rows)   # a prefix: k - 1 draws are among k's
-            return name, [int(i) for i in order[:k]]
-    return "", []
+        if len(out) >= k:
+            break
+        rows = [int(i) for i in np.flatnonzero(masks[name] & ok) if int(i) not in taken]
+        for i in np.random.default_rng(SEED).permutation(rows)[:k - len(out)] if rows else []:
+            out.append((int(i), name))
+            taken.add(int(i))
+    return out
+
+
+def usable_rows(samples: pd.DataFrame, engine) -> np.ndarray:
+    """Per row, whether ``engine`` can compute every element of its formula (an unreadable formula: True, the
+    calculation will say what failed)."""
+    from pymatgen.core import Composition
+
+    known: dict[str, bool] = {}
+    out = []
+    for f in samples.get("formula", pd.Series([""] * len(samples))).astype(str):
+        try:
+            els = [e.symbol for e in Composition(f).elements]
+        except Exception:  # noqa: BLE001 - a formula pymatgen cannot read: let the engine report it
+            out.append(True)
+            continue
+        for e in els:
+            if e not in known:
+                known[e] = engine.supports(e)
+        out.append(all(known[e] for e in els))
+    return np.array(out, dtype=bool)
+
+
+def cell_of(pool: str) -> str:
+    """Which cell a draw from ``pool`` computes: the relaxed one, or the proposed one."""
+    return ON_PROPOSED if pool in PROPOSED_POOLS else ON_RELAXED
 
 
 def cached_or_computed(cells: dict, settings, folder: Path | None, workers: int = 1,
