@@ -351,6 +351,20 @@ def _relax_ablation_runs() -> tuple[MethodRun, ...]:
     )
 
 
+def _relax_v2_runs() -> tuple[MethodRun, ...]:
+    """SMOACS-relax v1 beside v2 variants aimed at what DFT confirms (the verified-success issue): the gap loss on
+    MEGNet with its final MLP refitted on MP-20's known cubic ABX3 (``megnet-bandgap-abx3``); and the known
+    compounds as a control. Each variant takes the full method's tuned settings."""
+    return (
+        MethodRun("smoacs-relax", variant=RELAX_MAIN),
+        MethodRun("smoacs-relax", (("band_gap_model", "megnet-bandgap-abx3"),),
+                  label="SMOACS-relax v2 (gap head refitted on known ABX3)", variant="smoacs-relax-abx3",
+                  tuned_as=RELAX_MAIN, note="optimises the band gap of MEGNet with its final MLP refitted on "
+                  "MP-20's known cubic ABX3 (smoacs-bench train megnet-abx3); judged, like every row, by MEGNet"),
+        REFERENCE_MP,
+    )
+
+
 _OWN = "not in the paper: this project's own method"
 # paired.csv: SMOACS-relax against every other row, on own-judge success and on success after relaxation
 _AGAINST_MAIN: dict[str, Any] = {"compare_against": RELAX_MAIN,
@@ -371,6 +385,10 @@ RELAX_SPECS: tuple[TableSpec, ...] = (
     TableSpec("relax3-ablations", "SMOACS-relax's ideas one at a time, 5-site perovskite", "perovskite",
               _relax_ablation_runs(), samples=64, seeds=PROTOCOL_SEEDS, layout="table3", **_AGAINST_MAIN,
               note=_OWN + ": each row switches one idea off (or an optional one on)"),
+    TableSpec("relax3-v2", "SMOACS-relax v2, aimed at what DFT confirms: a pilot, 5-site perovskite", "perovskite",
+              _relax_v2_runs(), samples=64, seeds=PROTOCOL_SEEDS, layout="table3", **_AGAINST_MAIN,
+              note=_OWN + ": a pilot at 64 samples; v2 variants optimise a gap predictor corrected in domain, "
+              "every row judged by the same MEGNet, and DFT checks the result"),
     TableSpec("relax2-ablations", "SMOACS-relax's ideas one at a time, free structure", "free",
               _relax_ablation_runs(), samples=64, seeds=PROTOCOL_SEEDS, layout="table2", **_AGAINST_MAIN,
               note=_OWN + ": each row switches one idea off (or an optional one on)"),
