@@ -42,9 +42,11 @@ class DFTSettings:
     high_symmetry: bool = True
     max_cycle: int = 60
     conv_tol: float = 1e-7
+    time_limit: float = 600.0   # s of wall time per calculation (in a worker process); 0: none. Not in the identity
 
     def identity(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("time_limit")
         if not self.multigrid:   # the settings before multigrid existed keep their cache keys
             out.pop("multigrid")
         return out
@@ -262,4 +264,18 @@ def _one(structure: dict | None, settings: dict[str, Any]) -> dict[str, Any]:
     from pymatgen.core import Structure
 
     s = DFTSettings(**settings)
-    return get_engine(s.engine).band_gap(Structure.from_dict(structure), s).record()
+    limit = int(math.ceil(s.time_limit)) if s.time_limit else 0
+    if limit:
+        import signal
+
+        def stop(*_):
+            raise TimeoutError(f"stopped after the time limit of {limit} s")
+
+        before = signal.signal(signal.SIGALRM, stop)
+        signal.alarm(limit)
+    try:
+        return get_engine(s.engine).band_gap(Structure.from_dict(structure), s).record()
+    finally:
+        if limit:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, before)

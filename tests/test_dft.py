@@ -32,6 +32,15 @@ def test_a_tiny_silicon_calculation_reproduces_its_stored_gap():
     assert res.n_kpts == 3   # 8 points of the 2x2x2 mesh reduced by the diamond structure's symmetry
 
 
+def test_a_calculation_past_its_time_limit_is_stopped_with_its_reason():
+    from dataclasses import replace
+
+    slow = replace(TINY, kmesh=3, ke_cutoff=40, time_limit=1)   # a few seconds of work, stopped after one
+    (res,) = compute_gaps([_si()], slow)
+    assert "time limit of 1 s" in res.reason and math.isnan(res.band_gap) and res.seconds < 5
+    assert "time_limit" not in slow.identity()                 # a cached result does not depend on it
+
+
 def test_failed_calculations_carry_reasons_and_the_batch_goes_on():
     no_basis = Structure(Lattice.cubic(4.0), ["Pu", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     starved = DFTSettings(basis="gth-szv", kmesh=2, ke_cutoff=15, max_cycle=1)

@@ -72,9 +72,10 @@ class DFTStage(Stage):
         Column("dft_ok", "", "the corrected PBE gap within the target ± (margin + the calibration's LOO MAE)",
                header="DFT-verified", over="dft_checked", funnel="DFT-verified", funnel_rank=40),
     )
-    summary = ("'DFT-verified': share of the DFT-checked proposals (a seeded few successes per run) whose PBE gap, "
-               "corrected by the engine's calibration, lies within the target ± (margin + the calibration's "
-               "leave-one-out MAE)")
+    summary = ("'DFT-verified': share of the DFT-checked proposals (a seeded few per run, successes after "
+               "relaxation first, then the other pools in order; a calculation that failed counts as not verified; "
+               "counts per row in dft.md) whose PBE gap, corrected by the engine's calibration, lies within the "
+               "target ± (margin + the calibration's leave-one-out MAE)")
 
     def settings(self) -> dict:
         from smoacs_bench.evaluation.dft import DFTSettings
