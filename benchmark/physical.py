@@ -171,11 +171,14 @@ def relax_cost(stage: dict[str, Any], n_relaxed: Any) -> float | None:
     return None if wall is None else float(wall) - float(stage.get("robust_wall_time_s") or 0.0)
 
 
-def prefetch_dft(folders: Sequence[tuple[str | Path, int]], stage_options: dict[str, Any],
-                 progress: bool = True) -> int:
+def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, int, int, int]],
+                 stage_options: dict[str, Any], progress: bool = True) -> int:
     """Compute, ``dft_workers`` processes at once, the DFT checks the dft stage will draw (k of them) in every
     (run folder, k) that already has its relaxation, so a table's calculations share one pool instead of a few per
-    run; they land in each task's stage cache, where the stage finds them. Returns how many were computed."""
+    run; they land in each task's stage cache, where the stage finds them. An entry may add (the run's index among
+    its row's seeds, the row's number of seeds): draws are then computed in the order of their place in the row's
+    pooled checks, so a batch stopped early has checked every (row, target) alike. Returns how many were
+    computed."""
     from smoacs_bench.evaluation.dft import DFTSettings, compute_gaps, get_engine
     from smoacs_bench.evaluation.packing import read_text
     from smoacs_bench.evaluation.stages import _cache
@@ -185,9 +188,10 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int]], stage_options: dict[
     settings = DFTSettings()
     if get_engine(settings.engine).unavailable():
         return 0
-    todo: dict[str, tuple[int, Structure, Path]] = {}   # key -> (rank of the draw in its run, cell, cache)
-    for folder, k in folders:
-        folder = Path(folder)
+    todo: dict[str, tuple[int, Structure, Path]] = {}   # key -> (place among the row's draws, cell, cache)
+    for entry in folders:
+        folder, k = Path(entry[0]), int(entry[1])
+        seed_index, n_seeds = (int(entry[2]), int(entry[3])) if len(entry) > 2 else (0, 1)
         if k <= 0 or not (folder / "samples.csv").is_file():
             continue
         samples = pd.read_csv(folder / "samples.csv", low_memory=False)
@@ -205,10 +209,10 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int]], stage_options: dict[
                 continue
             key = _cache.digest(cell, settings.identity())
             if _cache.get(cache, key) is None and key not in todo:
-                todo[key] = (rank, cell, cache)
+                todo[key] = (rank * n_seeds + seed_index, cell, cache)
     if not todo:
         return 0
-    # every run's first draw, then every run's second...: a batch stopped early has checked every row alike
+    # every row's first pooled draw, then its second...: a batch stopped early has checked every row alike
     jobs = sorted(todo.items(), key=lambda kv: kv[1][0])
 
     def store(j: int, res) -> None:

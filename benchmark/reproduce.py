@@ -239,8 +239,15 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
     options = {r.key: {**{k: v for k, v in (stage_options or {}).items() if k != "dft_rows"},
                        "dft_subset": per_run.get(r.key, 0)} for r in runs}
     if per_run and int((stage_options or {}).get("dft_workers") or 1) > 1:
-        n = prefetch_dft([(r.folder, per_run[r.key]) for r in runs if r.done and r.key in per_run],
-                         stage_options or {}, progress)
+        place: dict[tuple, list[str]] = {}   # a row's runs at one target, in seed order
+        for r in sorted(runs, key=lambda r: r.seed):
+            place.setdefault((r.row.tag, r.task, r.target, r.margin), []).append(r.key)
+        entries = []
+        for r in runs:
+            if r.done and r.key in per_run:
+                group = place[(r.row.tag, r.task, r.target, r.margin)]
+                entries.append((r.folder, per_run[r.key], group.index(r.key), len(group)))
+        n = prefetch_dft(entries, stage_options or {}, progress)
         if n and status:
             print(f"[reproduce] {n} DFT calculation(s) computed for the runs' checks", flush=True)
     added, walls = 0, 0.0
