@@ -216,3 +216,11 @@ def test_what_dft_says_of_a_row_pools_its_seeds_per_target(monkeypatch, tmp_path
     assert (second["target_bg"], second["checked"], second["computed"], second["verified"]) == (2.5, 1, 0, 0)
     md = checks_markdown(df)
     assert "| 1.50 | A | 3 | 3 | 1 (0.33" in md and "relaxed successes" in md
+
+
+def test_the_correction_leaves_a_metal_a_metal():
+    from smoacs_bench.evaluation.stages.dft import corrected_gap
+
+    cal = {"slope": 1.026, "intercept": 0.234}
+    assert corrected_gap(0.0, cal) == 0.0 and corrected_gap(0.04, cal) == 0.0    # not 0.23 eV: no gap to correct
+    assert corrected_gap(1.5, cal) == pytest.approx(1.773) and corrected_gap(1.5, None) == 1.5

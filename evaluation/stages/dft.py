@@ -57,6 +57,7 @@ PROPOSED_POOLS = ("own-judge successes", "proposals")
 class DFTStage(Stage):
     name = "dft"
     order = 60
+    revision = 1   # 1: a metal stays a metal under the correction
     requires = ("relaxation",)
     option_keys = ("dft_subset",)
     columns = (
@@ -133,13 +134,24 @@ class DFTStage(Stage):
             gap = rec.get("band_gap")
             ok = False
             if gap is not None and math.isfinite(gap):
-                corrected = gap if cal is None else cal["slope"] * gap + cal["intercept"]
+                corrected = corrected_gap(gap, cal)
                 out.loc[i, ["dft_band_gap", "dft_direct_gap", GAP_CORRECTED]] = [gap, rec.get("direct_gap"),
                                                                                       corrected]
                 window = crit.margin + (0.0 if cal is None else float(cal["loo_mae"]))
                 ok = bool(rec.get("converged")) and abs(corrected - crit.target_bg) <= window + 1e-12
             out.loc[i, "dft_ok"] = ok
         return out
+
+
+METAL = 0.05   # eV: a raw PBE gap at or below this (Fermi smearing's noise) is a metal
+
+
+def corrected_gap(gap: float, cal: dict | None) -> float:
+    """The calibration's linear correction of a raw PBE gap (eV). A metal stays a metal (0 eV): the correction was
+    fitted on gapped compounds (MP gap > 0.3 eV), and its intercept would otherwise give every metal a gap."""
+    if cal is None:
+        return gap
+    return 0.0 if gap <= METAL else max(0.0, cal["slope"] * gap + cal["intercept"])
 
 
 def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> list[tuple[int, str]]:
