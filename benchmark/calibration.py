@@ -557,7 +557,7 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
     x, y = ok["dft_gap"].to_numpy(dtype=float), ok["mp_gap"].to_numpy(dtype=float)
     # the correction is the engine's error on the structure MP computed: fitted without the lone-pair compounds,
     # whose MP gap is of an off-centred cell (see _lone_pair_split)
-    fit = ~ok["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+    fit = ~_lone_pair(ok)
     xf, yf = x[fit], y[fit]
     slope, intercept = np.polyfit(xf, yf, 1) if len(xf) >= 3 else (1.0, 0.0)
     loo = []
@@ -588,11 +588,16 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
 LONE_PAIR = {"Ge", "Sn", "Pb", "In", "Tl", "Bi", "Sb"}   # ns² cations: off-centring opens the gap in MP's cell
 
 
+def _lone_pair(df):
+    """Per row of ``df`` (a ``species`` column), whether it holds an ns² lone-pair cation."""
+    return df["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+
+
 def _lone_pair_split(ok) -> dict[str, Any]:
     """Engine MAE against MP without and with an ns² lone-pair cation (Ge²⁺, Sn²⁺, Pb²⁺, In⁺, Tl⁺, Bi³⁺, Sb³⁺):
     those off-centre in MP's five-site cell at almost no energy, so MP's gap is of a distorted cell the cubic one
     cannot reproduce, and the CHGNet offset filter does not catch it."""
-    has = ok["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+    has = _lone_pair(ok)
     err = (ok["dft_gap"] - ok["mp_gap"]).abs().to_numpy()
     return {"n_lone_pair": int(has.sum()), "mae_lone_pair": float(err[has].mean()) if has.any() else math.nan,
             "mae_other": float(err[~has].mean()) if (~has).any() else math.nan}
@@ -662,7 +667,7 @@ def _dft_plot(picks, f: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4.5))
     top = max(7.0, float(picks["mp_gap"].max()) + 0.5)
     ax.plot([0, top], [0, top], color="k", lw=0.8)
-    lp = picks["species"].map(lambda sp: bool(set(sp.split()) & LONE_PAIR)).to_numpy()
+    lp = _lone_pair(picks)
     ax.scatter(picks["mp_gap"][~lp], picks["dft_gap"][~lp], s=18,
                label=f"PySCF PBE, no lone pair (MAE {f['mae_other']:.2f} eV)")
     ax.scatter(picks["mp_gap"][lp], picks["dft_gap"][lp], s=18, facecolors="none", edgecolors="C0",

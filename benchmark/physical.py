@@ -183,11 +183,12 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
     from smoacs_bench.evaluation.packing import read_text
     from smoacs_bench.evaluation.stages import _cache
     from smoacs_bench.evaluation.stages.base import RELAXED_ROWS
-    from smoacs_bench.evaluation.stages.dft import cell_of, choose, usable_rows
+    from smoacs_bench.evaluation.stages.dft import ON_PROPOSED, cell_of, choose, usable_rows
 
     settings = DFTSettings()
     if get_engine(settings.engine).unavailable():
         return 0
+    engine = get_engine(settings.engine)
     todo: dict[str, tuple[int, Structure, Path]] = {}   # key -> (place among the row's draws, cell, cache)
     for entry in folders:
         folder, k = Path(entry[0]), int(entry[1])
@@ -198,8 +199,8 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
         if RELAXED_ROWS not in samples:
             continue
         cache = folder.parent / STAGE_CACHE / "dft"
-        for rank, (i, pool) in enumerate(choose(samples, k, usable_rows(samples, get_engine(settings.engine)))):
-            if cell_of(pool) == "proposed":
+        for rank, (i, pool) in enumerate(choose(samples, k, usable_rows(samples, engine))):
+            if cell_of(pool) == ON_PROPOSED:
                 f = samples["file"].iloc[i]
                 cell = read_structure(folder / str(f))[0] if isinstance(f, str) else None
             else:
