@@ -9,8 +9,10 @@ three ways, with the stage's protocol (FIRE on a FrechetCellFilter, fmax 0.05 eV
 3. batched with ``--workers`` processes (the stage's ``--relax-workers``).
 
 It prints seconds per structure and per FIRE step, the batched/serial speed-up, the final-energy agreement,
-and the ratio of relaxing N proposals to the SMOACS run's own optimisation time scaled to N samples (the
-run's config.json wall time). Example (2 CPU cores):
+the ratio of relaxing N proposals to the SMOACS run's own optimisation time scaled to N samples (the
+run's config.json wall time), the engine's limit line (the time inside the potential's batched calls for the
+same structures and steps: graphs, forward and backward; the rest is FIRE, the cell filter and bookkeeping) and
+CHGNet's time per structure at several batch sizes (one call, one thread). Example (2 CPU cores):
 
     python perf/relax_speed.py --n 32 --workers 2
 """
@@ -52,8 +54,9 @@ def main() -> None:
     serial = relax(structures[:args.serial_n], settings,
                    SerialASE("chgnet-ase", CHGNetCalculator(model=chgnet.model, device="cpu")))
     t_serial = time.perf_counter() - t0
+    timed = _Timed(chgnet)
     t0 = time.perf_counter()
-    batched = relax(structures, settings, chgnet)
+    batched = relax(structures, settings, timed)
     t_batched = time.perf_counter() - t0
     import tempfile
 
@@ -80,6 +83,30 @@ def main() -> None:
     print(f"largest final-energy difference serial vs batched: {diff:.4f} eV/atom")
     print(f"SMOACS optimisation of {args.n} samples (scaled from its run): {smoacs:.1f} s; "
           f"relaxation / optimisation = {t_workers / smoacs:.1f}x")
+    print(f"limit line, 1 process: {timed.seconds:.1f} s inside {timed.calls} batched CHGNet calls (graphs, forward, "
+          f"backward) of {t_batched:.1f} s; engine / potential = {t_batched / timed.seconds:.2f}x")
+    for size in (1, 4, 16, 64, 256):
+        model = type(chgnet)(chgnet.model, batch_size=size)
+        batch = (structures * (1 + size // len(structures)))[:max(size, 16)]
+        model.efs(batch[:size])   # warm-up
+        t0 = time.perf_counter()
+        model.efs(batch)
+        print(f"CHGNet batch of {size:>3}: {1000 * (time.perf_counter() - t0) / len(batch):.2f} ms per structure")
+
+
+class _Timed:
+    """A relaxer that counts the seconds spent inside another's ``efs``."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def efs(self, structures):
+        t0 = time.perf_counter()
+        try:
+            return self.inner.efs(structures)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def test_every_spec_is_consistent_and_listed():
         "tableA4",
         "tableA5",
         "tableA6",
+        "tableA6-pilot",
         "tableA10",
         "tableA11",
         "tableA15",
@@ -53,6 +54,7 @@ def test_every_spec_is_consistent_and_listed():
     assert [row[0] for row in listed] == [s.id for s in SPECS] + ["tuning"]
     assert all(seconds > 0 and text for _, text, seconds in listed)
     assert get_spec("A.10") is get_spec("Table A10") is TABLES["tableA10"] and get_spec("3").id == "table3"
+    assert get_spec("A.6-pilot") is TABLES["tableA6-pilot"] and "pilot" in TABLES["tableA6-pilot"].note
     # the measured figures: SMOACS 60 s, TPE 150 s per 256 studies, random search 60 s per 64 (each in two
     # spaces), FTCP 30 s, screening and both reference rows 10 s, cross-judge 12 s per 256
     expected = 9 * (60 + 2 * 150 + 2 * 4 * 60 + 30 + 10 + 10 + 10) + 81 * 12
@@ -312,3 +314,24 @@ def test_the_megnet_in_domain_margin_of_tables_a15_a16_is_the_audits():
     assert len(gapped) >= 100 and round(mae, 2) == MARGIN_MEGNET_IN_DOMAIN
     for table in ("tableA15", "tableA16"):
         assert MARGIN_MEGNET_IN_DOMAIN in {m for r in get_spec(table).runs for m in (r.margins or ())}
+
+
+def test_a_tiny_appendix_table_and_its_diversity_table_render_from_the_same_runs(tmp_path):
+    """Table A.4 at two of its eight targets, then A.5 (diversity) from the very same run folders."""
+    kwargs = dict(samples=4, seeds=1, methods=["smoacs", "screening", "reference"], targets=[1.0, 3.5],
+                  progress=False, crossjudge=False, budget=3)
+    a4 = reproduce("tableA4", tmp_path, **kwargs)
+    assert not a4.failed, [(r.key, r.reason) for r in a4.failed]
+    assert sorted(r.key.split("_")[1] for r in a4.ran if r.row.tag == "smoacs") == ["bg1", "bg3.5"]
+    table = pd.read_csv(a4.files["table_csv"])
+    ours = table[table["source"] == "ours"]
+    assert set(ours["target_bg"]) == {1.0, 3.5} and set(ours["n_samples"]) == {4}
+    assert {"SMOACS(MEGNet)", "Screening(MEGNet)", "Reference(mp20-abx3)"} <= set(ours["method"])
+    assert set(table.loc[table["source"] == "paper", "target_bg"]) == {1.0, 3.5}   # the paper's rows beside
+    caption = a4.files["table_md"].read_text()
+    assert "Seeds: 0; rows (samples × seeds): SMOACS(MEGNet) 4 × 1" in caption
+    assert "smaller than the paper's 256" in caption
+    a5 = reproduce("tableA5", tmp_path, **kwargs)
+    assert not a5.did_work and len(a5.reused) == len(a4.ran)
+    diversity = a5.files["table_md"].read_text()
+    assert "| unique rate |" in diversity and "S(Cry) (paper)" in diversity
