@@ -28,6 +28,8 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
                          if table else "DFT-check K proposals per run") + ", successes first (PySCF PBE band gap; "
                    "about a minute each on one core; default 0)")
     g.add_argument("--dft-workers", type=int, default=1, help="DFT processes at once (default 1)")
+    g.add_argument("--skip-stages", metavar="NAMES", help="leave these judge stages out (a comma list, e.g. "
+                   "second_potential,distortion): their columns stay empty and captions say they were skipped")
     if table:
         g.add_argument("--dft-rows", metavar="METHODS", help="DFT-check only these rows: a comma list of methods or "
                        "row tags (default: every row)")
@@ -39,7 +41,16 @@ def stage_options(args: Any) -> dict[str, Any]:
     if subset < 0 or workers <= 0:
         raise SystemExit(f"--dft-subset must be >= 0 and --dft-workers > 0, got {subset} and {workers}")
     rows = getattr(args, "dft_rows", None)
-    out = {"dft_subset": subset, "dft_workers": workers}
+    out: dict[str, Any] = {"dft_subset": subset, "dft_workers": workers}
+    skip = [n.strip() for n in (getattr(args, "skip_stages", None) or "").split(",") if n.strip()]
+    if skip:
+        from smoacs_bench.evaluation.stages import stages
+
+        known = [s.name for s in stages()]
+        unknown = [n for n in skip if n not in known]
+        if unknown:
+            raise SystemExit(f"--skip-stages: unknown stage {', '.join(unknown)}; known: {', '.join(known)}")
+        out["skip_stages"] = sorted(set(skip))
     if rows:
         out["dft_rows"] = [r.strip() for r in rows.split(",") if r.strip()]
     return out

@@ -214,3 +214,19 @@ def test_a_stage_column_is_read_by_name_only_in_the_stage_that_defines_it():
     assert not found, found
     # the check can fail: a module that reads success_relaxed by its name is caught
     assert re.compile(r"[\[(,]\s*[\"']success_relaxed[\"']\s*[\]),]").search('x = truthy(s, "success_relaxed")')
+
+
+def test_skipped_stages_leave_their_columns_empty_and_an_unknown_one_is_one_line(tmp_path, model_dir, data_dir):
+    cif = tmp_path / "SrTiO3.cif"
+    _srtio3().to(filename=str(cif))
+    done = _cli("evaluate", str(cif), "--task", "perovskite", "--target-bg", "1.5", "--relax", "chgnet",
+                "--robust-copies", "0", "--no-crossjudge", "--skip-stages", "hull,novelty",
+                "--out", str(tmp_path / "judged.csv"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = pd.read_csv(tmp_path / "judged.csv").iloc[0]
+    assert pd.isna(row["e_hull"]) and pd.isna(row["novel"])
+    assert row["relax_energy_final"] < 0 and row["bg_crossjudge"] > 0   # the others still ran
+    bad = _cli("evaluate", str(cif), "--task", "perovskite", "--skip-stages", "hull,dtf", "--out",
+               str(tmp_path / "x.csv"))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("--skip-stages: unknown stage dtf; known:")

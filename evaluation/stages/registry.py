@@ -21,6 +21,8 @@ from .base import BUILT_IN, Column, Stage, StageInput, StageUnavailable
 
 ENTRY_POINT_GROUP = "smoacs_bench.stages"
 NOTE_PREFIX = "stage_"   # summary.csv: the phrase each stage ran with, or why it did not
+SKIP = "skip_stages"     # run option: names of stages left out on purpose (``--skip-stages``)
+SKIPPED = "skipped on request (--skip-stages)"
 
 
 def _stage_classes() -> list[type[Stage]]:
@@ -118,8 +120,10 @@ def identity(options: dict[str, Any] | None = None) -> dict[str, Any]:
     def plain(value: Any) -> Any:   # a settings object (RelaxSettings, ...) by its identity
         return value.identity() if hasattr(value, "identity") else value
 
+    skipped = set(options.get(SKIP) or ())
     return {s.name: {**s.settings(), **{k: plain(options.get(k)) for k in s.option_keys},
                      **({"revision": s.revision} if s.revision else {}),
+                     **({"skipped": True} if s.name in skipped else {}),
                      "columns": [c.name for c in s.columns]} for s in stages()}
 
 
@@ -151,6 +155,8 @@ def run_stages(batch: StageInput, progress: bool = False, previous: dict[str, An
         else:
             view = replace(batch, samples=samples)
             try:
+                if s.name in (batch.options.get(SKIP) or ()):
+                    raise StageUnavailable(SKIPPED)
                 with warnings.catch_warnings():   # pymatgen's element data warnings are not the judge's business
                     warnings.simplefilter("ignore")
                     part = s.compute(view)
@@ -158,7 +164,7 @@ def run_stages(batch: StageInput, progress: bool = False, previous: dict[str, An
             except StageUnavailable as err:
                 part = s.empty(n)
                 notes[s.name] = f"not run: {err}"
-                if progress and not str(err).startswith("not asked for"):
+                if progress and not str(err).startswith(("not asked for", SKIPPED)):
                     print(f"judge stage {s.name} not run: {err}", file=sys.stderr)
         part = part.reindex(columns=names)
         part.index = samples.index
