@@ -228,9 +228,8 @@ def reproduce(
 
 def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int, progress: bool,
                   status: bool = True, stage_options: dict[str, Any] | None = None) -> list[str]:
-    """The physical-validity stage on every finished run; notes for the report."""
-    if relax is None and robust is None:
-        return []
+    """The judge's stages on every finished run (without relaxation or robustness, those that need neither: the
+    gap cross-judge...); notes for the report."""
     from smoacs_bench.evaluation.relax import RelaxerUnavailable
 
     from .physical import add_physical, prefetch_dft
@@ -264,8 +263,8 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
         if res["status"] == "added":
             added += 1
             walls += float(res["wall_s"])
-    what = "; ".join(x.describe() for x in (relax, robust) if x is not None)
-    return [f"physical validity ({what}): added to {added} run(s) in {walls:.0f} s, the others had it"]
+    what = "; ".join(x.describe() for x in (relax, robust) if x is not None) or "no relaxation, no robustness"
+    return [f"judge stages ({what}): added to {added} run(s) in {walls:.0f} s, the others had them"]
 
 
 def dft_per_run(runs: list[PlannedRun], k: int, rows: Sequence[str] | None = None) -> dict[str, int]:
