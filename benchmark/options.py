@@ -28,6 +28,10 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
                          if table else "DFT-check K proposals per run") + ", successes first (PySCF PBE band gap; "
                    "about a minute each on one core; default 0)")
     g.add_argument("--dft-workers", type=int, default=1, help="DFT processes at once (default 1)")
+    g.add_argument("--dft-lattice", type=int, default=0, metavar="N",
+                   help="relax the lattice with DFT first: scale each checked cell isotropically to the minimum of a "
+                   "parabola through N DFT energies within ±4 %% (N+1 calculations; a full relaxation for cubic "
+                   "5-site cells; default 0: the CHGNet-relaxed cell as it is)")
     g.add_argument("--skip-stages", metavar="NAMES", help="leave these judge stages out (a comma list, e.g. "
                    "second_potential,distortion): their columns stay empty and captions say they were skipped")
     if table:
@@ -41,7 +45,12 @@ def stage_options(args: Any) -> dict[str, Any]:
     if subset < 0 or workers <= 0:
         raise SystemExit(f"--dft-subset must be >= 0 and --dft-workers > 0, got {subset} and {workers}")
     rows = getattr(args, "dft_rows", None)
+    lattice = getattr(args, "dft_lattice", 0) or 0
+    if lattice and lattice < 3:
+        raise SystemExit(f"--dft-lattice needs at least 3 points (or 0 for none), got {lattice}")
     out: dict[str, Any] = {"dft_subset": subset, "dft_workers": workers}
+    if lattice:
+        out["dft_lattice"] = lattice
     skip = [n.strip() for n in (getattr(args, "skip_stages", None) or "").split(",") if n.strip()]
     if skip:
         from smoacs_bench.evaluation.stages import stages

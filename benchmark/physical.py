@@ -179,13 +179,13 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
     its row's seeds, the row's number of seeds): draws are then computed in the order of their place in the row's
     pooled checks, so a batch stopped early has checked every (row, target) alike. Returns how many were
     computed."""
-    from smoacs_bench.evaluation.dft import DFTSettings, compute_gaps, get_engine
+    from smoacs_bench.evaluation.dft import compute_gaps, get_engine
     from smoacs_bench.evaluation.packing import read_text
     from smoacs_bench.evaluation.stages import _cache
     from smoacs_bench.evaluation.stages.base import RELAXED_ROWS
-    from smoacs_bench.evaluation.stages.dft import ON_PROPOSED, cell_of, choose, usable_rows
+    from smoacs_bench.evaluation.stages.dft import ON_PROPOSED, cell_of, choose, dft_settings, usable_rows
 
-    settings = DFTSettings()
+    settings = dft_settings(stage_options)
     if get_engine(settings.engine).unavailable():
         return 0
     engine = get_engine(settings.engine)

@@ -456,6 +456,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as err:
         return fail(_one_line(err))
+    except SystemExit as err:   # the judge options' one-line messages (benchmark.options)
+        if not isinstance(err.code, str):
+            raise
+        return fail(err.code.removeprefix("smoacs-bench: "))
     for key, what in (("table_md", "table"), ("plot", "plot"), ("report", "report"), ("chosen_md", "chosen")):
         if key in result.files:
             print(f"{what}: {result.files[key]}")

@@ -5,8 +5,10 @@ integration at a 70 Ha cutoff (SrTiO3 within 0.015 eV of PySCF's full cutoff, 5x
 k-mesh reduced by the cell's space-group symmetry (and time reversal), plus the eight time-reversal-invariant
 points of the cell (Γ, the face centres, edge centres and corner of the reciprocal cell: Γ, X, M, R of a cubic
 perovskite) non-self-consistently; Fermi smearing so that metals converge; restricted Kohn-Sham unless the
-electron count is odd. No DFT relaxation: the structure is used as given (the judge passes the CHGNet-relaxed
-cell). A failure (no basis or pseudopotential for an element, SCF not converged) is a result with its reason.
+electron count is odd. No DFT relaxation by default: the structure is used as given (the judge passes the
+CHGNet-relaxed cell); ``lattice_scan`` (``--dft-lattice N``) first scales the cell isotropically to the minimum of
+a parabola through N DFT total energies (a full relaxation for a cubic cell whose sites sit where forces vanish by
+symmetry, as SMOACS-relax's and the screening's are; a volume-only one otherwise). A failure (no basis or pseudopotential for an element, SCF not converged) is a result with its reason.
 Units: eV for gaps, Hartree (Ha) for PySCF's cutoff and smearing, seconds.
 """
 
@@ -43,12 +45,17 @@ class DFTSettings:
     max_cycle: int = 60
     conv_tol: float = 1e-7
     time_limit: float = 600.0   # s of wall time per calculation (in a worker process); 0: none. Not in the identity
+    lattice_scan: int = 0       # points of an isotropic lattice scan (DFT total energies) before the gap; 0: none
+    lattice_range: float = 0.04   # the scan's scales: 1 ± this (fraction of the lattice lengths)
 
     def identity(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("time_limit")
         if not self.multigrid:   # the settings before multigrid existed keep their cache keys
             out.pop("multigrid")
+        if not self.lattice_scan:   # nor do those before the lattice scan
+            out.pop("lattice_scan")
+            out.pop("lattice_range")
         return out
 
     def describe(self) -> str:
@@ -57,7 +64,10 @@ class DFTSettings:
             else ""
         return (f"{self.engine} periodic {self.xc.upper()}, {self.pseudo.upper()} pseudopotentials, {self.basis}, "
                 f"{cut}{', multigrid' if self.multigrid else ''}, Γ-centred {self.kmesh}x{self.kmesh}x{self.kmesh} mesh reduced by symmetry{extra}, Fermi "
-                f"smearing {self.smearing:g} Ha; the CHGNet-relaxed cell, no DFT relaxation")
+                f"smearing {self.smearing:g} Ha; " + (
+                    f"the CHGNet-relaxed cell scaled isotropically to the minimum of a parabola through "
+                    f"{self.lattice_scan} DFT energies within ±{100 * self.lattice_range:g} % (the DFT lattice)"
+                    if self.lattice_scan else "the CHGNet-relaxed cell, no DFT relaxation"))
 
 
 @dataclass
@@ -72,6 +82,7 @@ class DFTResult:
     reason: str = ""
     n_kpts: int = 0
     cycles: int = 0
+    scale: float = 1.0   # the lattice scan's scale of the cell's lengths (1: the cell as given)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,21 +128,61 @@ class PySCFEngine(DFTEngine):
 
     def band_gap(self, structure, settings: DFTSettings) -> DFTResult:
         t0 = time.perf_counter()
+        scale = 1.0
         try:
-            try:
-                out = self._run(structure, settings)
-            except RuntimeError as err:
-                if "crystal class" not in str(err):
-                    raise
-                # PySCF found symmetry operations it cannot classify (a cell a hair off its symmetry, e.g. a
-                # relaxed cubic cell): the full k-mesh, no reduction, about 5x the time
-                out = self._run(structure, settings, symmetry=False)
+            if settings.lattice_scan:
+                structure, scale = self._scan(structure, settings)
+            out = self._symmetric(self._run, structure, settings)
         except Exception as err:  # noqa: BLE001 - any failure of one calculation is a result with its reason
             out = DFTResult(reason=f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
         out.seconds = round(time.perf_counter() - t0, 2)
+        out.scale = round(float(scale), 5)
         return out
 
+    @staticmethod
+    def _symmetric(fn, structure, settings: DFTSettings):
+        try:
+            return fn(structure, settings)
+        except RuntimeError as err:
+            if "crystal class" not in str(err):
+                raise
+            # PySCF found symmetry operations it cannot classify (a cell a hair off its symmetry, e.g. a relaxed
+            # cubic cell): the full k-mesh, no reduction, about 5x the time
+            return fn(structure, settings, symmetry=False)
+
+    def _scan(self, structure, settings: DFTSettings):
+        """(the cell scaled to the DFT energy minimum, its scale): a parabola through ``lattice_scan`` total
+        energies at scales 1 ± ``lattice_range``; the lowest point's scale where the parabola has no minimum
+        inside the scan. A scan whose SCF does not converge raises (the calculation fails with that reason)."""
+        if settings.lattice_scan < 3:
+            raise ValueError(f"a lattice scan needs at least 3 points, got {settings.lattice_scan}")
+        scales = np.linspace(1 - settings.lattice_range, 1 + settings.lattice_range, settings.lattice_scan)
+        energies = []
+        for f in scales:
+            cell = structure.copy()
+            cell.scale_lattice(structure.volume * f ** 3)
+            mf = self._symmetric(self._energy, cell, settings)
+            if not mf.converged:
+                raise ValueError(f"lattice scan: SCF not converged at scale {f:.3f}")
+            energies.append(float(mf.e_tot))
+        a, b, _ = np.polyfit(scales, energies, 2)
+        best = -b / (2 * a) if a > 0 else math.nan
+        if not (scales[0] <= best <= scales[-1]):
+            best = float(scales[int(np.argmin(energies))])
+        cell = structure.copy()
+        cell.scale_lattice(structure.volume * best ** 3)
+        return cell, best
+
+    def _energy(self, structure, settings: DFTSettings, symmetry: bool = True):
+        """The converged mean-field object of one SCF (its ``e_tot`` in Ha per cell)."""
+        return self._scf(structure, settings, symmetry)[1]
+
     def _run(self, structure, settings: DFTSettings, symmetry: bool = True) -> DFTResult:
+        cell, mf, n_kpts, odd = self._scf(structure, settings, symmetry)
+        return self._gap(cell, mf, n_kpts, odd, settings)
+
+    def _scf(self, structure, settings: DFTSettings, symmetry: bool = True):
+        """(cell, converged mean-field object, irreducible k-points, odd electron count) of one SCF."""
         from pyscf import lib
         from pyscf.pbc import dft, gto
 
@@ -178,6 +229,10 @@ class PySCFEngine(DFTEngine):
         if settings.smearing:
             mf = mf.smearing(sigma=settings.smearing, method="fermi")
         mf.kernel()
+        return cell, mf, n_kpts, odd
+
+    @staticmethod
+    def _gap(cell, mf, n_kpts: int, odd: bool, settings: DFTSettings) -> DFTResult:
         energies = _per_k(mf.mo_energy, odd)            # [spin][k] arrays (Ha)
         if settings.high_symmetry:
             frac = np.array(list(itertools.product((0.0, 0.5), repeat=3)))

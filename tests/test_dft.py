@@ -18,8 +18,7 @@ SI_TINY_GAP = 2.4826   # eV
 SI_TINY_DIRECT = 2.8348
 
 
-def _si() -> Structure:
-    a = 5.43
+def _si(a: float = 5.43) -> Structure:
     return Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Si", "Si"],
                      [[0, 0, 0], [0.25, 0.25, 0.25]])
 
@@ -30,6 +29,21 @@ def test_a_tiny_silicon_calculation_reproduces_its_stored_gap():
     assert res.band_gap == pytest.approx(SI_TINY_GAP, abs=2e-3)
     assert res.direct_gap == pytest.approx(SI_TINY_DIRECT, abs=2e-3)
     assert res.n_kpts == 3   # 8 points of the 2x2x2 mesh reduced by the diamond structure's symmetry
+
+
+def test_the_lattice_scan_finds_the_dft_lattice_constant_and_computes_the_gap_there():
+    from dataclasses import replace
+
+    scan = replace(TINY, lattice_scan=3, lattice_range=0.04)
+    assert scan.identity()["lattice_scan"] == 3 and "lattice_scan" not in TINY.identity()   # old cache keys stay
+    (res,) = compute_gaps([_si(5.75)], scan)
+    # at this coarse setting Si's total energy is lowest near a = 5.80 Å (5.6 / 5.8 / 6.0 Å: -7.7240 / -7.7279 /
+    # -7.7243 Ha): the parabola through 5.52, 5.75 and 5.98 Å puts it inside the scan
+    assert res.converged and res.reason == "" and 1.0 < res.scale < 1.02
+    assert 5.75 * res.scale == pytest.approx(5.79, abs=0.03)
+    (direct,) = compute_gaps([_si(5.75 * res.scale)], TINY)    # the gap is the scaled cell's
+    assert res.band_gap == pytest.approx(direct.band_gap, abs=2e-3) and direct.scale == 1.0
+    assert "DFT energies within ±4 %" in scan.describe()
 
 
 def test_a_calculation_past_its_time_limit_is_stopped_with_its_reason():

@@ -192,6 +192,8 @@ def test_per_method_samples_seeds_and_options(tmp_path):
     (["--seeds", "tpe=x"], "METHOD=N pairs"),
     (["--param", "selection=best"], "METHOD:KEY=VALUE"),
     (["--seeds", "0"], "seed 0 alone: '0,'"),
+    (["--dft-lattice", "2"], "--dft-lattice needs at least 3 points"),
+    (["--skip-stages", "hull,nope"], "--skip-stages: unknown stage nope"),
 ])
 def test_per_method_argument_errors_are_one_line(capsys, tmp_path, argv, message):
     assert cmd_reproduce(_parse(["table3", *argv, "--out", str(tmp_path / "x")])) == 1

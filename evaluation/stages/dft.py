@@ -30,6 +30,13 @@ CALIBRATION_ENV = "SMOACS_DFT_CALIBRATION"
 CALIBRATION = Path(__file__).resolve().parents[2] / "results" / "dft_calibration" / "correction.json"
 
 
+def dft_settings(options: dict | None = None):
+    """The engine's settings for these run options: the defaults, with ``dft_lattice`` points of a lattice scan."""
+    from smoacs_bench.evaluation.dft import DFTSettings
+
+    return DFTSettings(lattice_scan=int((options or {}).get("dft_lattice") or 0))
+
+
 def calibration() -> dict | None:
     """The engine's correction (slope, intercept, loo_mae in eV, the settings it was fitted with), or None."""
     path = Path(os.environ.get(CALIBRATION_ENV) or CALIBRATION)
@@ -59,7 +66,7 @@ class DFTStage(Stage):
     order = 60
     revision = 1   # 1: a metal stays a metal under the correction
     requires = ("relaxation",)
-    option_keys = ("dft_subset",)
+    option_keys = ("dft_subset", "dft_lattice")
     columns = (
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
@@ -86,7 +93,6 @@ class DFTStage(Stage):
                 "calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
 
     def describe(self, options: dict | None = None) -> str:
-        from smoacs_bench.evaluation.dft import DFTSettings
 
         cal = calibration()
         corr = ("uncalibrated (no results/dft_calibration/correction.json): the raw gap, window ± margin"
@@ -95,15 +101,15 @@ class DFTStage(Stage):
                 f"MP's PBE gaps, results/dft_calibration)")
         k = int((options or {}).get("dft_subset") or 0)
         drawn = f"{k} per run, successes first ({' > '.join(POOLS)}); " if k else ""
-        return f"{drawn}{DFTSettings().describe()}; {corr}"
+        return f"{drawn}{dft_settings(options).describe()}; {corr}"
 
     def compute(self, batch: StageInput) -> pd.DataFrame:
-        from smoacs_bench.evaluation.dft import DFTSettings, get_engine
+        from smoacs_bench.evaluation.dft import get_engine
 
         k = int(batch.options.get("dft_subset") or 0)
         if k <= 0:
             raise StageUnavailable("not asked for (--dft-subset 0)")
-        settings = DFTSettings()
+        settings = dft_settings(batch.options)
         why = get_engine(settings.engine).unavailable()
         if why:
             raise StageUnavailable(why)

@@ -113,15 +113,16 @@ def distinct_flags() -> dict[str, str]:
 
 
 def identity(options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every stage's settings, the run options it reads, its revision and its columns, keyed by its name: what a
-    run folder's stage columns were computed with (a change to any re-computes them)."""
+    """Every stage's settings, the run options it reads (those given: an option a stage gained later leaves the
+    identities computed before it as they were), its revision and its columns, keyed by its name: what a run
+    folder's stage columns were computed with (a change to any re-computes them)."""
     options = options or {}
 
     def plain(value: Any) -> Any:   # a settings object (RelaxSettings, ...) by its identity
         return value.identity() if hasattr(value, "identity") else value
 
     skipped = set(options.get(SKIP) or ())
-    return {s.name: {**s.settings(), **{k: plain(options.get(k)) for k in s.option_keys},
+    return {s.name: {**s.settings(), **{k: plain(options[k]) for k in s.option_keys if options.get(k) is not None},
                      **({"revision": s.revision} if s.revision else {}),
                      **({"skipped": True} if s.name in skipped else {}),
                      "columns": [c.name for c in s.columns]} for s in stages()}
