@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import io
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ class BatchedCHGNet:
 
     name = "chgnet"
 
-    def __init__(self, model: Any = None, batch_size: int = 16):
+    def __init__(self, model: Any = None, batch_size: int = 16, device: str = "cpu"):
         try:
             from chgnet.model import CHGNet
         except ImportError as err:
@@ -83,7 +84,8 @@ class BatchedCHGNet:
         if model is None:
             with contextlib.redirect_stdout(io.StringIO()):   # CHGNet announces itself on stdout
                 model = CHGNet.load(model_name="0.3.0", verbose=False)
-        self.model = model
+        self.device = device
+        self.model = model.to(device) if device != "cpu" else model
         self.model.eval()
         self.batch_size = batch_size
         self.version = getattr(self.model, "version", None) or "0.3.0"
@@ -99,20 +101,23 @@ class BatchedCHGNet:
         from chgnet.model.model import BatchedGraph
 
         m = self.model
-        graphs = [m.graph_converter(s) for s in structures]
+        graphs = [m.graph_converter(s) for s in structures]   # built on the CPU by CHGNet's converter
+        if self.device != "cpu":
+            graphs = [g.to(self.device) for g in graphs]
         bg = BatchedGraph.from_graphs(graphs, bond_basis_expansion=m.bond_basis_expansion,
                                       angle_basis_expansion=m.angle_basis_expansion, compute_stress=True)
         pred = m._compute(bg, compute_force=False, compute_stress=False)
-        n_atoms = torch.tensor([len(s) for s in structures], dtype=pred["e"].dtype)
+        n_atoms = torch.tensor([len(s) for s in structures], dtype=pred["e"].dtype, device=pred["e"].device)
         per_atom = pred["e"]
         total = (per_atom * n_atoms).sum() if m.is_intensive else per_atom.sum()
         grads = torch.autograd.grad(total, [*bg.atom_positions, *bg.strains])
         k = len(structures)
         comp = m.composition_model(graphs) if m.composition_model is not None else 0.0
-        energies = ((per_atom if m.is_intensive else per_atom / n_atoms) + comp).detach().double() * n_atoms
-        forces = [-g.detach().double().numpy() for g in grads[:k]]
-        stresses = [(g.detach().double() / v.detach().double()).numpy() for g, v in zip(grads[k:], bg.volumes,
-                                                                                       strict=True)]
+        energies = (((per_atom if m.is_intensive else per_atom / n_atoms) + comp).detach().double()
+                    * n_atoms.double()).cpu()
+        forces = [-g.detach().double().cpu().numpy() for g in grads[:k]]
+        stresses = [(g.detach().double() / v.detach().double()).cpu().numpy()
+                    for g, v in zip(grads[k:], bg.volumes, strict=True)]
         return [float(e) for e in energies], forces, stresses
 
     def efs(self, structures: Sequence[Structure]) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
@@ -166,7 +171,7 @@ def _factory(target: str) -> Callable[[], Any]:
         raise RelaxerUnavailable(f"relaxer {target!r}: cannot import {module}:{attr} ({err})") from None
 
 
-_LOADED: dict[tuple[str, int], Any] = {}
+_LOADED: dict[tuple[str, int, str], Any] = {}
 
 
 def check_relaxer(name: str) -> None:
@@ -185,19 +190,30 @@ def check_relaxer(name: str) -> None:
         raise RelaxerUnavailable(f"unknown relaxer {name!r}: use chgnet, sevenn, matgl:<model> or module:factory")
 
 
-def load_relaxer(name: str = "chgnet", batch_size: int = 16):
+DEVICE_ENV = "SMOACS_RELAX_DEVICE"   # where CHGNet and SevenNet run (default cpu); not part of any result's identity
+
+
+def relax_device() -> str:
+    """The relaxers' torch device: ``$SMOACS_RELAX_DEVICE`` (e.g. ``cuda``), else ``cpu``."""
+    return os.environ.get(DEVICE_ENV, "").strip() or "cpu"
+
+
+def load_relaxer(name: str = "chgnet", batch_size: int = 16, device: str | None = None):
     """The potential called ``name``: ``chgnet`` (batched), ``sevenn`` (SevenNet-0), ``matgl:<model name or
-    folder>`` (a matgl potential; by name it downloads, which needs internet) or ``module:factory``."""
+    folder>`` (a matgl potential; by name it downloads, which needs internet) or ``module:factory``. ``device``
+    (default :func:`relax_device`) is where CHGNet and SevenNet run; the same numbers to float precision, so
+    caches do not depend on it."""
+    device = device or relax_device()
     if name == "chgnet":
-        if ("chgnet", batch_size) not in _LOADED:   # one model per process
-            _LOADED[("chgnet", batch_size)] = BatchedCHGNet(batch_size=batch_size)
-        return _LOADED[("chgnet", batch_size)]
+        if ("chgnet", batch_size, device) not in _LOADED:   # one model per process and device
+            _LOADED[("chgnet", batch_size, device)] = BatchedCHGNet(batch_size=batch_size, device=device)
+        return _LOADED[("chgnet", batch_size, device)]
     if name == "sevenn":
         try:
             from sevenn.calculator import SevenNetCalculator
         except ImportError:
             raise RelaxerUnavailable("the relaxer 'sevenn' needs the sevenn package: pip install sevenn") from None
-        return SerialASE(name, SevenNetCalculator("7net-0", device="cpu"))
+        return SerialASE(name, SevenNetCalculator("7net-0", device=device))
     if name.startswith("matgl:"):
         try:
             import matgl

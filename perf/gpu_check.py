@@ -10,12 +10,11 @@ Parts, each in try/except with its own time cap (a part that fails or runs out o
    is a little longer than the plain run's). The same 256 x 200 on the CPU for the GPU/CPU ratio (2,048 on the
    CPU only if the budget allows).
 2. SMOACS-relax (``get_method("smoacs-relax")``) small (32 x 20) with ``device="cuda"``: the predictors run on
-   CUDA, CHGNet (``evaluation.relax.BatchedCHGNet`` takes no device) on the CPU.
+   CUDA, CHGNet on the CPU (the relaxers' device is ``$SMOACS_RELAX_DEVICE``, default cpu).
 3. The relaxation stage (CHGNet 0.3.0, FIRE on a FrechetCellFilter, fmax 0.05, <= 300 steps) of the 256 (and,
    if time allows, 2,048) GPU proposals: ``evaluation.relax_runs.run_relaxations`` with one process per core (the
-   stage's ``--relax-workers``) and one-process ``evaluation.relax.relax``; both on the CPU, since the library's
-   CHGNet relaxer has no device argument. A script-side subclass that runs the CHGNet call on CUDA is timed on a
-   small subset as a probe (not library code).
+   stage's ``--relax-workers``) and one-process ``evaluation.relax.relax`` on the CPU, and the same with CHGNet on
+   CUDA (``BatchedCHGNet(device="cuda")``, what ``SMOACS_RELAX_DEVICE=cuda`` selects) on a subset.
 4. BatchTPE's predictor calls: ``predict_structures`` of both MEGNet predictors (as ``tpe.lockstep`` calls them)
    and the bare forward pass on 32 / 256 / 2,048 five-site perovskites, CUDA vs CPU.
 
@@ -595,7 +594,7 @@ def main() -> int:
                 wall = time.perf_counter() - t
             conv = sum(bool(r["converged"]) for r in out.values())
             steps_ = sorted(int(r["steps"]) for r in out.values())
-            return {"status": "ok", "n": n, "device": "cpu (BatchedCHGNet has no device argument)",
+            return {"status": "ok", "n": n, "device": "cpu (SMOACS_RELAX_DEVICE unset)",
                     "path": f"evaluation.relax_runs.run_relaxations, {workers} spawn workers, chunks of 8, 1 torch thread each",
                     "wall_s": round(wall, 1), "s_per_structure": round(wall / n, 3), "converged": conv,
                     "median_fire_steps": steps_[len(steps_) // 2] if steps_ else None,
@@ -620,7 +619,7 @@ def main() -> int:
             calls = sum(o.steps + 1 for o in out)
             return {"status": "ok", "n": len(structures), "device": device, "torch_threads": torch.get_num_threads(),
                     "path": "evaluation.relax.relax (one process, lockstep batches of 16)" + (
-                        "; CHGNet call on CUDA by a script-side subclass of BatchedCHGNet (probe, not library code)"
+                        "; CHGNet call on CUDA (BatchedCHGNet(device=...), SMOACS_RELAX_DEVICE)"
                         if device != "cpu" else ""),
                     "wall_s": round(wall, 1), "s_per_structure": round(wall / max(len(structures), 1), 3),
                     "ms_per_structure_step": round(1e3 * wall / max(calls, 1), 2),
@@ -687,47 +686,15 @@ def main() -> int:
 
 
 def _cuda_chgnet(base, device: str):
-    """A BatchedCHGNet whose model call runs on ``device`` (a copy of the loaded model); graphs are still built on
-    the CPU by CHGNet's converter. ``cpu-subclass`` runs the same code on the CPU (to test it without CUDA)."""
+    """A BatchedCHGNet on ``device`` (the library's device option, a copy of the loaded model); graphs are still
+    built on the CPU by CHGNet's converter. ``cpu-subclass`` runs the same path on the CPU (to test it without
+    CUDA)."""
     import copy
-
-    import torch
-    from chgnet.model.model import BatchedGraph
 
     from smoacs_bench.evaluation.relax import BatchedCHGNet
 
-    dev = torch.device("cpu" if device == "cpu-subclass" else device)
-
-    class DeviceCHGNet(BatchedCHGNet):
-        name = f"chgnet-{dev}"
-
-        def __init__(self):
-            self.model = copy.deepcopy(base.model).to(dev)
-            self.model.eval()
-            self.batch_size = base.batch_size
-            self.version = base.version
-
-        def _compute(self, structures):
-            m = self.model
-            graphs = [m.graph_converter(s).to(str(dev)) for s in structures]
-            bg = BatchedGraph.from_graphs(graphs, bond_basis_expansion=m.bond_basis_expansion,
-                                          angle_basis_expansion=m.angle_basis_expansion, compute_stress=True)
-            pred = m._compute(bg, compute_force=False, compute_stress=False)
-            n_atoms = torch.tensor([len(s) for s in structures], dtype=pred["e"].dtype, device=dev)
-            per_atom = pred["e"]
-            total = (per_atom * n_atoms).sum() if m.is_intensive else per_atom.sum()
-            grads = torch.autograd.grad(total, [*bg.atom_positions, *bg.strains])
-            k = len(structures)
-            comp = m.composition_model(graphs) if m.composition_model is not None else 0.0
-            energies = (((per_atom if m.is_intensive else per_atom / n_atoms) + comp).detach().double()
-                        * n_atoms.double()).cpu()
-            forces = [-g.detach().double().cpu().numpy() for g in grads[:k]]
-            stresses = [(g.detach().double() / v.detach().double()).cpu().numpy()
-                        for g, v in zip(grads[k:], bg.volumes, strict=True)]
-            return [float(e) for e in energies], forces, stresses
-
-    return DeviceCHGNet()
-
+    return BatchedCHGNet(copy.deepcopy(base.model), batch_size=base.batch_size,
+                         device="cpu" if device == "cpu-subclass" else device)
 
 if __name__ == "__main__":
     sys.exit(main())
