@@ -154,6 +154,10 @@ def match_perovskite(frac_coords: np.ndarray, cell: PerovskiteCell, n_references
     frac = np.asarray(frac_coords, dtype=float)
     if len(frac) != cell.n_sites:
         raise ValueError(f"{len(frac)} sites, a {cell.n}x{cell.n}x{cell.n} perovskite has {cell.n_sites}")
+    if cell.n == 1:
+        near = _match_near_ideal(frac, cell)
+        if near is not None:
+            return near
     ideal = cell.frac_coords
     n = len(frac)
     refs = np.arange(n) if n <= 10 else np.unique(np.linspace(0, n - 1, n_references).astype(int))
@@ -174,6 +178,25 @@ def match_perovskite(frac_coords: np.ndarray, cell: PerovskiteCell, n_references
     max_dev = float(periodic_deviation(frac + t, ideal[order]).max())
     roles = tuple(cell.roles[j] for j in order)
     return PerovskiteMatch(order, roles, (t + 0.5) % 1.0 - 0.5, float(max_dev))
+
+
+def _match_near_ideal(frac: np.ndarray, cell: PerovskiteCell) -> PerovskiteMatch | None:
+    """The match of a 5-site cell whose sites, as given, lie within 1/8 (periodic, per coordinate, after centring)
+    of distinct ideal positions; None otherwise (the general search decides).
+
+    Then that assignment, centred, is the unique minimax optimum the general search finds: no translation but 0
+    maps the five ideal positions onto themselves, so under any other assignment two sites need shifts that differ
+    by 1/2 in some coordinate, and one of them deviates by at least 1/4 - 1/8. The same result to float rounding,
+    without the 25 candidate translations (TPE matches every trial)."""
+    order = snap_assignment(frac, 1)
+    if order is None:
+        return None
+    ideal = cell.frac_coords[order]
+    t = _centre(frac, ideal, np.zeros(3))
+    max_dev = float(periodic_deviation(frac + t, ideal).max())
+    if max_dev >= 0.125 - 1e-9:
+        return None
+    return PerovskiteMatch(order, tuple(cell.roles[j] for j in order), (t + 0.5) % 1.0 - 0.5, max_dev)
 
 
 def match_sites(structure: Structure, cell: PerovskiteCell) -> tuple[np.ndarray, float]:

@@ -70,3 +70,26 @@ def test_a_shuffled_shifted_distorted_supercell_is_matched_to_its_planted_roles(
     frac[0] = frac[1] + 0.5 / 3
     m2 = match_perovskite(frac, cell)
     assert len(set(m2.ideal_index)) == cell.n_sites and m2.max_dev > 0.05
+
+
+def test_the_near_ideal_shortcut_gives_the_general_searchs_match(monkeypatch):
+    """5-site cells within 1/8 of their ideal sites skip the 25 candidate translations: same sites, roles,
+    deviation and translation as the general search, over site orders, shifts and displacement sizes."""
+    from smoacs_bench.data import perovskite as P
+
+    cell = PerovskiteCell(1)
+    rng = np.random.default_rng(0)
+    cases = []
+    for k in range(600):
+        frac = (cell.frac_coords[rng.permutation(5)] + rng.normal(0, (0.02, 0.06, 0.1, 0.3)[k % 4], (5, 3))
+                + (rng.normal(0, 0.05, 3) if k % 3 == 0 else 0)) % 1.0
+        cases.append((frac, P._match_near_ideal(frac, cell) is not None, P.match_perovskite(frac, cell)))
+    monkeypatch.setattr(P, "_match_near_ideal", lambda frac, cell: None)
+    took = 0
+    for frac, fast, m in cases:
+        g = P.match_perovskite(frac, cell)
+        assert (m.ideal_index == g.ideal_index).all() and m.roles == g.roles
+        assert m.max_dev == pytest.approx(g.max_dev, abs=1e-12)
+        assert np.abs((m.translation - g.translation + 0.5) % 1 - 0.5).max() < 1e-12
+        took += fast
+    assert 150 < took < 550   # both paths were exercised
