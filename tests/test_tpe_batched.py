@@ -101,6 +101,35 @@ def test_split_is_optunas(study):
     assert np.flatnonzero(below_mask(_history(study), 0.1)).tolist() == sorted(t.number for t in below)
 
 
+def test_split_is_optunas_on_fronts_with_ties_that_need_hypervolume_tie_breaks():
+    """Objectives like TPE's here (a clipped gap loss with a plateau at 0, E_f, two 0/1 flags): many equal and
+    mutually non-dominated trials, so the overflowing front goes to HSSP; the cached tie-break is Optuna's."""
+    from types import SimpleNamespace
+
+    from optuna.samplers._tpe.sampler import _split_complete_trials_multi_objective
+    from optuna.study import StudyDirection
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    rng = np.random.default_rng(1)
+    tied = 0
+    for n in (12, 30, 57, 120, 200):
+        for _ in range(6):
+            values = np.column_stack([np.maximum(0, rng.normal(0.1, 0.3, n)).round(2), rng.normal(-1, 0.5, n).round(1),
+                                      rng.integers(0, 2, n), rng.integers(0, 2, n)]).astype(float)
+            h = History(4)
+            for v in values:
+                h.add({}, v)
+            rows = [SimpleNamespace(values=v, index=i) for i, v in enumerate(values)]
+            k = math.ceil(0.1 * n)
+            below, _ = _split_complete_trials_multi_objective(
+                rows, SimpleNamespace(directions=[StudyDirection.MINIMIZE] * 4), k)
+            assert np.flatnonzero(below_mask(h, 0.1)).tolist() == sorted(r.index for r in below)
+            assert np.flatnonzero(below_mask(h, 0.1)).tolist() == sorted(r.index for r in below)   # cached
+            ranks = _fast_non_domination_rank(values, n_below=k)
+            tied += int((ranks <= np.sort(ranks)[k - 1]).sum() > k)
+    assert tied >= 5   # the HSSP tie-break was exercised
+
+
 def test_default_weights_are_optunas():
     from optuna.samplers._tpe.sampler import default_weights as optuna_weights
 

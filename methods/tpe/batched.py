@@ -24,16 +24,17 @@ handled (:func:`supported`); other spaces use Optuna's sampler.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from optuna._hypervolume.hssp import _solve_hssp
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
-from optuna.samplers._tpe.sampler import _split_complete_trials_multi_objective
-from optuna.study import StudyDirection
+from optuna.samplers._tpe.sampler import _get_reference_point
+from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import FrozenTrial
 from scipy.special import ndtr, ndtri
 
@@ -109,15 +110,38 @@ class History:
 
 
 def below_mask(history: History, gamma: float) -> np.ndarray:
-    """(n,) bool: the trials Optuna's multi-objective TPE puts in "below" (its own split function)."""
+    """(n,) bool: the trials Optuna's multi-objective TPE puts in "below": Optuna's split
+    (``_split_complete_trials_multi_objective``: whole non-domination fronts, then hypervolume subset selection on
+    the front that overflows) on the minimised values, with Optuna's own functions. Optuna caches only its last
+    HSSP; a lockstep group interleaves its studies, so the tie-breaks are cached here for many (a study's
+    overflowing front often stays the same for several rounds)."""
     n = history.n
     k = min(n_below(gamma, n), n)
-    rows = [SimpleNamespace(values=history.values[i], index=i) for i in range(n)]
-    study = SimpleNamespace(directions=[StudyDirection.MINIMIZE] * history.n_objectives)
-    below, _ = _split_complete_trials_multi_objective(rows, study, k)
     mask = np.zeros(n, dtype=bool)
-    mask[[r.index for r in below]] = True
+    if k == 0:
+        return mask
+    if k == n:
+        mask[:] = True
+        return mask
+    lvals = np.array(history.values[:n], dtype=float)
+    ranks = _fast_non_domination_rank(lvals, n_below=k)
+    values, counts = np.unique(ranks, return_counts=True)
+    last = int(np.max(values[np.cumsum(counts) <= k], initial=-1))
+    mask[ranks <= last] = True
+    short = k - int(mask.sum())
+    if short > 0:   # the next front overflows: Optuna's hypervolume subset selection picks among it
+        tie = np.flatnonzero(ranks == last + 1)
+        front = lvals[tie]
+        chosen = _hssp(tuple(front.ravel()), tuple(tie), short, tuple(_get_reference_point(front)))
+        mask[np.asarray(chosen, dtype=int)] = True
     return mask
+
+
+@functools.lru_cache(maxsize=4096)
+def _hssp(front: tuple[float, ...], indices: tuple[int, ...], size: int, ref: tuple[float, ...]) -> np.ndarray:
+    """Optuna's ``_solve_hssp`` on a front (flattened values), its trial indices, the subset size and the reference
+    point, as Optuna's ``_solve_hssp_with_cache`` calls it (a deterministic function of these arguments)."""
+    return _solve_hssp(np.reshape(front, (len(indices), len(ref))), np.array(indices), size, np.array(ref))
 
 
 # ---------------------------------------------------------------------------------------------------------
