@@ -93,7 +93,6 @@ class DFTStage(Stage):
                 "calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
 
     def describe(self, options: dict | None = None) -> str:
-
         cal = calibration()
         corr = ("uncalibrated (no results/dft_calibration/correction.json): the raw gap, window ± margin"
                 if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE + {cal['intercept']:+.3f} eV, window "
