@@ -115,6 +115,7 @@ TPE_N = MethodRun("tpe-n", tuned_as="tpe")   # TPE(/N) takes TPE's tuned setting
 # pass rate of every judge stage on real crystals
 REFERENCE_MP = MethodRun("reference", (("dataset", "mp20-abx3"),), variant="reference-mp")
 RELAX_MAIN = "smoacs-relax-all"   # the full method's row tag (--methods smoacs-relax-all picks it alone)
+_OWN = "not in the paper: this project's own method"
 
 
 def _main_runs() -> tuple[MethodRun, ...]:
@@ -147,7 +148,7 @@ def _appendix_runs() -> tuple[MethodRun, ...]:
         MethodRun("screening"),
         MethodRun("reference"),
         REFERENCE_MP,
-        MethodRun("smoacs-relax", variant=RELAX_MAIN, note="not in the paper: this project's own method"),
+        MethodRun("smoacs-relax", variant=RELAX_MAIN, note=_OWN),
     )
 
 
@@ -393,7 +394,6 @@ def _relax_v2_runs() -> tuple[MethodRun, ...]:
     )
 
 
-_OWN = "not in the paper: this project's own method"
 # paired.csv: SMOACS-relax against every other row, on own-judge success and on success after relaxation
 _AGAINST_MAIN: dict[str, Any] = {"compare_against": RELAX_MAIN,
                                   "compare_columns": ("success", SUCCESS_RELAXED, SUN)}

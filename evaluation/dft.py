@@ -8,7 +8,8 @@ perovskite) non-self-consistently; Fermi smearing so that metals converge; restr
 electron count is odd. No DFT relaxation by default: the structure is used as given (the judge passes the
 CHGNet-relaxed cell); ``lattice_scan`` (``--dft-lattice N``) first scales the cell isotropically to the minimum of
 a parabola through N DFT total energies (a full relaxation for a cubic cell whose sites sit where forces vanish by
-symmetry, as SMOACS-relax's and the screening's are; a volume-only one otherwise). A failure (no basis or pseudopotential for an element, SCF not converged) is a result with its reason.
+symmetry, as SMOACS-relax's and the screening's are; a volume-only one otherwise). A failure (no basis or
+pseudopotential for an element, SCF not converged) is a result with its reason.
 Units: eV for gaps, Hartree (Ha) for PySCF's cutoff and smearing, seconds.
 """
 
@@ -161,7 +162,7 @@ class PySCFEngine(DFTEngine):
         for f in scales:
             cell = structure.copy()
             cell.scale_lattice(structure.volume * f ** 3)
-            mf = self._symmetric(self._energy, cell, settings)
+            mf = self._symmetric(self._scf, cell, settings)[1]
             if not mf.converged:
                 raise ValueError(f"lattice scan: SCF not converged at scale {f:.3f}")
             energies.append(float(mf.e_tot))
@@ -172,10 +173,6 @@ class PySCFEngine(DFTEngine):
         cell = structure.copy()
         cell.scale_lattice(structure.volume * best ** 3)
         return cell, best
-
-    def _energy(self, structure, settings: DFTSettings, symmetry: bool = True):
-        """The converged mean-field object of one SCF (its ``e_tot`` in Ha per cell)."""
-        return self._scf(structure, settings, symmetry)[1]
 
     def _run(self, structure, settings: DFTSettings, symmetry: bool = True) -> DFTResult:
         cell, mf, n_kpts, odd = self._scf(structure, settings, symmetry)
