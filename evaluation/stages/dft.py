@@ -1,7 +1,8 @@
 """DFT verification: the PBE band gap of a seeded few of each run's successes (``--dft-subset k``).
 
 Which proposals: k drawn with a fixed seed among the successes after relaxation; where a run has fewer, the rest
-among the relaxed proposals that are own-judge successes, then the own-judge successes as proposed, then (a run
+among the relaxed proposals that are own-judge successes ("relaxed": the judge kept a relaxed cell; a relaxation
+that failed keeps none), then the own-judge successes as proposed, then (a run
 with too few successes, such as the reference crystals) the relaxed proposals, then all it proposed; never a
 proposal with an element the engine has no basis for (``dft_pool`` says which pool each came from, ``dft_on``
 which cell was computed: "relaxed" = CHGNet's, or "proposed"). Engine and settings:
@@ -23,7 +24,7 @@ import pandas as pd
 
 from . import _cache
 from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
-from .relaxation import SUCCESS_RELAXED
+from .relaxation import ENERGY_FINAL, SUCCESS_RELAXED
 
 SEED = 0
 CALIBRATION_ENV = "SMOACS_DFT_CALIBRATION"
@@ -64,7 +65,7 @@ PROPOSED_POOLS = ("own-judge successes", "proposals")
 class DFTStage(Stage):
     name = "dft"
     order = 60
-    revision = 1   # 1: a metal stays a metal under the correction
+    revision = 2   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell
     requires = ("relaxation",)
     option_keys = ("dft_subset", "dft_lattice")
     columns = (
@@ -163,7 +164,7 @@ def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> l
     """``k`` rows to check as (row, pool) in the order drawn: a seeded permutation of the first of :data:`POOLS`,
     then of the next for the rows still missing, and so on (successes first; fewer draws are a prefix of more).
     ``usable`` (bool per row): rows the engine can compute (elements with a basis); the others are never drawn."""
-    relaxed, own = _flag(samples, RELAXED_ROWS), _flag(samples, "success")
+    relaxed, own = has_relaxed_cell(samples), _flag(samples, "success")
     ok = np.ones(len(samples), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
     masks = {POOLS[0]: relaxed & _flag(samples, SUCCESS_RELAXED), POOLS[1]: relaxed & own, POOLS[2]: own,
              POOLS[3]: relaxed, POOLS[4]: np.ones(len(samples), dtype=bool)}
@@ -177,6 +178,13 @@ def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> l
             out.append((int(i), name))
             taken.add(int(i))
     return out
+
+
+def has_relaxed_cell(samples: pd.DataFrame) -> np.ndarray:
+    """Per row, whether the judge relaxed it and kept a relaxed cell (a relaxation that failed, e.g. CHGNet
+    refusing an isolated atom at step 0, keeps none: such a row is drawn, if at all, on its proposed cell)."""
+    energy = pd.to_numeric(samples.get(ENERGY_FINAL, pd.Series(np.nan, index=samples.index)), errors="coerce")
+    return _flag(samples, RELAXED_ROWS) & np.isfinite(energy.to_numpy(dtype=float))
 
 
 def usable_rows(samples: pd.DataFrame, engine) -> np.ndarray:
