@@ -21,6 +21,21 @@ def test_method_contract(name):
 
 
 @pytest.mark.usefixtures("model_dir")
+@pytest.mark.parametrize("tag", ["tpe-relax", "random-relax"])
+def test_relaxed_cell_rows_pass_the_contract(tag):
+    """relax3's TPE-relax and Random-relax rows (a registered method with options) pass the same contract."""
+    from smoacs_bench.benchmark.experiments import TABLES
+    from smoacs_bench.methods.contract import small_options
+
+    row = next(r for r in TABLES["relax3"].runs if r.tag == tag)
+    cls = get_method_class(row.method)
+    options = small_options(cls, 2) | row.config() | {"group_size": 3}
+    props = check_method(cls, options=options)
+    assert all(p.structure is not None for p in props)
+    assert cls(**options).label.endswith("SMOACS space, relaxed cells)")
+
+
+@pytest.mark.usefixtures("model_dir")
 @pytest.mark.parametrize("name", ["smoacs", "tpe", "ftcp", "reference", "screening"])
 def test_failed_samples_carry_a_reason(name):
     check_failures_carry_reasons(get_method_class(name))

@@ -384,13 +384,33 @@ def test_relaxed_cells_score_and_propose_the_relaxed_ideal_cell(tmp_path, name):
                                   "group_size": 4})
     samples = pd.read_csv(folder / "samples.csv")
     assert len(samples) == 4 and samples["neutral"].all()
+    # the proposal is the very cell the trial was scored on: the judge's predictions are the method's own
+    assert "own_band_gap" not in samples or (samples["own_band_gap"] - samples["band_gap"]).abs().max() < 0.05
     crystals = [read_structure(folder / f)[0] for f in samples["file"]]
     again = relax_cell(crystals, RelaxSettings())
     for c, o in zip(crystals, again, strict=True):
         assert o.final is not None and abs(o.final.lattice.a - c.lattice.a) < 2e-3 * c.lattice.a   # already relaxed
         assert c.lattice.a != pytest.approx(4.0)
     assert 0 < len(lockstep._CELLS) <= 4 * 6   # one relaxation per composition
+    for c in crystals:   # the ideal sites, whatever offsets the start had: only the composition is searched
+        assert np.allclose(np.sort(c.frac_coords.ravel() % 1.0 * 2) % 1.0, 0.0, atol=1e-6)
     label = tpe(name, space="smoacs", relax_cells=True).label
     assert label.endswith("(MEGNet, SMOACS space, relaxed cells)")
     with pytest.raises(ValueError, match="relax_cells needs space=smoacs"):
         tpe(name, relax_cells=True)
+
+
+def test_a_composition_only_space_holds_the_geometry():
+    """TPE-relax's space (#40): the pattern and the elements are sampled; the lattice and the offsets are held."""
+    from smoacs_bench.data.elements import SYMBOLS
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.methods.tpe.space import composition_space, perovskite_space, smoacs_space
+
+    task = get_task("perovskite", 1.5, 0.04)
+    allowed = np.ones(len(SYMBOLS), dtype=bool)
+    full = smoacs_space(perovskite_space(task, allowed), task.cell.patterns, allowed)
+    comp = composition_space(full)
+    assert set(comp.distributions) == {"pattern"} and {"a", "x0"} <= set(full.distributions)
+    params = {"pattern": 0} | {f"el{i}_p0": ch[0] for i, ch in enumerate(comp.site_choices[0])}
+    s = comp.structure(params)
+    assert s.lattice.abc == pytest.approx((4.0, 4.0, 4.0)) and np.allclose(s.frac_coords, full.ideal % 1.0)

@@ -180,12 +180,17 @@ _CELLS: dict[tuple[str, ...], Structure | None] = {}   # species in site order -
 
 
 def relaxed_cells(structures: list[Structure | None], timings: dict) -> list[Structure | None]:
-    """Each ideal cell relaxed by CHGNet, cell only (:func:`~smoacs_bench.evaluation.relax.relax_cell`), once per
-    composition in site order for the whole process; None where the relaxation failed."""
+    """Each ideal cell relaxed by CHGNet, cell only (:func:`~smoacs_bench.evaluation.relax.relax_cell`), from a cubic
+    lattice guessed from atomic radii, once per composition in site order for the whole process; None where the
+    relaxation failed."""
+    from pymatgen.core import Lattice
+
+    from smoacs_bench.data.mp_reference import ideal_cubic_guess
     from smoacs_bench.evaluation.relax import relax_cell
 
     keys = [None if st is None else tuple(site.specie.symbol for site in st) for st in structures]
-    todo = {k: st for k, st in zip(keys, structures, strict=True) if k is not None and k not in _CELLS}
+    todo = {k: Structure(Lattice.cubic(ideal_cubic_guess(list(k))), list(k), st.frac_coords)
+            for k, st in zip(keys, structures, strict=True) if k is not None and k not in _CELLS}
     if todo:
         t0 = time.perf_counter()
         for k, o in zip(todo, relax_cell(list(todo.values())), strict=True):

@@ -109,7 +109,8 @@ class TPE(Method):
                        "site's element among those the pattern allows there (conditional parameters), with the same "
                        "geometry ranges, start structures, evaluations and selection rule as in the paper's space.")
         if self.cfg.relax_cells:
-            out.append(f"{self.label}: each trial's ideal cell is relaxed by CHGNet 0.3.0 (cell only, the sites held "
+            out.append(f"{self.label}: a trial is a composition (the pattern and each site's element); its ideal "
+                       "cubic cell (lattice from atomic radii) is relaxed by CHGNet 0.3.0 (cell only, the sites held "
                        "where forces vanish by symmetry, as SMOACS-relax and screening-relax do; one relaxation per "
                        "composition, cached) before the predictors score it, and the proposal is the relaxed cell.")
         if self.cfg.sampler == "tpe":
@@ -174,7 +175,10 @@ class TPE(Method):
                              ("n_startup_trials", 10), ("multivariate", False), ("relax_cells", False)):   # absent at defaults: older journals
             if getattr(self.cfg, key) != default:
                 identity[key] = getattr(self.cfg, key)
-        group = members(task, self._starts(task, n_samples, seed), self.allowed_elements(), self.cfg.space)
+        if self.cfg.relax_cells:   # the composition alone is searched (before: the geometry too, unused)
+            identity["relax_cells"] = "composition only"
+        group = members(task, self._starts(task, n_samples, seed), self.allowed_elements(), self.cfg.space,
+                        composition_only=self.cfg.relax_cells)
         size = self.cfg.group_size
         jobs = [Job(g, group[k:k + size], task, seed, names, identity)
                 for g, k in enumerate(range(0, len(group), size))]

@@ -42,6 +42,8 @@ class SearchSpace:
     # SMOACS's space: [pattern][site] -> the elements that pattern allows there; the categorical ``pattern``
     # is in ``distributions`` and each site's element is the conditional parameter ``el{i}_p{pattern}``
     site_choices: tuple[tuple[tuple[str, ...], ...], ...] | None = None
+    # params held fixed (not sampled): :func:`composition_space` holds the geometry
+    fixed: tuple[tuple[str, float], ...] = ()
 
     def conditional(self, params: dict[str, Any]) -> dict[str, CategoricalDistribution]:
         """The parameters sampled after the fixed ones: the elements the chosen pattern allows per site."""
@@ -57,6 +59,7 @@ class SearchSpace:
         return [params[f"el{i}_p{d}"] for i in range(self.n_sites)]
 
     def structure(self, params: dict[str, Any]) -> Structure:
+        params = dict(self.fixed) | dict(params)
         a, b, c = params["a"], params["b"], params["c"]
         if self.ideal is None:
             lattice = Lattice.from_parameters(a, b, c, params["alpha"], params["beta"], params["gamma"])
@@ -115,6 +118,21 @@ def smoacs_space(space: SearchSpace, patterns: np.ndarray, allowed: np.ndarray) 
     dists = {k: v for k, v in space.distributions.items() if not k.startswith("el")}
     dists["pattern"] = CategoricalDistribution(list(range(len(choices))))
     return replace(space, distributions=dists, site_choices=tuple(choices))
+
+
+GEOMETRY_START = 4.0   # Å: the placeholder lattice of a composition-only cell (the relaxation sets the real one)
+
+
+def composition_space(space: SearchSpace) -> SearchSpace:
+    """``space`` (a perovskite space) without its geometry: the lattice and the site offsets are held (the ideal
+    cell), so a study searches the composition alone and the relaxation sets the lattice (TPE-relax, as
+    SMOACS-relax and screening-relax search ideal cells)."""
+    if space.ideal is None:
+        raise ValueError("a composition-only space needs a perovskite cell (ideal site coordinates)")
+    geometry = {"a", "b", "c"} | {f"{q}{i}" for i in range(space.n_sites) for q in "xyz"}
+    fixed = tuple((k, GEOMETRY_START if k in "abc" else 0.0) for k in sorted(geometry))
+    return replace(space, distributions={k: v for k, v in space.distributions.items() if k not in geometry},
+                   fixed=fixed)
 
 
 def smoacs_initial_params(space: SearchSpace, initial: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from smoacs_bench.data.task import Task
 from .journal import RoundJournal
 from .space import (
     SearchSpace,
+    composition_space,
     free_initial_params,
     free_space,
     perovskite_space,
@@ -79,11 +80,13 @@ class OpenStudy:
 SPACES = ("paper", "smoacs")
 
 
-def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "paper") -> list[Member]:
+def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "paper",
+            composition_only: bool = False) -> list[Member]:
     """One :class:`Member` per (source, start structure[, its oxidation patterns (D, N)]): search space and
     enqueued initial params. ``allowed``: (K,) bool elements the predictors can embed; ``space``: "paper"
     (one element per site among its role's states or all elements, the paper's TPE) or "smoacs" (a pattern,
-    then the elements it allows per site: SMOACS's encoding, :func:`.space.smoacs_space`)."""
+    then the elements it allows per site: SMOACS's encoding, :func:`.space.smoacs_space`); ``composition_only``
+    (perovskites): the geometry held at the ideal cell (:func:`.space.composition_space`)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
     starts = [tuple(s) if len(s) == 3 else (*s, None) for s in starts]   # (source, structure) still works
@@ -110,8 +113,14 @@ def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "
             key = np.asarray(pat).tobytes() + str(np.asarray(pat).shape).encode() + str(sp.n_sites).encode()
             if key not in cache:
                 cache[key] = smoacs_space(sp, pat, allowed)
+                if composition_only:
+                    cache[key] = composition_space(cache[key])
             sp = cache[key]
             initial = smoacs_initial_params(sp, initial)
+        elif composition_only:
+            raise ValueError("composition_only needs space=smoacs")
+        if composition_only:
+            initial = {k: v for k, v in initial.items() if k in sp.distributions or k.startswith("el")}
         out.append(Member(i, src, sp, initial))
     return out
 
