@@ -414,3 +414,29 @@ def test_a_composition_only_space_holds_the_geometry():
     params = {"pattern": 0} | {f"el{i}_p0": ch[0] for i, ch in enumerate(comp.site_choices[0])}
     s = comp.structure(params)
     assert s.lattice.abc == pytest.approx((4.0, 4.0, 4.0)) and np.allclose(s.frac_coords, full.ideal % 1.0)
+
+
+def test_one_relaxation_serves_every_order_of_the_anions():
+    """Permuting the X sites of the ideal cell permutes its axes: TPE-relax relaxes one canonical order and permutes
+    the lengths, which agree with relaxing the given order directly."""
+    from pymatgen.core import Lattice, Structure
+
+    from smoacs_bench.data.mp_reference import ideal_cubic_guess
+    from smoacs_bench.evaluation.relax import relax_cell
+    from smoacs_bench.methods.tpe import lockstep
+
+    ideal = [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
+    orders = [("Cs", "Pb", "I", "Br", "Br"), ("Cs", "Pb", "Br", "I", "Br"), ("Cs", "Pb", "Br", "Br", "I")]
+    start = ideal_cubic_guess(list(orders[0]))   # the start relaxed_cells uses: the same for every order
+    cells = [Structure(Lattice.cubic(start), list(s), ideal) for s in orders]
+    assert len({lockstep._canonical(s, c.frac_coords)[0] for s, c in zip(orders, cells, strict=True)}) == 1
+    lockstep._CELLS.clear()
+    timings = lockstep.new_timings()
+    via_canonical = lockstep.relaxed_cells(cells, timings)
+    assert timings["relaxations"] == 1
+    direct = relax_cell(cells)
+    for got, want, s in zip(via_canonical, direct, orders, strict=True):
+        assert [sp.symbol for sp in got.species] == list(s)
+        assert got.lattice.abc == pytest.approx(want.final.lattice.abc, rel=2e-3)
+        long_axis = s.index("I") - 2   # the I site's bond axis is the longest
+        assert max(range(3), key=lambda a: got.lattice.abc[a]) == long_axis

@@ -176,28 +176,71 @@ def _batched_params(cfg: TPEConfig, active: list[OpenStudy], seed: int) -> dict[
     return out
 
 
-_CELLS: dict[tuple[str, ...], Structure | None] = {}   # species in site order -> relaxed ideal cell (per process)
+_CELLS: dict[tuple[str, ...], Structure | None] = {}   # canonical species -> relaxed ideal cell (per process)
+
+
+def _axis_sites(frac: np.ndarray) -> list[tuple[int, int]] | None:
+    """(site, axis) of the three sites an axis permutation of the ideal 5-site cell permutes (the X sites: one
+    fractional coordinate unlike the other two, e.g. (1/2, 0, 0) on a), when the other sites are fixed by every
+    axis permutation (0, 0, 0 or 1/2, 1/2, 1/2); None for any other cell."""
+    out = []
+    for i, c in enumerate(np.round(np.asarray(frac, dtype=float) % 1.0, 6)):
+        if c[0] == c[1] == c[2]:
+            continue
+        odd = [j for j in range(3) if c[j] != c[(j + 1) % 3] and c[j] != c[(j + 2) % 3]]
+        if len(odd) != 1:
+            return None
+        out.append((i, odd[0]))
+    return out if len(out) == 3 and len({a for _, a in out}) == 3 else None
+
+
+def _canonical(species: tuple[str, ...], frac: np.ndarray) -> tuple[tuple[str, ...], list[int] | None]:
+    """(species with the permutable sites sorted, and for each axis of the original the axis of the canonical
+    cell that has its length) or (species, None) where the cell has no such sites. Permuting the X sites of the
+    ideal cubic cell is a permutation of its axes, so one relaxation serves every order of the same anions."""
+    sites = _axis_sites(frac)
+    if sites is None:
+        return species, None
+    order = sorted(sites, key=lambda s: species[s[0]])   # canonical: anions sorted over the sites' own order
+    canon = list(species)
+    for (i, _), (j, _) in zip(sites, order, strict=True):
+        canon[i] = species[j]
+    axes = [0, 0, 0]
+    for (i, axis), (j, _) in zip(sites, order, strict=True):   # site j's anion sits on site i in the canonical
+        axes[dict(sites)[j]] = axis
+    return tuple(canon), axes
 
 
 def relaxed_cells(structures: list[Structure | None], timings: dict) -> list[Structure | None]:
     """Each ideal cell relaxed by CHGNet, cell only (:func:`~smoacs_bench.evaluation.relax.relax_cell`), from a cubic
-    lattice guessed from atomic radii, once per composition in site order for the whole process; None where the
-    relaxation failed."""
+    lattice guessed from atomic radii, once per composition for the whole process (the anions' order over the X
+    sites is a permutation of the axes: one relaxation, its lengths permuted); None where the relaxation failed."""
     from pymatgen.core import Lattice
 
     from smoacs_bench.data.mp_reference import ideal_cubic_guess
     from smoacs_bench.evaluation.relax import relax_cell
 
-    keys = [None if st is None else tuple(site.specie.symbol for site in st) for st in structures]
-    todo = {k: Structure(Lattice.cubic(ideal_cubic_guess(list(k))), list(k), st.frac_coords)
-            for k, st in zip(keys, structures, strict=True) if k is not None and k not in _CELLS}
+    keys = [None if st is None else _canonical(tuple(site.specie.symbol for site in st), st.frac_coords)
+            for st in structures]
+    todo = {}
+    for k, st in zip(keys, structures, strict=True):
+        if k is not None and k[0] not in _CELLS and k[0] not in todo:
+            todo[k[0]] = Structure(Lattice.cubic(ideal_cubic_guess(list(k[0]))), list(k[0]), st.frac_coords)
     if todo:
         t0 = time.perf_counter()
         for k, o in zip(todo, relax_cell(list(todo.values())), strict=True):
             _CELLS[k] = o.final
         timings["relax_s"] += time.perf_counter() - t0
         timings["relaxations"] += len(todo)
-    return [None if k is None else _CELLS[k] for k in keys]
+    out: list[Structure | None] = []
+    for k, st in zip(keys, structures, strict=True):
+        cell = None if k is None else _CELLS[k[0]]
+        if cell is None or k[1] is None:
+            out.append(cell)
+        else:
+            abc = cell.lattice.abc
+            out.append(Structure(Lattice.orthorhombic(*(abc[a] for a in k[1])), st.species, st.frac_coords))
+    return out
 
 
 def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
