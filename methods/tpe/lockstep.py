@@ -206,7 +206,7 @@ def _canonical(species: tuple[str, ...], frac: np.ndarray) -> tuple[tuple[str, .
     for (i, _), (j, _) in zip(sites, order, strict=True):
         canon[i] = species[j]
     axes = [0, 0, 0]
-    for (i, axis), (j, _) in zip(sites, order, strict=True):   # site j's anion sits on site i in the canonical
+    for (_i, axis), (j, _) in zip(sites, order, strict=True):   # site j's anion sits on site i in the canonical
         axes[dict(sites)[j]] = axis
     return tuple(canon), axes
 
