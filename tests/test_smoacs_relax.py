@@ -128,7 +128,11 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     from smoacs_bench.benchmark.tuning import merge_tuned
 
     main, ablations = get_spec("relax3"), get_spec("relax3-ablations")
-    assert [r.tag for r in main.runs] == ["smoacs", "tpe-smoacs", "smoacs-relax-all", "screening-relax", "reference-mp"]
+    assert [r.tag for r in main.runs] == ["smoacs", "tpe-smoacs", "smoacs-relax-all", "screening-relax", "tpe-relax",
+                                          "random-relax", "reference-mp"]
+    # TPE-relax takes TPE-in-SMOACS-space's tuned settings: the same tuning budget as the row it extends
+    assert merge_tuned({}, {"tpe-smoacs": {"n_startup_trials": 20}}, list(main.runs))["tpe-relax"] == {
+        "n_startup_trials": 20}
     assert main.samples == 256 and len(main.seeds) == 3
     tags = [r.tag for r in ablations.runs]
     assert len(tags) == len(set(tags)) > 4 and tags[0] == "smoacs-relax-all"
