@@ -130,7 +130,7 @@ def composition_space(space: SearchSpace) -> SearchSpace:
     if space.ideal is None:
         raise ValueError("a composition-only space needs a perovskite cell (ideal site coordinates)")
     geometry = {"a", "b", "c"} | {f"{q}{i}" for i in range(space.n_sites) for q in "xyz"}
-    fixed = tuple((k, GEOMETRY_START if k in "abc" else 0.0) for k in sorted(geometry))
+    fixed = tuple((k, GEOMETRY_START if k in ("a", "b", "c") else 0.0) for k in sorted(geometry))
     return replace(space, distributions={k: v for k, v in space.distributions.items() if k not in geometry},
                    fixed=fixed)
 
