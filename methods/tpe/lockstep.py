@@ -201,13 +201,12 @@ def _canonical(species: tuple[str, ...], frac: np.ndarray) -> tuple[tuple[str, .
     sites = _axis_sites(frac)
     if sites is None:
         return species, None
+    axis_of = dict(sites)
     order = sorted(sites, key=lambda s: species[s[0]])   # canonical: anions sorted over the sites' own order
-    canon = list(species)
-    for (i, _), (j, _) in zip(sites, order, strict=True):
+    canon, axes = list(species), [0, 0, 0]
+    for (i, axis), (j, _) in zip(sites, order, strict=True):   # site j's anion sits on site i in the canonical
         canon[i] = species[j]
-    axes = [0, 0, 0]
-    for (_i, axis), (j, _) in zip(sites, order, strict=True):   # site j's anion sits on site i in the canonical
-        axes[dict(sites)[j]] = axis
+        axes[axis_of[j]] = axis
     return tuple(canon), axes
 
 

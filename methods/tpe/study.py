@@ -89,6 +89,8 @@ def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "
     (perovskites): the geometry held at the ideal cell (:func:`.space.composition_space`)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    if composition_only and space != "smoacs":
+        raise ValueError("composition_only needs space=smoacs")
     starts = [tuple(s) if len(s) == 3 else (*s, None) for s in starts]   # (source, structure) still works
     if space == "smoacs":
         from smoacs_bench.data.patterns import oxidation_patterns
@@ -117,8 +119,6 @@ def members(task: Task, starts: list[tuple], allowed: np.ndarray, space: str = "
                     cache[key] = composition_space(cache[key])
             sp = cache[key]
             initial = smoacs_initial_params(sp, initial)
-        elif composition_only:
-            raise ValueError("composition_only needs space=smoacs")
         if composition_only:
             initial = {k: v for k, v in initial.items() if k in sp.distributions or k.startswith("el")}
         out.append(Member(i, src, sp, initial))
