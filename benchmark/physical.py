@@ -183,7 +183,14 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
     from smoacs_bench.evaluation.packing import read_text
     from smoacs_bench.evaluation.stages import _cache
     from smoacs_bench.evaluation.stages.base import RELAXED_ROWS
-    from smoacs_bench.evaluation.stages.dft import ON_PROPOSED, cell_of, choose, dft_settings, usable_rows
+    from smoacs_bench.evaluation.stages.dft import (
+        ON_PROPOSED,
+        cached,
+        cell_of,
+        choose,
+        dft_settings,
+        usable_rows,
+    )
 
     settings = dft_settings(stage_options)
     if get_engine(settings.engine).unavailable():
@@ -209,7 +216,7 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
             if cell is None:
                 continue
             key = _cache.digest(cell, settings.identity())
-            if _cache.get(cache, key) is None and key not in todo:
+            if cached(cache, key, cell, settings, engine) is None and key not in todo:
                 todo[key] = (rank * n_seeds + seed_index, cell, cache)
     if not todo:
         return 0

@@ -84,6 +84,7 @@ class DFTResult:
     n_kpts: int = 0
     cycles: int = 0
     scale: float = 1.0   # the lattice scan's scale of the cell's lengths (1: the cell as given)
+    spin_polarised: bool | None = None   # unrestricted (odd electron count); None: not recorded (before 2026-12-05)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +104,11 @@ class DFTEngine:
 
     def band_gap(self, structure, settings: DFTSettings) -> DFTResult:
         raise NotImplementedError
+
+    def stale(self, record: dict[str, Any], structure, settings: DFTSettings) -> bool:
+        """Whether a cached ``record`` of ``structure`` came from a known defect of an earlier engine version
+        and must be computed again."""
+        return False
 
 
 class PySCFEngine(DFTEngine):
@@ -139,6 +145,25 @@ class PySCFEngine(DFTEngine):
         out.seconds = round(time.perf_counter() - t0, 2)
         out.scale = round(float(scale), 5)
         return out
+
+    def stale(self, record: dict[str, Any], structure, settings: DFTSettings) -> bool:
+        """Records from before :func:`_bands` (no ``spin_polarised``) of an odd-electron cell that gave a
+        positive gap or PySCF's IndexError: high-symmetry band points may have been dropped, which can only have
+        widened a gap (a metal stays a metal). Timeouts and SCF failures stand."""
+        if record.get("spin_polarised") is not None:
+            return False
+        if not (float(record.get("band_gap", math.nan)) > 0 or "IndexError" in str(record.get("reason"))):
+            return False
+        return self.electrons(structure, settings) % 2 == 1
+
+    @staticmethod
+    def electrons(structure, settings: DFTSettings) -> int:
+        """Valence electrons of the cell under ``settings``' pseudopotentials (GTH: the first entry lists the
+        valence electrons per angular momentum)."""
+        from pyscf.pbc import gto
+
+        per = {el.symbol: int(sum(gto.pseudo.load(settings.pseudo, el.symbol)[0])) for el in structure.composition}
+        return sum(per[site.specie.symbol] for site in structure)
 
     @staticmethod
     def _symmetric(fn, structure, settings: DFTSettings):
@@ -233,11 +258,11 @@ class PySCFEngine(DFTEngine):
         energies = _per_k(mf.mo_energy, odd)            # [spin][k] arrays (Ha)
         if settings.high_symmetry:
             frac = np.array(list(itertools.product((0.0, 0.5), repeat=3)))
-            bands, _ = mf.get_bands(cell.get_abs_kpts(frac))
-            energies = [e + b for e, b in zip(energies, _per_k(bands, odd), strict=True)]
+            energies = [e + b for e, b in zip(energies, _per_k(_bands(mf, cell, cell.get_abs_kpts(frac), odd), odd),
+                                              strict=True)]
         n_occ = [(cell.nelectron + 1) // 2, cell.nelectron // 2] if odd else [cell.nelectron // 2]
         if any(len(e) <= n for es, n in zip(energies, n_occ, strict=True) for e in es):
-            return DFTResult(converged=bool(mf.converged), n_kpts=n_kpts,
+            return DFTResult(converged=bool(mf.converged), n_kpts=n_kpts, spin_polarised=odd,
                              reason=f"no empty band in the {settings.basis} basis: no gap to read")
         vbm = max(max(e[n - 1] for e in es) for es, n in zip(energies, n_occ, strict=True) if n > 0)
         cbm = min(min(e[n] for e in es) for es, n in zip(energies, n_occ, strict=True))
@@ -247,7 +272,23 @@ class PySCFEngine(DFTEngine):
         converged = bool(mf.converged)
         return DFTResult(band_gap=max(0.0, (cbm - vbm) * HARTREE), direct_gap=max(0.0, direct * HARTREE),
                          converged=converged, n_kpts=n_kpts, cycles=int(getattr(mf, "cycles", 0) or 0),
+                         spin_polarised=odd,
                          reason="" if converged else f"SCF not converged in {settings.max_cycle} cycles")
+
+
+def _bands(mf, cell, kpts_band: np.ndarray, unrestricted: bool):
+    """Eigenvalues (Ha) at ``kpts_band`` from the converged density, non-self-consistently. PySCF's own
+    ``get_bands`` of an unrestricted calculation on a symmetry-reduced mesh with time reversal (an odd-electron cell
+    without inversion) diagonalises one Fock matrix per irreducible mesh point instead of one per band point: it
+    drops band points or raises IndexError (PySCF 2.14). Here each spin's Fock matrix is diagonalised at every band
+    point, as PySCF does for a restricted calculation."""
+    if not unrestricted:
+        return mf.get_bands(kpts_band)[0]
+    from pyscf.pbc.scf import hf as pbchf
+
+    fock = mf.get_hcore(cell, kpts_band) + mf.get_veff(cell, mf.make_rdm1(), kpts=mf.kpts, kpts_band=kpts_band)
+    s1e = mf.get_ovlp(cell, kpts_band)
+    return [pbchf.eigh_with_canonical_orth(fock[s], s1e)[0] for s in range(2)]
 
 
 def _per_k(mo_energy, unrestricted: bool) -> list[list[np.ndarray]]:

@@ -55,6 +55,31 @@ def test_a_calculation_past_its_time_limit_is_stopped_with_its_reason():
     assert "time_limit" not in slow.identity()                 # a cached result does not depend on it
 
 
+def test_an_odd_electron_cell_without_inversion_reads_every_band_point_as_without_symmetry():
+    # Li (3 valence electrons) and two H in a triclinic cell without inversion: spin-polarised, the 3x3x3 mesh
+    # reduced by time reversal to 14 points; PySCF's own get_bands raised IndexError here (one Fock matrix per
+    # irreducible point read at 8 band points), which the records of two checks in results/ carried
+    from smoacs_bench.evaluation.dft import PySCFEngine
+
+    odd = Structure(Lattice.from_parameters(4.0, 4.3, 4.6, 80, 85, 95), ["Li", "H", "H"],
+                    [[0, 0, 0], [0.3, 0.1, 0.2], [0.6, 0.5, 0.75]])
+    settings = DFTSettings(basis="gth-szv", kmesh=3, ke_cutoff=15, smearing=0.0)
+    (res,) = compute_gaps([odd], settings)
+    assert res.reason == "" and res.spin_polarised and res.n_kpts == 14
+    plain = PySCFEngine()._run(odd, settings, symmetry=False)        # the full mesh, no symmetry at all
+    assert plain.n_kpts == 27
+    assert res.band_gap == pytest.approx(plain.band_gap, abs=1e-3) and res.band_gap > 0.5
+    assert res.direct_gap == pytest.approx(plain.direct_gap, abs=1e-3)
+    # records of such cells from before the fix are computed again; a metal's, an even cell's and new ones stand
+    engine = PySCFEngine()
+    assert engine.electrons(odd, settings) == 5 and engine.electrons(_si(), settings) == 8
+    assert engine.stale({"band_gap": math.nan, "reason": "IndexError: index 8 is out of bounds"}, odd, settings)
+    assert engine.stale({"band_gap": 0.9, "reason": ""}, odd, settings)
+    assert not engine.stale({"band_gap": 0.0, "reason": ""}, odd, settings)
+    assert not engine.stale({"band_gap": 0.9, "reason": ""}, _si(), settings)
+    assert not engine.stale(res.record(), odd, settings)
+
+
 def test_failed_calculations_carry_reasons_and_the_batch_goes_on():
     no_basis = Structure(Lattice.cubic(4.0), ["Pu", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     starved = DFTSettings(basis="gth-szv", kmesh=2, ke_cutoff=15, max_cycle=1)

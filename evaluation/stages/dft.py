@@ -212,14 +212,22 @@ def cell_of(pool: str) -> str:
     return ON_PROPOSED if pool in PROPOSED_POOLS else ON_RELAXED
 
 
+def cached(folder: Path | None, key: str, cell, settings, engine) -> dict | None:
+    """The cached record of ``cell`` under ``key`` in ``folder``; None when there is none or the engine calls it
+    stale (a known defect of the engine version that computed it)."""
+    r = _cache.get(folder, key)
+    return None if r is None or engine.stale(r, cell, settings) else r
+
+
 def cached_or_computed(cells: dict, settings, folder: Path | None, workers: int = 1,
                        progress: bool = False) -> dict:
-    """``{key: record}`` for ``{key: structure}``: each from the cache in ``folder`` (by crystal and settings)
-    or computed, ``workers`` processes at once, and stored."""
-    from smoacs_bench.evaluation.dft import compute_gaps
+    """``{key: record}`` for ``{key: structure}``: each from the cache in ``folder`` (by crystal and settings;
+    not a record the engine calls stale) or computed, ``workers`` processes at once, and stored."""
+    from smoacs_bench.evaluation.dft import compute_gaps, get_engine
 
+    engine = get_engine(settings.engine)
     digests = {i: None if c is None else _cache.digest(c, settings.identity()) for i, c in cells.items()}
-    records = {i: r for i, d in digests.items() if d and (r := _cache.get(folder, d)) is not None}
+    records = {i: r for i, d in digests.items() if d and (r := cached(folder, d, cells[i], settings, engine))}
     todo = [i for i in cells if i not in records]
     def store(j: int, res) -> None:   # as each finishes: a killed batch keeps what it computed
         i = todo[j]
