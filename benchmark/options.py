@@ -32,6 +32,9 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
                    help="relax the lattice with DFT first: scale each checked cell isotropically to the minimum of a "
                    "parabola through N DFT energies within ±4 %% (N+1 calculations; a full relaxation for cubic "
                    "5-site cells; default 0: the CHGNet-relaxed cell as it is)")
+    g.add_argument("--dft-klength", type=float, default=0.0, metavar="L",
+                   help="a k-mesh that follows the cell: max(1, round(L / a)) points along each axis of length a (Å; "
+                   "12 gives 3x3x3 on a 4 Å cubic perovskite; default 0: a fixed 3x3x3 mesh)")
     g.add_argument("--skip-stages", metavar="NAMES", help="leave these judge stages out (a comma list, e.g. "
                    "second_potential,distortion): their columns stay empty and captions say they were skipped")
     if table:
@@ -51,6 +54,11 @@ def stage_options(args: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"dft_subset": subset, "dft_workers": workers}
     if lattice:
         out["dft_lattice"] = lattice
+    klength = getattr(args, "dft_klength", 0.0) or 0.0
+    if klength < 0:
+        raise SystemExit(f"--dft-klength must be >= 0 (Å), got {klength}")
+    if klength:
+        out["dft_klength"] = klength
     skip = [n.strip() for n in (getattr(args, "skip_stages", None) or "").split(",") if n.strip()]
     if skip:
         from smoacs_bench.evaluation.stages import stages

@@ -48,6 +48,7 @@ class DFTSettings:
     time_limit: float = 600.0   # s of wall time per calculation (in a worker process); 0: none. Not in the identity
     lattice_scan: int = 0       # points of an isotropic lattice scan (DFT total energies) before the gap; 0: none
     lattice_range: float = 0.04   # the scan's scales: 1 ± this (fraction of the lattice lengths)
+    klength: float = 0.0   # Å: a k-mesh of max(1, round(klength / a_i)) points along each axis instead of kmesh; 0: kmesh
 
     def identity(self) -> dict[str, Any]:
         out = asdict(self)
@@ -57,14 +58,30 @@ class DFTSettings:
         if not self.lattice_scan:   # nor do those before the lattice scan
             out.pop("lattice_scan")
             out.pop("lattice_range")
+        if self.klength:   # the mesh follows the cell: kmesh is not used
+            out.pop("kmesh")
+        else:              # nor do those before the length rule
+            out.pop("klength")
         return out
+
+    def mesh(self, lattice_abc) -> list[int]:
+        """Γ-centred k-points along each reciprocal axis for a cell of lengths ``lattice_abc`` (Å)."""
+        if not self.klength:
+            return [self.kmesh] * 3
+        return [max(1, int(math.floor(self.klength / a + 0.5))) for a in lattice_abc]
+
+    def describe_mesh(self) -> str:
+        if self.klength:
+            return (f"a Γ-centred mesh of max(1, round({self.klength:g} Å / a)) points along each axis "
+                    f"({math.floor(self.klength / 4.0 + 0.5)} on a 4 Å axis)")
+        return f"a Γ-centred {self.kmesh}x{self.kmesh}x{self.kmesh} mesh"
 
     def describe(self) -> str:
         cut = f"cutoff {self.ke_cutoff:g} Ha" if self.ke_cutoff else "PySCF's cutoff for the basis"
         extra = " plus Γ, X, M, R (the 8 time-reversal-invariant points) non-self-consistently" if self.high_symmetry \
             else ""
         return (f"{self.engine} periodic {self.xc.upper()}, {self.pseudo.upper()} pseudopotentials, {self.basis}, "
-                f"{cut}{', multigrid' if self.multigrid else ''}, Γ-centred {self.kmesh}x{self.kmesh}x{self.kmesh} mesh reduced by symmetry{extra}, Fermi "
+                f"{cut}{', multigrid' if self.multigrid else ''}, {self.describe_mesh()} reduced by symmetry{extra}, Fermi "
                 f"smearing {self.smearing:g} Ha; " + (
                     f"the CHGNet-relaxed cell scaled isotropically to the minimum of a parabola through "
                     f"{self.lattice_scan} DFT energies within ±{100 * self.lattice_range:g} % (the DFT lattice)"
@@ -229,18 +246,19 @@ class PySCFEngine(DFTEngine):
         except RuntimeError:   # PySCF could not classify the cell's symmetry: the full mesh, no reduction
             cell.space_group_symmetry = False
             cell.build()
+        mesh = settings.mesh(structure.lattice.abc)
         odd = cell.nelectron % 2 == 1
         if odd:   # one unpaired electron per cell; PySCF counts the spin of the whole k-point supercell
-            cell.spin = settings.kmesh ** 3
+            cell.spin = int(np.prod(mesh))
             cell.build()
         try:
             if not symmetry:
                 raise ValueError("no symmetry asked for")
-            kpts = cell.make_kpts([settings.kmesh] * 3, with_gamma_point=True, space_group_symmetry=True,
+            kpts = cell.make_kpts(mesh, with_gamma_point=True, space_group_symmetry=True,
                                   time_reversal_symmetry=True)
             n_kpts = int(kpts.nkpts_ibz)
         except Exception:  # noqa: BLE001 - no symmetry found: the full mesh
-            kpts = cell.make_kpts([settings.kmesh] * 3, with_gamma_point=True)
+            kpts = cell.make_kpts(mesh, with_gamma_point=True)
             n_kpts = len(kpts)
         mf = (dft.KUKS if odd else dft.KRKS)(cell, kpts=kpts)
         mf.xc = settings.xc

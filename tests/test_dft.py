@@ -46,6 +46,19 @@ def test_the_lattice_scan_finds_the_dft_lattice_constant_and_computes_the_gap_th
     assert "DFT energies within ±4 %" in scan.describe()
 
 
+def test_a_length_rule_sets_the_mesh_from_the_cell_and_keeps_the_fixed_meshs_cache_keys():
+    from dataclasses import replace
+
+    rule = replace(TINY, klength=8.0)
+    assert rule.mesh((3.9, 2.54, 13.9)) == [2, 3, 1] and TINY.mesh((3.9, 2.54, 13.9)) == [2, 2, 2]
+    assert DFTSettings(klength=12.0).mesh((3.9, 4.2, 2.54)) == [3, 3, 5]   # 3x3x3 on a cubic perovskite
+    assert "klength" not in TINY.identity() and "kmesh" in TINY.identity()   # the fixed mesh's keys stay
+    assert rule.identity()["klength"] == 8.0 and "kmesh" not in rule.identity()
+    assert "round(8 Å / a)" in rule.describe()
+    (res,) = compute_gaps([_si()], rule)   # Si's primitive axes are 3.84 Å: round(8 / 3.84) = 2, the 2x2x2 mesh
+    assert res.band_gap == pytest.approx(SI_TINY_GAP, abs=2e-3) and res.n_kpts == 3
+
+
 def test_a_calculation_past_its_time_limit_is_stopped_with_its_reason():
     from dataclasses import replace
 

@@ -193,6 +193,7 @@ def test_per_method_samples_seeds_and_options(tmp_path):
     (["--param", "selection=best"], "METHOD:KEY=VALUE"),
     (["--seeds", "0"], "seed 0 alone: '0,'"),
     (["--dft-lattice", "2"], "--dft-lattice needs at least 3 points"),
+    (["--dft-klength", "-12"], "--dft-klength must be >= 0 (Å), got -12"),
     (["--skip-stages", "hull,nope"], "--skip-stages: unknown stage nope"),
 ])
 def test_per_method_argument_errors_are_one_line(capsys, tmp_path, argv, message):

@@ -32,10 +32,12 @@ CALIBRATION = Path(__file__).resolve().parents[2] / "results" / "dft_calibration
 
 
 def dft_settings(options: dict | None = None):
-    """The engine's settings for these run options: the defaults, with ``dft_lattice`` points of a lattice scan."""
+    """The engine's settings for these run options: the defaults, with ``dft_lattice`` points of a lattice scan and
+    the k-mesh's length rule ``dft_klength`` (Å; 0: the fixed mesh)."""
     from smoacs_bench.evaluation.dft import DFTSettings
 
-    return DFTSettings(lattice_scan=int((options or {}).get("dft_lattice") or 0))
+    o = options or {}
+    return DFTSettings(lattice_scan=int(o.get("dft_lattice") or 0), klength=float(o.get("dft_klength") or 0.0))
 
 
 def calibration() -> dict | None:
@@ -67,7 +69,7 @@ class DFTStage(Stage):
     order = 60
     revision = 2   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell
     requires = ("relaxation",)
-    option_keys = ("dft_subset", "dft_lattice")
+    option_keys = ("dft_subset", "dft_lattice", "dft_klength")
     columns = (
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
