@@ -142,8 +142,8 @@ def test_checks_take_successes_first_then_fill_up_and_skip_what_the_engine_canno
     from smoacs_bench.evaluation.stages.dft import POOLS, choose
 
     none = pd.DataFrame({"success": [False] * 5, "relaxed": [False, True, False, True, True],
-                         "success_relaxed": [False] * 5, "relax_energy_final": [float("nan"), -5.0, float("nan"),
-                                                                                -4.0, -3.0]})
+                         "success_relaxed": [False] * 5, "relax_volume_change": [float("nan"), 1.0, float("nan"),
+                                                                                 -2.0, 0.5]})
     drawn = choose(none, 2)
     assert [p for _, p in drawn] == ["relaxed proposals"] * 2 and {i for i, _ in drawn} <= {1, 3, 4}
     drawn = choose(none.assign(relaxed=False), 9)
@@ -156,8 +156,10 @@ def test_checks_take_successes_first_then_fill_up_and_skip_what_the_engine_canno
     assert drawn[2] == (3, POOLS[3]) and drawn[3] in [(0, POOLS[4]), (2, POOLS[4])]   # then relaxed, then any
     assert choose(some, 4, usable=[True, True, True, False, False])[0] == (1, POOLS[1])   # row 4: no basis
     assert choose(none.iloc[:0], 3) == []
-    # a relaxation that failed (no energy, no cell) is not a relaxed draw: own-judge success 1 goes on its proposal
-    failed = some.assign(relax_energy_final=[float("nan"), float("nan"), float("nan"), -4.0, -3.0])
+    # a relaxation that kept no cell (refused at step 0, or exploded with a final energy on record) is not a
+    # relaxed draw: own-judge success 1 goes on its proposal
+    failed = some.assign(relax_volume_change=[float("nan"), float("nan"), float("nan"), -2.0, 0.5],
+                         relax_energy_final=[float("nan"), -2.49, float("nan"), -4.0, -3.0])
     assert choose(failed, 3) == [(4, POOLS[0]), (1, POOLS[2]), (3, POOLS[3])]
 
 

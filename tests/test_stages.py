@@ -85,15 +85,19 @@ def test_evaluate_reports_the_energy_above_the_hull_of_cubic_srtio3(tmp_path, mo
 
 def test_hull_stage_gives_reasons_and_the_batch_goes_on(data_dir):
     hull = get_stage("hull")
-    samples = pd.DataFrame({"formula": ["SrTiO3", "RaTiO3", None, "SrTiO3"],
-                            "relaxed": [True, True, True, False],
-                            "relax_energy_final": [-8.0, -8.0, float("nan"), -8.0]})
+    samples = pd.DataFrame({"formula": ["SrTiO3", "RaTiO3", None, "SrTiO3", "SrTiO3"],
+                            "relaxed": [True, True, True, False, True],
+                            "relax_energy_final": [-8.0, -8.0, float("nan"), -8.0, -9.0],
+                            "relax_volume_change": [1.0, 1.0, float("nan"), float("nan"), float("nan")],
+                            "relax_reason": ["", "", "", "", "exploded at step 10: atoms closer than 0.5 Å"]})
     out = hull.compute(StageInput(samples, relaxer="chgnet"))
-    assert out["e_hull"].notna().tolist() == [True, False, False, False]
+    assert out["e_hull"].notna().tolist() == [True, False, False, False, False]
     assert "no elemental reference energy for Ra" in out["hull_reason"].iloc[1]
     assert out["hull_reason"].iloc[2] == "no structure"
     assert out["stable"].tolist()[:3] == [out["e_hull"].iloc[0] <= 0, False, False]
     assert pd.isna(out["stable"].iloc[3])   # not relaxed: not judged
+    # an exploded relaxation's last energy is no phase's: no E_hull, not stable, the reason named
+    assert "kept no cell (exploded at step 10" in out["hull_reason"].iloc[4] and out["stable"].iloc[4] is False
     with pytest.raises(StageUnavailable, match="match CHGNet"):
         hull.compute(StageInput(samples, relaxer="sevenn"))
 

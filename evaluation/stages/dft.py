@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import _cache
-from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable, truthy
-from .relaxation import ENERGY_FINAL, SUCCESS_RELAXED
+from .base import Column, Stage, StageInput, StageUnavailable, truthy
+from .relaxation import SUCCESS_RELAXED, kept_cell
 
 SEED = 0
 CALIBRATION_ENV = "SMOACS_DFT_CALIBRATION"
@@ -67,7 +67,8 @@ PROPOSED_POOLS = ("own-judge successes", "proposals")
 class DFTStage(Stage):
     name = "dft"
     order = 60
-    revision = 2   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell
+    revision = 3   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell;
+    # 3: ... one that was stored (an exploded relaxation records a final energy but keeps no cell)
     requires = ("relaxation",)
     option_keys = ("dft_subset", "dft_lattice", "dft_klength")
     columns = (
@@ -183,10 +184,9 @@ def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> l
 
 
 def has_relaxed_cell(samples: pd.DataFrame) -> np.ndarray:
-    """Per row, whether the judge relaxed it and kept a relaxed cell (a relaxation that failed, e.g. CHGNet
-    refusing an isolated atom at step 0, keeps none: such a row is drawn, if at all, on its proposed cell)."""
-    energy = pd.to_numeric(samples.get(ENERGY_FINAL, pd.Series(np.nan, index=samples.index)), errors="coerce")
-    return _flag(samples, RELAXED_ROWS) & np.isfinite(energy.to_numpy(dtype=float))
+    """Per row, whether the judge kept a relaxed cell (:func:`.relaxation.kept_cell`): a row whose relaxation
+    failed is drawn, if at all, on its proposed cell."""
+    return kept_cell(samples)
 
 
 def usable_rows(samples: pd.DataFrame, engine) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable
-from .relaxation import ENERGY_FINAL
+from .relaxation import ENERGY_FINAL, REASON, kept_cell
 
 STABLE = 0.0        # eV/atom: on or below the hull
 METASTABLE = 0.1    # eV/atom: the MatterGen / LeMat-GenBench threshold
@@ -27,6 +27,7 @@ METASTABLE_FLAG = "metastable"
 class HullStage(Stage):
     name = "hull"
     order = 10
+    revision = 1   # 1: only a relaxation that kept its cell has an E_hull (not one that exploded with an energy)
     requires = ("relaxation",)
     columns = (
         Column("ef_relaxed", "eV/atom", "formation energy of the relaxed cell from the relaxer's energy and the "
@@ -79,10 +80,15 @@ class HullStage(Stage):
         out["stable"] = out["stable"].astype(object)
         out["metastable"] = out["metastable"].astype(object)
         energies = pd.to_numeric(batch.samples.get(ENERGY_FINAL), errors="coerce")
+        kept = kept_cell(batch.samples) if "relax_volume_change" in batch.samples else None
         for i in rows:
             out.loc[i, ["stable", "metastable"]] = False
             formula = batch.samples["formula"].iloc[i] if "formula" in batch.samples else None
             energy = energies.iloc[i] if energies is not None else np.nan
+            if kept is not None and not kept[i] and math.isfinite(float(energy)):
+                failed = str(batch.samples[REASON].iloc[i]) if REASON in batch.samples else ""
+                out.loc[i, "hull_reason"] = f"the relaxation kept no cell ({failed or 'failed'}): its energy is no phase's"
+                continue
             why = _hull(ref, formula, energy)
             if isinstance(why, str):
                 out.loc[i, "hull_reason"] = why

@@ -114,6 +114,14 @@ class RelaxationStage(Stage):
                 f"{int(truthy(samples, STAYS).sum())} stay"]
 
 
+def kept_cell(samples: pd.DataFrame) -> np.ndarray:
+    """Per row, whether the judge relaxed it and kept a relaxed cell (its volume change is recorded with it). A
+    relaxation that failed keeps none, whether the relaxer refused the cell at step 0 or it exploded later with a
+    final energy on record."""
+    volume = pd.to_numeric(samples.get(VOLUME_CHANGE, pd.Series(np.nan, index=samples.index)), errors="coerce")
+    return truthy(samples, RELAXED_ROWS).to_numpy() & np.isfinite(volume.to_numpy(dtype=float))
+
+
 def _number(x) -> bool:
     try:
         return x is not None and float(x) == float(x)
