@@ -123,6 +123,31 @@ def test_a_copied_sample_drops_the_checkpoints_of_the_lineage_it_replaced():
     assert m._ckpts[id(state)] == [None, "b", "c"]
 
 
+def test_agreement_with_the_composition_gap_model_ranks_and_decides_success():
+    """agree_gap: a crystal counts as a success (and is kept, not reheated) only where the composition model trained
+    on MP-20's PBE gaps is within ± agree_window of the target; its miss adds to the distance like a criterion's."""
+    from smoacs_bench.data.reference_crystals import textbook_perovskites
+    from smoacs_bench.evaluation.gap_judge import load_gap_judge
+
+    cells = textbook_perovskites()
+    structures = [cells["SrTiO3"], cells["KMgF3"], None]
+    second, _ = load_gap_judge().predict(["SrTiO3", "KMgF3"])
+    task = get_task("perovskite", round(second[0], 2), 0.04)      # SrTiO3's second gap is the target
+    assert abs(second[1] - task.target_bg) > 1.0                  # KMgF3's is far from it
+    plain = get_method("smoacs-relax", progress=False, device="cpu")
+    agree = get_method("smoacs-relax", progress=False, device="cpu", agree_gap="gap-judge", agree_window=0.25)
+    (p_sto, p_kmf, p_none), bg, ef = plain._score(structures, task)
+    (a_sto, a_kmf, a_none), bg2, ef2 = agree._score(structures, task)
+    assert np.array_equal(bg, bg2, equal_nan=True) and np.array_equal(ef, ef2, equal_nan=True)   # own predictions
+    assert a_sto == (p_sto[0], p_sto[1] + 1, p_sto[2])            # agrees: one more criterion met, same distance
+    off = abs(second[1] - task.target_bg) - 0.25
+    assert a_kmf[0] == 0 and a_kmf[1] == p_kmf[1] and a_kmf[2] == pytest.approx(p_kmf[2] - off)
+    assert a_none == p_none == (-1, -1, -np.inf)
+    assert "within ± 0.25 eV of the target" in agree.caption_note() and "within ±" not in plain.caption_note()
+    with pytest.raises(ValueError, match="agree_gap"):
+        get_method("smoacs-relax", agree_gap="alignn")
+
+
 def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     from smoacs_bench.benchmark.experiments import estimate_seconds, get_spec, select_runs
     from smoacs_bench.benchmark.tuning import merge_tuned
@@ -134,6 +159,10 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     assert merge_tuned({}, {"tpe-smoacs": {"n_startup_trials": 20}}, list(main.runs))["tpe-relax"] == {
         "n_startup_trials": 20}
     assert main.samples == 256 and len(main.seeds) == 3
+    v2 = get_spec("relax3-v2")   # v1 beside the v2 variants, each with v1's tuned settings
+    assert [r.tag for r in v2.runs] == ["smoacs-relax-all", "smoacs-relax-abx3", "smoacs-relax-agree", "reference-mp"]
+    assert merge_tuned({}, {"smoacs-relax-all": {"lr_scale": 0.5}}, list(v2.runs))["smoacs-relax-agree"] == {
+        "lr_scale": 0.5}
     tags = [r.tag for r in ablations.runs]
     assert len(tags) == len(set(tags)) > 4 and tags[0] == "smoacs-relax-all"
     assert [r.tag for r in select_runs(ablations, ["smoacs-relax-all"])] == ["smoacs-relax-all"]

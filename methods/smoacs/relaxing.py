@@ -80,6 +80,7 @@ from .state import CrystalState
 
 EF_SAFETY = 0.2    # eV/atom below the E_f threshold where the hinged E_f term stops acting
 T_SAFETY = 0.05    # the hinged tolerance term acts beyond |t - 0.9| > 0.05 (criterion: 0.8-1.0)
+AGREE_GAP = "gap-judge"   # the composition band-gap model of evaluation.gap_judge (MP-20 PBE gaps)
 SUPERCELL_CELL_STEPS = 60   # quasi-Newton cell steps (sites held) before FIRE relaxes a perovskite supercell
 
 
@@ -101,6 +102,9 @@ class RelaxingSMOACSConfig(SMOACSConfig):
     snap_ideal: bool = True            # perovskite tasks: relax from the ideal site coordinates (the cell alone moves)
     checkpoints: bool = True           # with final_relax: propose each sample's best relaxed crystal (converged
     #                                    in-loop ones and the final one)
+    agree_gap: str = ""                # "gap-judge": a checkpoint or a kept composition also needs the composition
+    #                                    gap model (evaluation.gap_judge) within ± agree_window of the target
+    agree_window: float = 0.25         # eV: half-width of the second model's window (the DFT hit's)
     relaxer: str = "chgnet"            # the universal potential (evaluation.relax.load_relaxer names)
     relax_batch: int = 64              # structures per potential call
 
@@ -123,6 +127,9 @@ class RelaxingSMOACS(SMOACS):
         c = self.cfg
         if c.relax_every < 0 or c.smooth_copies < 0 or c.energy_every < 1 or c.energy_weight < 0:
             raise ValueError("relax_every and smooth_copies must be >= 0, energy_every >= 1, energy_weight >= 0")
+        if c.agree_gap not in ("", AGREE_GAP) or c.agree_window <= 0:
+            raise ValueError(f"agree_gap must be '' or {AGREE_GAP!r} and agree_window > 0 eV, got {c.agree_gap!r} and "
+                             f"{c.agree_window}")
         self._relaxer = None
         self._relax_log: dict[str, float] = {}
         self._ckpts: dict[int, list] = {}   # id(state) -> per sample (score, structure, bg, ef, step) or None
@@ -171,6 +178,10 @@ class RelaxingSMOACS(SMOACS):
                          "cell forces vanish by symmetry and the cell alone relaxes, by quasi-Newton steps to the "
                          "evaluator's convergence criterion; a supercell's sites hold different elements, so there the "
                          "cell relaxes first with the sites held, then FIRE relaxes everything)")
+        if c.agree_gap:
+            ideas.append(f"ranks and keeps only crystals on which a second band-gap model agrees: the composition model "
+                         f"trained on MP-20's PBE gaps (the gap cross-judge, so its column is no independent check of "
+                         f"this row: DFT is) within ± {c.agree_window:g} eV of the target")
         if c.final_relax:
             ideas.append(f"proposes each crystal relaxed to fmax {c.relax_fmax:g} eV/Å (≤ {c.final_steps} steps; FIRE "
                          "on a FrechetCellFilter where the cell alone does not apply)")
@@ -278,14 +289,32 @@ class RelaxingSMOACS(SMOACS):
             ef[idx] = ef_model.predict_structures([structures[i] for i in idx])
         rows = evaluate(structures, list(bg), list(ef), task.criteria())
         keys = ["bg_ok", "ef_ok", "valid_structure"] + (["perovskite_ok"] if task.is_perovskite else [])
+        second = self._second_gaps(structures, idx)
         scores = []
         for i, row in rows.iterrows():
             if structures[i] is None or not np.isfinite(bg[i]) or not np.isfinite(ef[i]):
                 scores.append((-1, -1, -np.inf))
                 continue
             dist = max(abs(bg[i] - task.target_bg) - task.margin, 0.0) + max(ef[i] - task.ef_max, 0.0)
-            scores.append((int(bool(row["success"])), sum(bool(row[k]) for k in keys), -dist))
+            success, met = bool(row["success"]), sum(bool(row[k]) for k in keys)
+            if second is not None:   # the second model's miss counts like a criterion missed (NaN: missed by 10 eV)
+                off = abs(second[i] - task.target_bg) if np.isfinite(second[i]) else 10.0
+                agrees = off <= self.cfg.agree_window
+                success, met, dist = success and agrees, met + int(agrees), dist + max(off - self.cfg.agree_window, 0.0)
+            scores.append((int(success), met, -dist))
         return scores, bg, ef
+
+    def _second_gaps(self, structures: list, idx: list[int]) -> np.ndarray | None:
+        """The agreeing model's band gaps (eV; NaN where none) of ``structures[idx]``, or None when it is off."""
+        if not self.cfg.agree_gap:
+            return None
+        from smoacs_bench.evaluation.gap_judge import load_gap_judge
+
+        out = np.full(len(structures), np.nan)
+        if idx:
+            gaps, _ = load_gap_judge().predict([structures[i].composition.reduced_formula for i in idx])
+            out[idx] = gaps
+        return out
 
     def _keep(self, state: CrystalState, task: Task, step: int, structures: list,
               converged: list[bool]) -> list[tuple] | None:
