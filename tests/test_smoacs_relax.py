@@ -177,6 +177,10 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     one = estimate_seconds(main, samples=64, seeds=1, methods=["smoacs-relax-all"], targets=[1.5])
     base = estimate_seconds(main, samples=64, seeds=1, methods=["smoacs"], targets=[1.5])
     assert one > 3 * base
+    # TPE-relax and Random-relax carry their own measured figures (their cells' relaxations), above plain TPE's
+    cost = {m: estimate_seconds(main, samples=256, seeds=1, methods=[m], targets=[1.5])
+            for m in ("tpe-smoacs", "tpe-relax", "random-relax")}
+    assert cost["tpe-relax"] > 2 * cost["tpe-smoacs"] and cost["random-relax"] < cost["tpe-relax"]
     # on the 3x3x3 task its measured figure (FIRE on 135 sites) is two orders of magnitude above SMOACS's
     three = get_spec("relax333")
     cost = {m: estimate_seconds(three, samples=8, seeds=1, methods=[m], targets=[1.5]) for m in ("smoacs-relax-all",
