@@ -139,10 +139,12 @@ def test_agreement_with_the_composition_gap_model_ranks_and_decides_success():
     (p_sto, p_kmf, p_none), bg, ef = plain._score(structures, task)
     (a_sto, a_kmf, a_none), bg2, ef2 = agree._score(structures, task)
     assert np.array_equal(bg, bg2, equal_nan=True) and np.array_equal(ef, ef2, equal_nan=True)   # own predictions
-    assert a_sto == (p_sto[0], p_sto[1] + 1, p_sto[2])            # agrees: one more criterion met, same distance
+    assert a_sto == p_sto and p_sto[1] == p_kmf[1] == 1           # agrees: as without it (off: always agrees)
     off = abs(second[1] - task.target_bg) - 0.25
-    assert a_kmf[0] == 0 and a_kmf[1] == p_kmf[1] and a_kmf[2] == pytest.approx(p_kmf[2] - off)
-    assert a_none == p_none == (-1, -1, -np.inf)
+    assert a_kmf[:2] == (0, 0) and a_kmf[2] == p_kmf[2] and a_kmf[3] == pytest.approx(p_kmf[3] - off)
+    assert a_sto > a_kmf and a_none == p_none == (-1, -1, -1, -np.inf)
+    # disagreement ranks below agreement whatever the criteria: a kept crystal is one both models put near the target
+    assert (0, 1, 0, -5.0) > (0, 0, 4, 0.0)
     assert "within ± 0.25 eV of the target" in agree.caption_note() and "within ±" not in plain.caption_note()
     with pytest.raises(ValueError, match="agree_gap"):
         get_method("smoacs-relax", agree_gap="alignn")

@@ -278,7 +278,8 @@ class RelaxingSMOACS(SMOACS):
 
     def _score(self, structures: list, task: Task) -> tuple[list[tuple], np.ndarray, np.ndarray]:
         """Own predictions of ``structures`` (None allowed) judged by the task's criteria: a sortable score per
-        structure (success, criteria met, -distance to meeting bg and E_f), band gaps (eV), E_f (eV/atom)."""
+        structure (success, the second gap model agrees (always, when off), criteria met, -distance to meeting bg
+        and E_f), band gaps (eV), E_f (eV/atom)."""
         from smoacs_bench.evaluation.criteria import evaluate
 
         idx = [i for i, st in enumerate(structures) if st is not None]
@@ -293,15 +294,15 @@ class RelaxingSMOACS(SMOACS):
         scores = []
         for i, row in rows.iterrows():
             if structures[i] is None or not np.isfinite(bg[i]) or not np.isfinite(ef[i]):
-                scores.append((-1, -1, -np.inf))
+                scores.append((-1, -1, -1, -np.inf))
                 continue
             dist = max(abs(bg[i] - task.target_bg) - task.margin, 0.0) + max(ef[i] - task.ef_max, 0.0)
-            success, met = bool(row["success"]), sum(bool(row[k]) for k in keys)
-            if second is not None:   # the second model's miss counts like a criterion missed (NaN: missed by 10 eV)
+            success, agrees = bool(row["success"]), True
+            if second is not None:   # the second model must agree; it ranks before the criteria (NaN: 10 eV off)
                 off = abs(second[i] - task.target_bg) if np.isfinite(second[i]) else 10.0
                 agrees = off <= self.cfg.agree_window
-                success, met, dist = success and agrees, met + int(agrees), dist + max(off - self.cfg.agree_window, 0.0)
-            scores.append((int(success), met, -dist))
+                success, dist = success and agrees, dist + max(off - self.cfg.agree_window, 0.0)
+            scores.append((int(success), int(agrees), sum(bool(row[k]) for k in keys), -dist))
         return scores, bg, ef
 
     def _second_gaps(self, structures: list, idx: list[int]) -> np.ndarray | None:
