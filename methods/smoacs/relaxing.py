@@ -179,9 +179,10 @@ class RelaxingSMOACS(SMOACS):
                          "evaluator's convergence criterion; a supercell's sites hold different elements, so there the "
                          "cell relaxes first with the sites held, then FIRE relaxes everything)")
         if c.agree_gap:
-            ideas.append(f"ranks and keeps only crystals on which a second band-gap model agrees: the composition model "
-                         f"trained on MP-20's PBE gaps (the gap cross-judge, so its column is no independent check of "
-                         f"this row: DFT is) within ± {c.agree_window:g} eV of the target")
+            ideas.append(f"counts a crystal a success, keeps it and ranks it first only where a second band-gap model "
+                         f"agrees: the composition model trained on MP-20's PBE gaps (the gap cross-judge, so its column "
+                         f"is no independent check of this row: DFT is) within ± {c.agree_window:g} eV of the target (a "
+                         "sample that never finds such a crystal proposes its best other one)")
         if c.final_relax:
             ideas.append(f"proposes each crystal relaxed to fmax {c.relax_fmax:g} eV/Å (≤ {c.final_steps} steps; FIRE "
                          "on a FrechetCellFilter where the cell alone does not apply)")
