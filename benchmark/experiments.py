@@ -403,8 +403,8 @@ def _relax_v2_runs() -> tuple[MethodRun, ...]:
                   "MP-20's known cubic ABX3 (smoacs-bench train megnet-abx3); judged, like every row, by MEGNet"),
         MethodRun("smoacs-relax", (("agree_gap", "gap-judge"),),
                   label="SMOACS-relax v2 (a second gap model must agree)", variant="smoacs-relax-agree",
-                  tuned_as=RELAX_MAIN, note="keeps, ranks and stops redrawing only crystals whose composition gap "
-                  "(the LightGBM model trained on MP-20's PBE gaps, the gap cross-judge) is within ± 0.25 eV of the "
+                  tuned_as=RELAX_MAIN, note="counts a success, keeps and ranks first only crystals whose composition "
+                  "gap (the LightGBM model trained on MP-20's PBE gaps, the gap cross-judge) is within ± 0.25 eV of the "
                   "target as well as MEGNet's: the cross-judge column is then no independent check of this row, DFT "
                   "is"),
         REFERENCE_MP,

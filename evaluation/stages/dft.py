@@ -167,7 +167,7 @@ def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> l
     """``k`` rows to check as (row, pool) in the order drawn: a seeded permutation of the first of :data:`POOLS`,
     then of the next for the rows still missing, and so on (successes first; fewer draws are a prefix of more).
     ``usable`` (bool per row): rows the engine can compute (elements with a basis); the others are never drawn."""
-    relaxed, own = has_relaxed_cell(samples), _flag(samples, "success")
+    relaxed, own = kept_cell(samples), _flag(samples, "success")   # no cell kept: its proposal
     ok = np.ones(len(samples), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
     masks = {POOLS[0]: relaxed & _flag(samples, SUCCESS_RELAXED), POOLS[1]: relaxed & own, POOLS[2]: own,
              POOLS[3]: relaxed, POOLS[4]: np.ones(len(samples), dtype=bool)}
@@ -181,12 +181,6 @@ def choose(samples: pd.DataFrame, k: int, usable: np.ndarray | None = None) -> l
             out.append((int(i), name))
             taken.add(int(i))
     return out
-
-
-def has_relaxed_cell(samples: pd.DataFrame) -> np.ndarray:
-    """Per row, whether the judge kept a relaxed cell (:func:`.relaxation.kept_cell`): a row whose relaxation
-    failed is drawn, if at all, on its proposed cell."""
-    return kept_cell(samples)
 
 
 def usable_rows(samples: pd.DataFrame, engine) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .base import RELAXED_ROWS, Column, Stage, StageInput, StageUnavailable
-from .relaxation import ENERGY_FINAL, REASON, kept_cell
+from .relaxation import ENERGY_FINAL, REASON, VOLUME_CHANGE, kept_cell
 
 STABLE = 0.0        # eV/atom: on or below the hull
 METASTABLE = 0.1    # eV/atom: the MatterGen / LeMat-GenBench threshold
@@ -80,7 +80,7 @@ class HullStage(Stage):
         out["stable"] = out["stable"].astype(object)
         out["metastable"] = out["metastable"].astype(object)
         energies = pd.to_numeric(batch.samples.get(ENERGY_FINAL), errors="coerce")
-        kept = kept_cell(batch.samples) if "relax_volume_change" in batch.samples else None
+        kept = kept_cell(batch.samples) if VOLUME_CHANGE in batch.samples else None
         for i in rows:
             out.loc[i, ["stable", "metastable"]] = False
             formula = batch.samples["formula"].iloc[i] if "formula" in batch.samples else None
