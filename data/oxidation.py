@@ -51,6 +51,32 @@ def all_states(table: OxidationTable | None = None) -> tuple[int, ...]:
     return tuple(sorted({s for states in (table or ours()).values() for s in states}))
 
 
+def open_shell(symbol: str, state: int) -> bool:
+    """True where the ion ``symbol`` at ``state`` keeps a partly filled d or f shell: a d-block element (La and Ac
+    as group 3) with ``group - state`` d electrons other than 0 or 10, a lanthanide with ``Z - 54 - state`` or an
+    actinide with ``Z - 86 - state`` f electrons other than 0 or 14. Main-group ions (lone pairs included) are
+    closed-shell."""
+    from .elements import z_of
+
+    z = z_of(symbol)
+    for first, last, offset in ((21, 30, 18), (39, 48, 36), (72, 80, 68)):   # group = Z - offset
+        if first <= z <= last:
+            return z - offset - state not in (0, 10)
+    if z in (57, 89):
+        return 3 - state not in (0, 10)
+    if 58 <= z <= 71:
+        return z - 54 - state not in (0, 14)
+    if 90 <= z <= 98:
+        return z - 86 - state not in (0, 14)
+    return False
+
+
+def closed_shell(table: OxidationTable | None = None) -> OxidationTable:
+    """``table`` (default ours) without the open-shell ions (:func:`open_shell`): what a closed-shell, U-free PBE
+    calculation describes (an open-shell transition-metal ion needs spin order and +U for its gap)."""
+    return {sym: tuple(s for s in states if not open_shell(sym, s)) for sym, states in (table or ours()).items()}
+
+
 def installed_columns() -> dict[str, OxidationTable]:
     """The same columns read from the installed pymatgen and smact (plus pymatgen ``oxidation_states``)."""
     import smact

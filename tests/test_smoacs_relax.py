@@ -162,7 +162,8 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
         "n_startup_trials": 20}
     assert main.samples == 256 and len(main.seeds) == 3
     v2 = get_spec("relax3-v2")   # v1 beside the v2 variants, each with v1's tuned settings
-    assert [r.tag for r in v2.runs] == ["smoacs-relax-all", "smoacs-relax-abx3", "smoacs-relax-agree", "reference-mp"]
+    assert [r.tag for r in v2.runs] == ["smoacs-relax-all", "smoacs-relax-abx3", "smoacs-relax-agree",
+                                        "smoacs-relax-closed", "reference-mp"]
     assert merge_tuned({}, {"smoacs-relax-all": {"lr_scale": 0.5}}, list(v2.runs))["smoacs-relax-agree"] == {
         "lr_scale": 0.5}
     tags = [r.tag for r in ablations.runs]
@@ -188,3 +189,21 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     cost = {m: estimate_seconds(three, samples=8, seeds=1, methods=[m], targets=[1.5]) for m in ("smoacs-relax-all",
                                                                                                   "smoacs")}
     assert cost["smoacs-relax-all"] > 50 * cost["smoacs"]
+
+
+def test_closed_shell_space_proposes_only_ions_the_closed_shell_dft_check_describes():
+    from smoacs_bench.data.oxidation import closed_shell, open_shell
+    # d0 / d10 / f0 / f14 and main-group ions stay; Fe3+ (d5), Co2+ (d7), Mn2+ (d5), Hg+ (s1), Ce3+ (f1) go
+    assert not any(open_shell(s, q) for s, q in [("Ti", 4), ("Zn", 2), ("Hg", 2), ("Nb", 5), ("La", 3), ("Ce", 4),
+                                                   ("Lu", 3), ("Pb", 2), ("Bi", 3), ("Cs", 1), ("O", -2)])
+    assert all(open_shell(s, q) for s, q in [("Fe", 3), ("Co", 2), ("Mn", 2), ("Hg", 1), ("Ce", 3), ("Mo", 4)])
+    table = closed_shell()
+    assert table["Fe"] == () and table["Mn"] == (7,) and table["Ti"] == (4,)
+    opts = dict(OFF | {"steps": 12, "progress": False, "device": "cpu"})
+    plain = get_method("smoacs-relax", **opts).propose(PEROV, 16, 0)
+    closed = get_method("smoacs-relax", closed_shell=True, **opts).propose(PEROV, 16, 0)
+    never = {sym for sym, states in table.items() if not states}     # no closed-shell state at all: Fe, Co, Ni, Cu..
+    seen = {el.symbol for p in plain for el in p.structure.composition}
+    kept = {el.symbol for p in closed for el in p.structure.composition}
+    assert seen & never                                    # the unrestricted space does propose them
+    assert not kept & never, kept & never

@@ -220,6 +220,10 @@ class SMOACS(Method):
         """(98,) bool: elements both predictors can embed."""
         return allowed_elements(self.predictors)
 
+    def oxidation_table(self):
+        """The oxidation numbers the masks allow (None: ours, the paper's)."""
+        return None
+
     def _optimize(self, initial: list[InitialCrystal], task: Task, gen: torch.Generator, run: _Run,
                   offset: int, resume: dict[str, Any] | None = None) -> None:
         cfg = self.cfg
@@ -227,7 +231,7 @@ class SMOACS(Method):
         state = CrystalState(
             initial, self.allowed_elements(), t_start=cfg.t_start, abc_range=task.abc_range,
             angle_range=task.angle_range, coord_eps=task.coord_eps, generator=gen,
-            tolerance=task.is_perovskite, device=self.device)
+            tolerance=task.is_perovskite, device=self.device, table=self.oxidation_table())
         lrs = self._lrs
         groups = [([state.abc], lrs["lr_lattice"]), ([state.coords], lrs["lr_coords"]),
                   ([state.atoms], lrs["lr_atoms"]), ([state.ox], lrs["lr_ox"])]

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smoacs_bench.data.oxidation import closed_shell
 from smoacs_bench.data.task import Task
 from smoacs_bench.evaluation.relax import (
     RelaxOutcome,
@@ -105,6 +106,8 @@ class RelaxingSMOACSConfig(SMOACSConfig):
     agree_gap: str = ""                # "gap-judge": a checkpoint or a kept composition also needs the composition
     #                                    gap model (evaluation.gap_judge) within ± agree_window of the target
     agree_window: float = 0.25         # eV: half-width of the second model's window (the DFT hit's)
+    closed_shell: bool = False         # only closed-shell ions (d0/d10, f0/f14, main group): what the judge's
+    #                                    closed-shell, U-free PBE check can verify (data.oxidation.closed_shell)
     relaxer: str = "chgnet"            # the universal potential (evaluation.relax.load_relaxer names)
     relax_batch: int = 64              # structures per potential call
 
@@ -140,6 +143,9 @@ class RelaxingSMOACS(SMOACS):
         self._task, self._ckpts, self._relax_log, self._cell_cache = task, {}, {}, {}
         self._gen = torch.Generator().manual_seed(seed + 7919)   # reheating draws (the method's own stream)
         return super().propose(task, n_samples, seed)
+
+    def oxidation_table(self):
+        return closed_shell() if self.cfg.closed_shell else None
 
     # -- the potential ---------------------------------------------------------------------------------------
     @property
@@ -183,6 +189,9 @@ class RelaxingSMOACS(SMOACS):
                          f"agrees: the composition model trained on MP-20's PBE gaps (the gap cross-judge, so its column "
                          f"is no independent check of this row: DFT is) within ± {c.agree_window:g} eV of the target (a "
                          "sample that never finds such a crystal proposes its best other one)")
+        if c.closed_shell:
+            ideas.append("allows closed-shell ions only (d0/d10, f0/f14 and main-group ions: what the closed-shell, "
+                         "U-free PBE check describes), a smaller space than the other rows'")
         if c.final_relax:
             ideas.append(f"proposes each crystal relaxed to fmax {c.relax_fmax:g} eV/Å (≤ {c.final_steps} steps; FIRE "
                          "on a FrechetCellFilter where the cell alone does not apply)")

@@ -18,6 +18,7 @@ import torch
 
 from smoacs_bench.data.elements import K
 from smoacs_bench.data.masks import pattern_mask
+from smoacs_bench.data.oxidation import OxidationTable
 from smoacs_bench.data.pools import InitialCrystal
 from smoacs_bench.methods.predictors import SoftCrystals, lattice_from_parameters
 
@@ -27,12 +28,13 @@ ROLE_INDEX = {"A": 0, "B": 1, "X": 2}
 
 
 class CrystalState(torch.nn.Module):
-    """Batched learnable crystals with their masks; ``soft(T)`` gives predictor inputs."""
+    """Batched learnable crystals with their masks; ``soft(T)`` gives predictor inputs. ``table`` (default ours)
+    gives the oxidation numbers the masks allow."""
 
     def __init__(self, initial: list[InitialCrystal], allowed: np.ndarray, *, t_start: float,
                  abc_range: tuple[float, float], angle_range: tuple[float, float],
                  coord_eps: float | None, generator: torch.Generator, tolerance: bool,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", table: OxidationTable | None = None):
         super().__init__()
         self.abc_range, self.angle_range, self.coord_eps = abc_range, angle_range, coord_eps
         self.fixed_angles = angle_range[0] == angle_range[1]
@@ -49,7 +51,7 @@ class CrystalState(torch.nn.Module):
         for b, c in enumerate(initial):
             sl = slice(start, start + n_sites[b])
             for d, pattern in enumerate(c.patterns):
-                m = pattern_mask(pattern, allowed=allowed)
+                m = pattern_mask(pattern, table, allowed=allowed)
                 if tolerance:  # elements without an ionic radius at their state cannot be judged
                     r = np.stack([radius_vector(int(s)) for s in pattern])
                     m &= np.isfinite(r)
