@@ -394,7 +394,8 @@ def _relax_v2_runs() -> tuple[MethodRun, ...]:
     """SMOACS-relax v1 beside v2 variants aimed at what DFT confirms (the verified-success issue): the gap loss on
     MEGNet with its final MLP refitted on MP-20's known cubic ABX3 (``megnet-bandgap-abx3``); MEGNet's gap loss with
     the composition model trained on MP-20's PBE gaps as a second opinion that must agree (``agree_gap``), also in
-    the closed-shell ions' space (``closed_shell``); and the known compounds as a control. Each variant takes the full method's tuned settings."""
+    the closed-shell ions' space (``closed_shell``); and the known compounds as a control. Each variant takes the
+    full method's tuned settings."""
     return (
         MethodRun("smoacs-relax", variant=RELAX_MAIN),
         MethodRun("smoacs-relax", (("band_gap_model", "megnet-bandgap-abx3"),),
