@@ -171,10 +171,27 @@ def relax_cost(stage: dict[str, Any], n_relaxed: Any) -> float | None:
     return None if wall is None else float(wall) - float(stage.get("robust_wall_time_s") or 0.0)
 
 
+def dft_inputs_current(folder: str | Path, relax: RelaxSettings | None, robust: RobustSettings | None,
+                       stage_options: dict[str, Any] | None = None) -> bool:
+    """Whether ``folder``'s samples.csv holds the columns the dft stage draws its checks from (those of the stages
+    it requires: the relaxation) as these settings compute them. Another table's render (a smaller relaxation
+    subset) may have left them otherwise; a draw from them is then not the stage's, and computes cells no table
+    uses."""
+    from smoacs_bench.evaluation.stages.dft import DFTStage
+
+    cfg = Path(folder) / "config.json"
+    try:
+        stored = (json.loads(cfg.read_text()).get("physical", {}).get("key") or {}).get("stages") or {}
+    except (OSError, ValueError):
+        return False
+    current = json.loads(json.dumps(physical_key(relax, robust, stage_options)["stages"], default=str))
+    return all(name in stored and stored[name] == current[name] for name in DFTStage.requires if name in current)
+
+
 def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, int, int, int]],
                  stage_options: dict[str, Any], progress: bool = True) -> int:
     """Compute, ``dft_workers`` processes at once, the DFT checks the dft stage will draw (k of them) in every
-    (run folder, k) that already has its relaxation, so a table's calculations share one pool instead of a few per
+    (run folder, k) that already has its relaxation as the stage will see it (:func:`dft_inputs_current`), so a table's calculations share one pool instead of a few per
     run; they land in each task's stage cache, where the stage finds them. An entry may add (the run's index among
     its row's seeds, the row's number of seeds): draws are then computed in the order of their place in the row's
     pooled checks, so a batch stopped early has checked every (row, target) alike. Returns how many were

@@ -232,7 +232,7 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
     gap cross-judge...); notes for the report."""
     from smoacs_bench.evaluation.relax import RelaxerUnavailable
 
-    from .physical import add_physical, prefetch_dft
+    from .physical import add_physical, dft_inputs_current, prefetch_dft
 
     per_run = dft_per_run(runs, int((stage_options or {}).get("dft_subset") or 0), (stage_options or {}).get("dft_rows"))
     options = {r.key: {**{k: v for k, v in (stage_options or {}).items() if k != "dft_rows"},
@@ -244,6 +244,14 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
         entries = []
         for r in runs:
             if r.done and r.key in per_run:
+                if not dft_inputs_current(r.folder, relax, robust, options[r.key]):
+                    # its relaxation columns are another render's (e.g. a smaller subset): judge its earlier
+                    # stages first, so the checks are drawn where the dft stage will draw them
+                    try:
+                        add_physical(r.folder, relax, robust, workers=workers, progress=progress,
+                                     stage_options={**options[r.key], "dft_subset": 0})
+                    except RelaxerUnavailable as err:
+                        raise ValueError(str(err)) from None
                 group = place[(r.row.tag, r.task, r.target, r.margin)]
                 entries.append((r.folder, per_run[r.key], group.index(r.key), len(group)))
         n = prefetch_dft(entries, stage_options or {}, progress)

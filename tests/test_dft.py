@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -282,3 +283,49 @@ def test_the_correction_leaves_a_metal_a_metal():
     cal = {"slope": 1.026, "intercept": 0.234}
     assert corrected_gap(0.0, cal) == 0.0 and corrected_gap(0.04, cal) == 0.0    # not 0.23 eV: no gap to correct
     assert corrected_gap(1.5, cal) == pytest.approx(1.773) and corrected_gap(1.5, None) == 1.5
+
+
+def test_a_render_draws_its_checks_from_its_own_relaxation_not_another_tables(tmp_path, monkeypatch):
+    """A run folder another table judged with a smaller relaxation subset has that table's relaxation columns: the
+    table's pooled DFT checks are drawn only after its own relaxation is in samples.csv (else the pool computes
+    cells the dft stage never draws, and the stage then computes its own), and a folder already current is not
+    judged twice."""
+    import json
+
+    from smoacs_bench.benchmark import physical
+    from smoacs_bench.benchmark.experiments import MethodRun
+    from smoacs_bench.benchmark.planning import REUSED, PlannedRun
+    from smoacs_bench.benchmark.reproduce import _add_physical
+    from smoacs_bench.evaluation.settings import RelaxSettings
+
+    def judged(folder, relax, options):   # what add_physical leaves in config.json
+        cfg = {"physical": {"key": physical.physical_key(relax, None, options)}}
+        (folder / "config.json").write_text(json.dumps(cfg, default=str))
+
+    runs = []
+    for seed, subset in ((0, 8), (1, 64)):   # seed 0: last judged by a table relaxing 8 per run
+        folder = tmp_path / f"smoacs_s{seed}"
+        folder.mkdir()
+        judged(folder, RelaxSettings(subset=subset), {"dft_subset": 0})
+        runs.append(PlannedRun(MethodRun("smoacs"), "perovskite", 1.5, 0.04, seed, 16, folder, status=REUSED))
+    relax = RelaxSettings(subset=64)
+    calls = []
+
+    def fake_add(folder, relax_settings, robust_settings, workers=1, progress=False, stage_options=None):
+        calls.append(("judge", folder.name, stage_options["dft_subset"]))
+        judged(folder, relax_settings, stage_options)
+        return {"status": "added", "wall_s": 0.0}
+
+    def fake_prefetch(entries, stage_options, progress=True):
+        for folder, *_ in entries:   # every folder drawn from holds this render's relaxation
+            assert physical.dft_inputs_current(folder, relax, None, {**stage_options, "dft_subset": 1})
+        calls.append(("prefetch", sorted(Path(e[0]).name for e in entries)))
+        return 0
+
+    monkeypatch.setattr(physical, "add_physical", fake_add)
+    monkeypatch.setattr(physical, "prefetch_dft", fake_prefetch)
+    _add_physical(runs, relax, None, workers=1, progress=False, status=False,
+                  stage_options={"dft_subset": 2, "dft_workers": 2})
+    assert calls == [("judge", "smoacs_s0", 0), ("prefetch", ["smoacs_s0", "smoacs_s1"]),
+                     ("judge", "smoacs_s0", 1), ("judge", "smoacs_s1", 1)]
+    assert not physical.dft_inputs_current(tmp_path / "missing", relax, None, {})
