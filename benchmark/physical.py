@@ -191,8 +191,8 @@ def dft_inputs_current(folder: str | Path, relax: RelaxSettings | None, robust: 
 def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, int, int, int]],
                  stage_options: dict[str, Any], progress: bool = True) -> int:
     """Compute, ``dft_workers`` processes at once, the DFT checks the dft stage will draw (k of them) in every
-    (run folder, k) that already has its relaxation as the stage will see it (:func:`dft_inputs_current`), so a table's calculations share one pool instead of a few per
-    run; they land in each task's stage cache, where the stage finds them. An entry may add (the run's index among
+    (run folder, k) that already has its relaxation as the stage will see it (:func:`dft_inputs_current`), so a
+    table's calculations share one pool instead of a few per run; they land in each task's stage cache, where the stage finds them. An entry may add (the run's index among
     its row's seeds, the row's number of seeds): draws are then computed in the order of their place in the row's
     pooled checks, so a batch stopped early has checked every (row, target) alike. Returns how many were
     computed."""
