@@ -237,6 +237,13 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
     per_run = dft_per_run(runs, int((stage_options or {}).get("dft_subset") or 0), (stage_options or {}).get("dft_rows"))
     options = {r.key: {**{k: v for k, v in (stage_options or {}).items() if k != "dft_rows"},
                        "dft_subset": per_run.get(r.key, 0)} for r in runs}
+
+    def judge(r: PlannedRun, opts: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return add_physical(r.folder, relax, robust, workers=workers, progress=progress, stage_options=opts)
+        except RelaxerUnavailable as err:
+            raise ValueError(str(err)) from None
+
     if per_run and int((stage_options or {}).get("dft_workers") or 1) > 1:
         place: dict[tuple, list[str]] = {}   # a row's runs at one target, in seed order
         for r in sorted(runs, key=lambda r: r.seed):
@@ -247,11 +254,7 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
                 if not dft_inputs_current(r.folder, relax, robust, options[r.key]):
                     # its relaxation columns are another render's (e.g. a smaller subset): judge its earlier
                     # stages first, so the checks are drawn where the dft stage will draw them
-                    try:
-                        add_physical(r.folder, relax, robust, workers=workers, progress=progress,
-                                     stage_options={**options[r.key], "dft_subset": 0})
-                    except RelaxerUnavailable as err:
-                        raise ValueError(str(err)) from None
+                    judge(r, {**options[r.key], "dft_subset": 0})
                 group = place[(r.row.tag, r.task, r.target, r.margin)]
                 entries.append((r.folder, per_run[r.key], group.index(r.key), len(group)))
         n = prefetch_dft(entries, stage_options or {}, progress)
@@ -261,11 +264,7 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
     for r in runs:
         if not r.done:
             continue
-        try:
-            res = add_physical(r.folder, relax, robust, workers=workers, progress=progress,
-                               stage_options=options[r.key])
-        except RelaxerUnavailable as err:
-            raise ValueError(str(err)) from None
+        res = judge(r, options[r.key])
         if res["status"] == "added" and status:
             print(f"[reproduce] {r.key}: physical validity added in {float(res['wall_s']):.0f} s", flush=True)
         if res["status"] == "added":
