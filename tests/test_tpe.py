@@ -440,3 +440,42 @@ def test_one_relaxation_serves_every_order_of_the_anions():
         assert got.lattice.abc == pytest.approx(want.final.lattice.abc, rel=2e-3)
         long_axis = s.index("I") - 2   # the I site's bond axis is the longest
         assert max(range(3), key=lambda a: got.lattice.abc[a]) == long_axis
+
+
+def _through_optuna(monkeypatch):
+    """Force Optuna's ask/tell for every group (the path the lean one must reproduce)."""
+    from smoacs_bench.methods.tpe import lockstep
+
+    monkeypatch.setattr(lockstep, "lean_applies", lambda *a, **k: False)
+
+
+@needs_models
+@pytest.mark.parametrize("space", ["smoacs", "paper"])
+def test_lean_trials_are_optunas_and_either_path_resumes_the_others_journal(tmp_path, monkeypatch, space):
+    """Without Optuna's per-trial bookkeeping a run draws, scores and stores the same trials: the same proposals
+    and incumbent history as Optuna's ask/tell, a journal Optuna loads, and half a run written by either path
+    finished by the other is the uninterrupted run."""
+    def run(trials, storage=None, optuna_path=False):
+        with monkeypatch.context() as mp:
+            if optuna_path:
+                _through_optuna(mp)
+            m = tpe(trials=trials, space=space, group_size=2, storage=storage)
+            return m.propose(PEROV, 3, seed=4), m.artifacts()["history"]
+
+    def same(a, b):
+        for x, y in zip(a[0], b[0], strict=True):
+            assert x.structure == y.structure and x.band_gap == y.band_gap and x.meta == y.meta
+        for k in a[1]:
+            np.testing.assert_array_equal(a[1][k], b[1][k])
+
+    lean = run(13)   # 10 startup trials (the start among them), then BatchTPE
+    same(lean, run(13, optuna_path=True))
+    for first_optuna in (True, False):
+        journal = tmp_path / f"journal-{first_optuna}"
+        run(6, str(journal), optuna_path=first_optuna)
+        same(lean, run(13, str(journal), optuna_path=not first_optuna))
+        for study in studies(journal, 3, group_size=2):
+            done = complete(study)
+            assert [t.number for t in done] == list(range(13)) and len(study.trials) == 13
+            fixed = done[0].system_attrs["fixed_params"]   # the start, enqueued (Optuna) or recorded (lean)
+            assert fixed and all(done[0].params[k] == v for k, v in fixed.items())

@@ -218,23 +218,40 @@ def categorical_kernels(obs: np.ndarray, present: np.ndarray, n_choices: int, be
 
 
 def kernel_logpdf(k: Kernels, x: np.ndarray, dist: BaseDistribution) -> np.ndarray:
-    """(S, E, K): log density of candidates ``x`` (S, E, internal scale) under each kernel."""
+    """(S, E, K): log density of candidates ``x`` (S, E, internal scale) under each kernel (a new array; the
+    operations in place, in the order of the formula, so that every value is the formula's to the bit)."""
     if isinstance(dist, CategoricalDistribution):
         c = len(dist.choices)
         hit = k.obs[:, None, :] == x[:, :, None].astype(int)
-        lp = np.where(hit, np.log(np.exp(k.lognk) + 1.0)[:, None, None], k.lognk[:, None, None]) \
-            - k.logz[:, None, None]
-        prior = k.obs[:, None, :] < 0
-        return np.where(prior, -math.log(c), lp)
-    z = (x[:, :, None] - k.mu[:, None, :]) / k.sigma[:, None, :]
-    return -0.5 * z * z - LOG_SQRT_2PI - np.log(k.sigma)[:, None, :] - k.logmass[:, None, :]
+        lp = np.where(hit, np.log(np.exp(k.lognk) + 1.0)[:, None, None], k.lognk[:, None, None])
+        lp -= k.logz[:, None, None]
+        np.copyto(lp, -math.log(c), where=k.obs[:, None, :] < 0)   # the prior kernel: uniform
+        return lp
+    z = np.subtract(x[:, :, None], k.mu[:, None, :])
+    z /= k.sigma[:, None, :]
+    z *= z
+    z *= -0.5             # -0.5 z z: scaling by a power of two is exact
+    z -= LOG_SQRT_2PI
+    z -= np.log(k.sigma)[:, None, :]
+    z -= k.logmass[:, None, :]
+    return z
 
 
-def logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
+def logsumexp(a: np.ndarray, axis: int = -1, overwrite: bool = False) -> np.ndarray:
+    """log(sum(exp(a))) along ``axis``, stable; ``overwrite``: ``a`` may be used as scratch space."""
     m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
+    m[~np.isfinite(m)] = 0.0
+    t = np.subtract(a, m, out=a if overwrite else None)
+    np.exp(t, out=t)
     with np.errstate(divide="ignore"):
-        return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+        return np.squeeze(m, axis) + np.log(np.sum(t, axis=axis))
+
+
+def _log_mixture(k: Kernels, x: np.ndarray, dist: BaseDistribution) -> np.ndarray:
+    """(S, E): log density of candidates ``x`` under the mixture ``k`` (the kernels' weights added in place)."""
+    lp = kernel_logpdf(k, x, dist)
+    lp += k.logw[:, None, :]
+    return logsumexp(lp, overwrite=True)
 
 
 def choose_kernels(logw: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -340,8 +357,7 @@ class BatchTPE:
         lo, hi = self._kernels(obs, present, bmask[rows], dist)
         u = self._uniforms(rngs, rows, 3)
         x = draw(lo, choose_kernels(lo.logw, u[0]), dist, u[1], u[2])
-        acq = logsumexp(lo.logw[:, None, :] + kernel_logpdf(lo, x, dist)) \
-            - logsumexp(hi.logw[:, None, :] + kernel_logpdf(hi, x, dist))
+        acq = _log_mixture(lo, x, dist) - _log_mixture(hi, x, dist)
         best = x[np.arange(len(rows)), np.argmax(acq, axis=1)]
         for r, i in enumerate(rows):
             out[i][name] = _external(best[r], dist)

@@ -34,6 +34,8 @@ from smoacs_bench.methods.predictors import Predictor, load_pair
 
 from .batched import BatchTPE, History, n_below, supported
 from .config import TPEConfig
+from .journal import RoundJournal
+from .lean import TrialOps, TrialRecord, draw_params
 from .sampler import FixedSampler, SplitOnceTPESampler
 from .study import Member, OpenStudy, group_storage, objectives, open_study, trial_seed
 
@@ -54,7 +56,7 @@ class Job:
 
 @dataclass
 class GroupResult:
-    trials: dict[int, list[FrozenTrial]]  # sample index -> COMPLETE trials in trial order
+    trials: dict[int, list[FrozenTrial | TrialRecord]]  # sample index -> COMPLETE trials in trial order
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -105,32 +107,56 @@ def run_jobs(cfg: TPEConfig, predictors: Callable[[], PredictorPair], jobs: list
 
 
 def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Callable[[int], Any]) -> GroupResult:
-    """Advance the studies of one group in lockstep until each has ``cfg.trials`` COMPLETE trials."""
+    """Advance the studies of one group in lockstep until each has ``cfg.trials`` COMPLETE trials: without
+    Optuna's per-trial bookkeeping where :func:`lean_applies` (the same trials), else through Optuna's ask/tell."""
     storage, journal = group_storage(cfg.storage, job.group)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # predictions independent of how many processes share the machine
     timings = new_timings()
     try:
-        studies = [open_study(storage, m, len(job.names), job.identity, cfg.storage) for m in job.members]
+        studies = [open_study(storage, m, len(job.names), job.identity, cfg.storage, enqueue=False)
+                   for m in job.members]
+        lean = lean_applies(cfg, studies, storage, journal)
+        if not lean:
+            for s in studies:
+                if s.n_trials == 0:
+                    s.study.enqueue_trial(s.member.initial)
+        records = {s.member.index: sorted(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                                          key=lambda t: t.number) for s in studies}
         if batched_engine(cfg):
             for s in studies:
-                s.history = History.from_trials(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                                                len(job.names))
+                s.history = History.from_trials(records[s.member.index], len(job.names))
         if journal is not None:
             journal.flush()
         report(sum(min(s.n_complete, cfg.trials) for s in studies))
+        ops = TrialOps()
         while active := [s for s in studies if s.n_complete < cfg.trials]:
-            run_round(cfg, predictors, active, job.task, job.seed, job.names, timings)
+            if lean:
+                run_lean_round(cfg, predictors, active, job, records, ops, journal, timings)
+            else:
+                run_round(cfg, predictors, active, job.task, job.seed, job.names, timings)
             if journal is not None:
                 journal.flush()
             report(len(active))
-        done = {s.member.index: sorted(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                                       key=lambda t: t.number) for s in studies}
+        if not lean:
+            records = {s.member.index: sorted(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                                              key=lambda t: t.number) for s in studies}
     finally:
         torch.set_num_threads(threads)
         if journal is not None:
             journal.close()
-    return GroupResult(done, timings)
+    return GroupResult(records, timings)
+
+
+def lean_applies(cfg: TPEConfig, studies: list[OpenStudy], storage, journal: RoundJournal | None) -> bool:
+    """Whether the group's trials can be drawn and recorded without Optuna's ask/tell: every draw is the start,
+    a RandomSampler's or BatchTPE's (not Optuna's TPESampler), the studies live in memory or in a journal
+    folder (not a URL or one Optuna journal file), and each study holds COMPLETE trials only (none failed or
+    waiting, so that trial numbers are counts)."""
+    draws = cfg.sampler == "random" or (batched_engine(cfg) and cfg.n_startup_trials >= 1
+                                        and all(supported(s.member.space.distributions) for s in studies))
+    stored = journal is not None or isinstance(storage, optuna.storages.InMemoryStorage)
+    return draws and stored and all(s.n_trials == s.n_complete for s in studies)
 
 
 SAMPLERS = ("tpe", "random")
@@ -242,35 +268,23 @@ def relaxed_cells(structures: list[Structure | None], timings: dict) -> list[Str
     return out
 
 
-def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
-              names: list[str], timings: dict) -> None:
-    """One trial of every active study: ask all, predict all structures in one call per model, tell all."""
-    t0 = time.perf_counter()
-    asked = []
-    batched = _batched_params(cfg, active, seed)
-    for k, s in enumerate(active):
-        if k in batched:
-            s.study.sampler = FixedSampler(batched[k])
-        else:
-            s.study.sampler = make_sampler(cfg, trial_seed(seed, s.member.index, s.n_complete))
-        trial = s.study.ask(s.member.space.distributions)
-        for name, dist in s.member.space.conditional(trial.params).items():   # SMOACS's space: the elements
-            trial.suggest_categorical(name, dist.choices)
-        asked.append(trial)
-    params = [t.params for t in asked]      # each access deep-copies
+def score(cfg: TPEConfig, predictors: PredictorPair, spaces: list, params: list[dict[str, Any]], task: Task,
+          timings: dict) -> list[tuple[dict[str, float], dict[str, Any]]]:
+    """(objective values by name, user attributes) of one round's trials: each trial's structure built from its
+    params in its search space (``spaces``), every structure predicted in one call per model."""
     t1 = time.perf_counter()
     structures: list[Structure | None] = []
-    for s, p in zip(active, params, strict=True):
+    for space, p in zip(spaces, params, strict=True):
         try:
-            st = s.member.space.structure(p)
+            st = space.structure(p)
             structures.append(None if lattice_problem(st) else st)
         except (ValueError, ArithmeticError):
             structures.append(None)
     if cfg.relax_cells:   # the trial's crystal is its relaxed ideal cell (one relaxation per composition)
         structures = relaxed_cells(structures, timings)
     ok = [k for k, st in enumerate(structures) if st is not None]
-    bg = np.full(len(active), np.nan)
-    ef = np.full(len(active), np.nan)
+    bg = np.full(len(params), np.nan)
+    ef = np.full(len(params), np.nan)
     t2 = time.perf_counter()
     if ok:
         bg_model, ef_model = predictors
@@ -284,6 +298,30 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
         for st, (_, attrs) in zip(structures, results, strict=True):
             if st is not None:
                 attrs["relaxed_abc"] = [float(x) for x in st.lattice.abc]
+    timings["objectives_s"] += (t2 - t1) + (time.perf_counter() - t3)
+    timings["predictor_s"] += t3 - t2
+    return results
+
+
+def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], task: Task, seed: int,
+              names: list[str], timings: dict) -> None:
+    """One trial of every active study through Optuna: ask all, predict all structures in one call per model,
+    tell all."""
+    t0 = time.perf_counter()
+    asked = []
+    batched = _batched_params(cfg, active, seed)
+    for k, s in enumerate(active):
+        if k in batched:
+            s.study.sampler = FixedSampler(batched[k])
+        else:
+            s.study.sampler = make_sampler(cfg, trial_seed(seed, s.member.index, s.n_complete))
+        trial = s.study.ask(s.member.space.distributions)
+        for name, dist in s.member.space.conditional(trial.params).items():   # SMOACS's space: the elements
+            trial.suggest_categorical(name, dist.choices)
+        asked.append(trial)
+    params = [t.params for t in asked]      # each access deep-copies
+    timings["sampler_s"] += time.perf_counter() - t0
+    results = score(cfg, predictors, [s.member.space for s in active], params, task, timings)
     t4 = time.perf_counter()
     for s, trial, p, (values, attrs) in zip(active, asked, params, results, strict=True):
         for key, val in attrs.items():
@@ -294,7 +332,41 @@ def run_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy]
         if s.history is not None:
             dists = s.member.space.distributions | s.member.space.conditional(p)
             s.history.add({k: d.to_internal_repr(p[k]) for k, d in dists.items()}, told)
-    t5 = time.perf_counter()
-    timings["sampler_s"] += (t1 - t0) + (t5 - t4)
-    timings["objectives_s"] += (t2 - t1) + (t4 - t3)
-    timings["predictor_s"] += t3 - t2
+    timings["sampler_s"] += time.perf_counter() - t4
+
+
+def run_lean_round(cfg: TPEConfig, predictors: PredictorPair, active: list[OpenStudy], job: Job,
+                   records: dict[int, list], ops: TrialOps, journal: RoundJournal | None, timings: dict) -> None:
+    """One trial of every active study, the same params as :func:`run_round` draws (the start first, then
+    RandomSampler's startup draws seeded by :func:`~.study.trial_seed`, then BatchTPE's), each finished trial
+    recorded once (:mod:`.lean`)."""
+    t0 = time.perf_counter()
+    batched = _batched_params(cfg, active, job.seed)
+    params = []
+    for k, s in enumerate(active):
+        if k in batched:
+            params.append(batched[k])
+        else:
+            seed = trial_seed(job.seed, s.member.index, s.n_complete)
+            params.append(draw_params(s.member.space, seed, s.member.initial if s.n_complete == 0 else None))
+    timings["sampler_s"] += time.perf_counter() - t0
+    results = score(cfg, predictors, [s.member.space for s in active], params, job.task, timings)
+    t4 = time.perf_counter()
+    logs = []
+    for s, p, (values, attrs) in zip(active, params, results, strict=True):
+        dists = s.member.space.distributions | s.member.space.conditional(p)
+        internal = {k: d.to_internal_repr(p[k]) for k, d in dists.items()}
+        told = [float(values[n]) for n in job.names]
+        first = s.n_complete == 0
+        records[s.member.index].append(TrialRecord(
+            s.n_complete, {k: d.to_external_repr(internal[k]) for k, d in dists.items()}, told, attrs,
+            distributions=dists))
+        if journal is not None:
+            logs.append(ops.create(s.study._study_id, internal, dists, told, attrs,
+                                   {"fixed_params": s.member.initial} if first else None))
+        if s.history is not None:
+            s.history.add(internal, told)
+        s.n_complete += 1
+    if logs:
+        journal.append_logs(logs)
+    timings["sampler_s"] += time.perf_counter() - t4

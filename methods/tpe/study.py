@@ -75,6 +75,7 @@ class OpenStudy:
     study: optuna.Study
     n_complete: int
     history: Any = None     # batched.History of the COMPLETE trials when the batched engine draws
+    n_trials: int = 0       # trials stored in any state (n_complete when none failed or waits)
 
 
 SPACES = ("paper", "smoacs")
@@ -149,9 +150,9 @@ def group_storage(where: str | None, group: int) -> tuple[Any, RoundJournal | No
 
 
 def open_study(storage, member: Member, n_objectives: int, identity: dict[str, Any],
-               where: str | None) -> OpenStudy:
-    """Create or load study "sample-<i>", fail its stale RUNNING trials, enqueue the start if needed.
-    ``where`` (the storage as configured) only appears in error messages."""
+               where: str | None, enqueue: bool = True) -> OpenStudy:
+    """Create or load study "sample-<i>", fail its stale RUNNING trials, enqueue the start if it has no trial
+    and ``enqueue``. ``where`` (the storage as configured) only appears in error messages."""
     i = member.index
     study = optuna.create_study(storage=storage, study_name=f"sample-{i}",
                                 directions=["minimize"] * n_objectives, load_if_exists=True)
@@ -168,11 +169,11 @@ def open_study(storage, member: Member, n_objectives: int, identity: dict[str, A
                          "size from a finite pool); use a fresh storage folder (or --force to start over)")
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)  # asked before a kill, never told (URL storages)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+    trials = study.get_trials(deepcopy=False)
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    if not trials:
+    if enqueue and not any(t.state in (TrialState.COMPLETE, TrialState.WAITING) for t in trials):
         study.enqueue_trial(member.initial)
-    return OpenStudy(member, study, n_complete)
+    return OpenStudy(member, study, n_complete, n_trials=len(trials))
 
 
 def objectives(structure: Structure | None, bg: float, ef: float, task: Task) -> tuple[dict[str, float], dict[str, Any]]:
