@@ -15,6 +15,7 @@ machine for figures to quote.
 
     python perf/method_costs.py                      # 128 x 200, 5-site perovskite, 1.5 eV (~5 min on one core)
     python perf/method_costs.py --n 32 --steps 50    # a quick look
+    python perf/method_costs.py --optuna-path        # TPE also through Optuna's ask/tell (the same trials)
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--task", default="perovskite")
     ap.add_argument("--target", type=float, default=1.5, help="band-gap target, eV")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--optuna-path", action="store_true",
+                    help="also run TPE through Optuna's ask/tell (the same trials; the cost the lean path saves)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
@@ -54,15 +57,29 @@ def main() -> None:
     t_smoacs = time.perf_counter() - t0
     print(f"SMOACS:     {t_smoacs:7.1f} s")
 
-    tpe = get_method("tpe", space="smoacs", trials=args.steps, progress=False, device="cpu", workers=1)
-    _ = tpe.predictors
-    t0 = time.perf_counter()
-    tpe.propose(task, args.n, seed=args.seed)
-    t_tpe = time.perf_counter() - t0
-    timings = (tpe.artifacts() or {}).get("timings") or {}
-    split = ", ".join(f"{k.removesuffix('_s')} {float(v):.1f} s" for k, v in timings.items()
-                      if k.endswith("_s") and k != "wall_s" and float(v) > 0)
-    print(f"TPE (SMOACS space): {t_tpe:7.1f} s" + (f"  ({split})" if split else ""))
+    def run_tpe(label: str) -> float:
+        tpe = get_method("tpe", space="smoacs", trials=args.steps, progress=False, device="cpu", workers=1)
+        _ = tpe.predictors
+        t0 = time.perf_counter()
+        tpe.propose(task, args.n, seed=args.seed)
+        took = time.perf_counter() - t0
+        timings = (tpe.artifacts() or {}).get("timings") or {}
+        split = ", ".join(f"{k.removesuffix('_s')} {float(v):.1f} s" for k, v in timings.items()
+                          if k.endswith("_s") and k != "wall_s" and float(v) > 0)
+        print(f"{label}: {took:7.1f} s" + (f"  ({split})" if split else ""))
+        return took
+
+    t_tpe = run_tpe("TPE (SMOACS space)")
+    if args.optuna_path:
+        from smoacs_bench.methods.tpe import lockstep
+
+        lean = lockstep.lean_applies
+        lockstep.lean_applies = lambda *a, **k: False
+        try:
+            t_optuna = run_tpe("TPE (SMOACS space) through Optuna's ask/tell")
+        finally:
+            lockstep.lean_applies = lean
+        print(f"  Optuna's ask/tell / lean = {t_optuna / t_tpe:.2f}")
 
     structures = [p.structure for p in proposals]
     relaxer = load_relaxer("chgnet")
