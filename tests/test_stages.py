@@ -102,6 +102,17 @@ def test_hull_stage_gives_reasons_and_the_batch_goes_on(data_dir):
         hull.compute(StageInput(samples, relaxer="sevenn"))
 
 
+def test_hull_stage_names_a_system_of_too_many_elements_instead_of_building_its_diagram(data_dir):
+    """A 135-site proposal of TPE(/N) mixes a dozen elements: its diagram (all 2^14 subsystems, a 14-dimensional
+    hull) would stall the render; the row gets the reason and the batch goes on (the A.6 pilot stalled here)."""
+    samples = pd.DataFrame({"formula": ["K2Rb2Cs2Mg2Ca2Sr2Ba2Ti2Zr2Hf2Sn2O18F6Cl6", "SrTiO3"],
+                            "relaxed": [True, True], "relax_energy_final": [-5.0, -8.0],
+                            "relax_volume_change": [1.0, 1.0], "relax_reason": ["", ""]})
+    out = get_stage("hull").compute(StageInput(samples, relaxer="chgnet"))
+    assert pd.isna(out["e_hull"].iloc[0]) and "14 elements: no hull is computed beyond 8" in out["hull_reason"].iloc[0]
+    assert out["stable"].iloc[0] is False and out["e_hull"].notna().iloc[1]
+
+
 def test_a_missing_hull_reference_says_where_to_put_it_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOACS_DATA_DIR", str(tmp_path))
     samples = pd.DataFrame({"formula": ["SrTiO3"], "relaxed": [True], "relax_energy_final": [-8.0]})

@@ -22,6 +22,8 @@ HULL_RELAXERS = ("chgnet",)
 
 
 METASTABLE_FLAG = "metastable"
+MAX_ELEMENTS = 8    # a hull in more dimensions is not computed: MP's phases span at most 8 elements here, and the
+                    # diagram of an n-element system takes all 2^n subsystems and an n-dimensional convex hull
 
 
 class HullStage(Stage):
@@ -110,6 +112,9 @@ def _hull(ref, formula, energy: float) -> tuple[float, float] | str:
     from pymatgen.core import Composition
 
     comp = Composition(formula)
+    if len(comp.elements) > MAX_ELEMENTS:
+        return (f"{len(comp.elements)} elements: no hull is computed beyond {MAX_ELEMENTS} (its diagram needs "
+                f"2^{len(comp.elements)} subsystems and a {len(comp.elements)}-dimensional hull)")
     try:
         ef = ref.formation_energy(comp, float(energy))
         return ef, ref.e_above_hull(comp, ef)
