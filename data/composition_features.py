@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from functools import cache
-from itertools import product
 
 import numpy as np
 
@@ -80,12 +79,11 @@ def _balanced(fractions: dict[str, float]) -> float:
     """1 if some choice of one common oxidation state per element makes the reduced composition neutral."""
     from pymatgen.core import Element
 
-    states = [Element(el).common_oxidation_states or (0,) for el in fractions]
-    weights = list(fractions.values())
-    for combo in product(*states):
-        if abs(sum(w * s for w, s in zip(weights, combo, strict=True))) < 1e-6:
-            return 1.0
-    return 0.0
+    sums = {0.0}   # charges reachable by the elements so far: a set, not every combination (a 135-site cell of
+    for el, w in fractions.items():   # 30 elements has billions), rounded so that equal charges merge
+        states = set(Element(el).common_oxidation_states or (0,))
+        sums = {round(x + w * s, 9) for x in sums for s in states}
+    return 1.0 if any(abs(x) < 1e-6 for x in sums) else 0.0
 
 
 def featurize(formula: str) -> np.ndarray:

@@ -25,6 +25,16 @@ def test_features_are_fraction_weighted_element_statistics():
         featurize("Xx2Q")
 
 
+def test_charge_balance_of_a_many_element_cell_is_found_without_trying_every_combination():
+    """A 135-site TPE(/N) proposal mixes ~20 elements of 2-5 common states each (billions of combinations: the A.6
+    pilot's render stalled there); the reachable charges are a small set."""
+    v = dict(zip(feature_names(), featurize("CsKRbNaLi" "MgCaSrBa" "TiZrHf" "NbTaV" "CrMoWMnFeCoNi" "O25S3Se3F2Cl2"),
+                 strict=True))
+    assert v["n_elements"] == 27 and v["charge_balanced"] == 1.0   # one common state per element sums to zero
+    assert dict(zip(feature_names(), featurize("NaCl2"), strict=True))["charge_balanced"] == 0.0
+    assert dict(zip(feature_names(), featurize("Fe3O4"), strict=True))["charge_balanced"] == 0.0   # no one state fits
+
+
 def test_a_tiny_judge_trains_predicts_and_reports_bad_formulas(tmp_path, data_dir):
     from smoacs_bench.evaluation.gap_judge import load_gap_judge, train_gap_judge
 
