@@ -1,7 +1,8 @@
 """A TPE trial recorded once, without Optuna's per-trial bookkeeping, and the draws that need no study object.
 
 Optuna's ask/tell writes every suggested parameter, user attribute and value as its own storage operation and
-deep-copies trials on access: ~40 % of a TPE run in SMOACS's space (issue #43). Where every draw comes from
+deep-copies trials on access: 16 % of a 128 x 200 TPE run in SMOACS's space on the 5-site task
+(``perf/method_costs.py --optuna-path``), more where a trial has more parameters (issue #43). Where every draw comes from
 BatchTPE (engine "batched") or from Optuna's ``RandomSampler`` (the start, the startup trials, the random
 sampler), :func:`.lockstep.run_lean_round` draws the same params without a study and records each finished trial
 once: a :class:`TrialRecord` in memory and, with a journal folder, one Optuna ``CREATE_TRIAL`` journal operation

@@ -118,8 +118,8 @@ def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Calla
                    for m in job.members]
         lean = lean_applies(cfg, studies, storage, journal)
         if not lean:
-            for s in studies:
-                if s.n_trials == 0:
+            for s in studies:   # the start first, unless a trial is done or waits (failed ones do not count)
+                if not s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING)):
                     s.study.enqueue_trial(s.member.initial)
         records = {s.member.index: sorted(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                                           key=lambda t: t.number) for s in studies}
