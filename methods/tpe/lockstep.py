@@ -114,8 +114,7 @@ def run_group(cfg: TPEConfig, predictors: PredictorPair, job: Job, report: Calla
     torch.set_num_threads(1)  # predictions independent of how many processes share the machine
     timings = new_timings()
     try:
-        studies = [open_study(storage, m, len(job.names), job.identity, cfg.storage, enqueue=False)
-                   for m in job.members]
+        studies = [open_study(storage, m, len(job.names), job.identity, cfg.storage) for m in job.members]
         lean = lean_applies(cfg, studies, storage, journal)
         if not lean:
             for s in studies:   # the start first, unless a trial is done or waits (failed ones do not count)

@@ -150,9 +150,9 @@ def group_storage(where: str | None, group: int) -> tuple[Any, RoundJournal | No
 
 
 def open_study(storage, member: Member, n_objectives: int, identity: dict[str, Any],
-               where: str | None, enqueue: bool = True) -> OpenStudy:
-    """Create or load study "sample-<i>", fail its stale RUNNING trials, enqueue the start if it has no trial
-    and ``enqueue``. ``where`` (the storage as configured) only appears in error messages."""
+               where: str | None) -> OpenStudy:
+    """Create or load study "sample-<i>" and fail its stale RUNNING trials (the runner enqueues the start where
+    Optuna's ask/tell draws). ``where`` (the storage as configured) only appears in error messages."""
     i = member.index
     study = optuna.create_study(storage=storage, study_name=f"sample-{i}",
                                 directions=["minimize"] * n_objectives, load_if_exists=True)
@@ -171,8 +171,6 @@ def open_study(storage, member: Member, n_objectives: int, identity: dict[str, A
         study.tell(t.number, state=TrialState.FAIL)  # asked before a kill, never told (URL storages)
     trials = study.get_trials(deepcopy=False)
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    if enqueue and not any(t.state in (TrialState.COMPLETE, TrialState.WAITING) for t in trials):
-        study.enqueue_trial(member.initial)
     return OpenStudy(member, study, n_complete, n_trials=len(trials))
 
 
