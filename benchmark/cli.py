@@ -104,10 +104,13 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
                     "crystalformer: 500, 128, 5e-4; alignn: 300, 64, 1e-3).")
     tr.add_argument("method", help="ftcp (a method's own model), a predictor: crystalformer, alignn, gap-judge "
                     "(the band-gap cross-judge, from $SMOACS_DATA_DIR/mp20_reference) or megnet-abx3 (MEGNet's "
-                    "band-gap head refitted on MP-20's known cubic ABX3)")
+                    "band-gap head refitted on MP-20's known cubic ABX3) or dft-gap (a composition gap model on "
+                    "this project's own DFT labels, from the run folders under --runs)")
+    tr.add_argument("--runs", action="append",
+                    help="dft-gap only: a folder of run folders whose DFT checks are the labels (repeatable)")
     tr.add_argument("--dataset",
                     help="perov_5, megnet, a CDVAE-format folder (train/val/test.csv) or a MEGNet-format .json "
-                    "(required except for gap-judge and megnet-abx3)")
+                    "(required except for gap-judge, megnet-abx3 and dft-gap)")
     tr.add_argument("--target", choices=["e_form", "bandgap"],
                     help="predictors only: formation energy (eV/atom) or band gap (eV)")
     tr.add_argument("--split", help="predictors only: reuse this split.json (e.g. an FTCP model's) for the split")
@@ -252,8 +255,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smoacs_bench.methods.registry import get_method_class, trainable_methods
 
     command = "smoacs-bench " + " ".join(sys.argv[1:])
-    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES) + ["gap-judge", "megnet-abx3"])
+    trainable = ", ".join([c.name for c in trainable_methods()] + list(RECIPES) + ["gap-judge", "megnet-abx3", "dft-gap"])
     try:
+        if args.method == "dft-gap":
+            from smoacs_bench.evaluation.dft_gap_model import train_dft_gap
+
+            if not args.runs:
+                raise ValueError("training dft-gap needs --runs FOLDER (a folder of run folders with DFT checks)")
+            m = train_dft_gap(args.out, args.runs, seed=args.seed, progress=not args.no_progress, command=command)
+            h = m["holdout"]
+            print(f"dft-gap ({m['kind']}): {h['n']} formulas, cross-validated MAE {h['mae']:.3f} eV (predicting the "
+                  f"mean: {h['baseline_mae']:.3f}); labels cost {m['label_seconds'] / 3600:.2f} CPU hours of DFT; "
+                  f"wrote {args.out}")
+            return 0
         if args.method == "gap-judge":
             from smoacs_bench.evaluation.gap_judge import train_gap_judge
 

@@ -125,6 +125,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     drops: dict[str, dict[tuple[float, float], float]] = {}
     per_method: dict[str, list[tuple[pd.DataFrame, float | None]]] = {}
     costs: dict[str, list[tuple[pd.DataFrame, float, float]]] = {}   # proposing and judging seconds per run
+    model_costs: dict[str, float] = {}   # one-core seconds of the data a row's own trained model learned from
     dft_points: dict[str, list[pd.DataFrame]] = {}
     dft_runs: dict[str, list[tuple[pd.DataFrame, float]]] = {}
     margins: set[float] = set()
@@ -152,6 +153,9 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         judge_s = float(relax_cost(physical, summary.get(RELAXED_COUNT)) or 0.0) \
             + float(physical.get("robust_wall_time_s") or 0.0)
         costs.setdefault(label, []).append((s, float(config.get("wall_time_s") or 0.0), float(judge_s)))
+        trained = (config.get("method_config_resolved") or {}).get("agree_model") or {}
+        if trained.get("label_seconds"):   # the model's data, once per row
+            model_costs[label] = max(model_costs.get(label, 0.0), float(trained["label_seconds"]))
         stay_drop = relax_identity(physical).get("stay_drop", stay_drop)
     if any(dft_points.values()):
         from smoacs_bench.evaluation.physical_plots import plot_dft_parity
@@ -175,7 +179,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         atomic_write_text(files["physical"], summary_markdown(summary) + "\n")
         from smoacs_bench.evaluation.cost import cost_markdown, cost_table, plot_cost
 
-        table = cost_table(costs)
+        table = cost_table(costs, model_costs)
         atomic_write_text(table_dir / "cost.csv", table.to_csv(index=False))
         files["cost"] = table_dir / "cost.md"
         atomic_write_text(files["cost"], cost_markdown(table))

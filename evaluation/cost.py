@@ -24,18 +24,22 @@ def steps() -> list[tuple[str, str]]:
     return [("success", "own judge"), *funnel_steps()]
 
 
-def cost_table(rows: Mapping[str, Iterable[tuple[pd.DataFrame, float, float]]]) -> pd.DataFrame:
-    """``rows``: row label -> (samples.csv frame, proposing s, judging s) per run. One record per row: runs, hours,
-    and per step the distinct successes and their number per hour (NaN where no run carries the step)."""
+def cost_table(rows: Mapping[str, Iterable[tuple[pd.DataFrame, float, float]]],
+               models: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """``rows``: row label -> (samples.csv frame, proposing s, judging s) per run; ``models``: row label -> the
+    one-core seconds of the data a row's own trained model cost (SMOACS-relax's DFT-trained gap model: the DFT
+    labels it learned from), charged once per row. One record per row: runs, hours, and per step the distinct
+    successes and their number per hour (NaN where no run carries the step)."""
     out = []
     for label, items in rows.items():
         items = list(items)
         propose = sum(float(p or 0) for _, p, _ in items)
         judge = sum(float(j or 0) for _, _, j in items)
         dft = sum(cpu_seconds(s) for s, _, _ in items)
-        hours = (propose + judge + dft) / 3600.0
+        model = float((models or {}).get(label) or 0.0)
+        hours = (propose + judge + dft + model) / 3600.0
         rec = {"row": label, "runs": len(items), "propose_s": round(propose, 1), "judge_s": round(judge, 1),
-               "dft_s": round(dft, 1), "hours": round(hours, 3)}
+               "dft_s": round(dft, 1), "model_s": round(model, 1), "hours": round(hours, 3)}
         for key, name in steps():
             frames = [s for s, _, _ in items if key in s and s[key].notna().any()]
             if not frames:
@@ -52,12 +56,13 @@ def cost_markdown(df: pd.DataFrame) -> str:
     """The cost table as markdown: per step 'distinct (per hour)'."""
     names = [name for _, name in steps() if name in df and df[name].notna().any()]
     dft = "dft_s" in df and bool((df["dft_s"] > 0).any())
+    model = "model_s" in df and bool((df["model_s"] > 0).any())
     head = ["row", "runs", "proposing (s)", "judging (s)", *(["DFT (s, one core)"] if dft else []),
-            *(f"{n}: distinct (per h)" for n in names)]
+            *(["model's data (s, one core)"] if model else []), *(f"{n}: distinct (per h)" for n in names)]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in df.to_dict("records"):
         cells = [str(r["row"]), str(r["runs"]), f"{r['propose_s']:.0f}", f"{r['judge_s']:.0f}",
-                 *([f"{r['dft_s']:.0f}"] if dft else [])]
+                 *([f"{r['dft_s']:.0f}"] if dft else []), *([f"{r['model_s']:.0f}"] if model else [])]
         for n in names:
             v, per = r.get(n), r.get(f"{n} per hour")
             cells.append("-" if v != v else f"{int(v)} ({per:.1f})" if per == per else str(int(v)))
@@ -65,7 +70,9 @@ def cost_markdown(df: pd.DataFrame) -> str:
     return ("Distinct successes (compositions pooled over seeds) at each step of the funnel, and per hour of wall "
             "time spent proposing and judging (2 CPU cores; judging: the relaxation and the perturbed copies; DFT: the "
             "checks' one-core seconds; the other later stages' time left out; later steps counted on the relaxed "
-            "subset, DFT-verified on the DFT-checked few).\n\n"
+            "subset, DFT-verified on the DFT-checked few"
+            + ("; model's data: the DFT labels a row's own trained model learned from, charged once per row" if model
+               else "") + ").\n\n"
             + "\n".join(lines) + "\n")
 
 

@@ -33,3 +33,15 @@ def test_dft_checks_are_charged_at_their_measured_seconds():
     assert table.loc["A", "dft_s"] == 1800.0 and table.loc["A", "hours"] == 1.0   # the unchecked row's 999 s not
     assert "DFT (s, one core)" in cost_markdown(table.reset_index())
     assert "DFT (s, one core)" not in cost_markdown(cost_table({"A": [(_run(["KF"], [True], [True]), 1.0, 0.0)]}))
+
+
+def test_a_rows_trained_model_charges_its_data_once_per_row():
+    a = _run(["SrTiO3", "BaZrO3"], [True, True], [True, False])
+    b = _run(["KCaF3"], [True], [True])
+    table = cost_table({"A": [(a, 1800.0, 0.0), (a, 1800.0, 0.0)], "B": [(b, 3600.0, 0.0)]},
+                       {"A": 3600.0}).set_index("row")
+    assert table.loc["A", "model_s"] == 3600.0 and table.loc["A", "hours"] == 2.0   # once, not per run
+    assert table.loc["A", "own judge per hour"] == 1.0 and table.loc["B", "model_s"] == 0.0
+    md = cost_markdown(table.reset_index())
+    assert "model's data (s, one core)" in md and "| A | 2 | 3600 | 0 | 3600 |" in md
+    assert "model's data" not in cost_markdown(cost_table({"B": [(b, 3600.0, 0.0)]}))

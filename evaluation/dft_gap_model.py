@@ -1,0 +1,226 @@
+"""A band-gap model trained on this project's own DFT labels: active learning across rounds of runs.
+
+MEGNet and the MP-trained composition model (:mod:`.gap_judge`) miss the PBE gap of the ideal cubic cells the
+5-site task proposes by more than 1 eV (mean absolute error over the DFT-checked proposals), so a method that
+must agree with either still proposes PBE metals. This model is trained on what the judge's DFT stage computed
+of earlier proposals (every committed run folder of the task with a converged DFT check) and on the engine's
+calibration compounds: one row per reduced formula, the median corrected PBE gap (eV, MP scale; a metal 0), the
+same composition features as the cross-judge, LightGBM (a regressor or a metal classifier then a regressor, chosen
+by cross-validated MAE grouped by formula, as the cross-judge is). A method using it (SMOACS-relax's ``agree_gap``
+``dft-gap``) never counts a formula of its training labels as agreeing, so every crystal it proposes is one whose
+DFT gap the model has not seen, and the judge's DFT check of it is out of sample. The labels' DFT time is what the
+model cost; its manifest records it (``label_seconds``, one core) with the formulas it was trained on.
+
+Files (``models/dft-gap-perovskite/``): gzip-compressed LightGBM text models and ``manifest.json``; loaded with
+:func:`load_dft_gap_model` (``$SMOACS_MODEL_DIR/dft-gap-perovskite`` or the repository's ``models/``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .gap_judge import METAL, GapJudge, _features, _lgb
+
+FOLDER = "dft-gap-perovskite"
+TRAIN_COMMAND = ("smoacs-bench train dft-gap --runs results/runs/perovskite --out models/dft-gap-perovskite")
+PARAMS = dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=5, subsample=0.8,
+              subsample_freq=1, colsample_bytree=0.7, verbose=-1, n_jobs=1)
+CALIBRATION_CSV = Path(__file__).resolve().parents[1] / "results" / "dft_calibration" / "calibration.csv"
+
+
+def _truthy(col: pd.Series) -> pd.Series:
+    return col.astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+
+
+def collect_labels(roots: list[str | Path], calibration: str | Path | None = CALIBRATION_CSV
+                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(one row per reduced formula: ``formula``, ``gap`` (median corrected PBE gap, eV), ``n`` records; and a
+    summary: run folders read, records, DFT seconds of every checked crystal, skipped folders with reasons).
+    ``roots``: folders of run folders (each with a samples.csv carrying the dft stage's columns); ``calibration``:
+    the engine's calibration.csv (its compounds are labels too), None for none."""
+    records, seconds, folders, skipped = [], 0.0, [], []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such folder of run folders")
+        for f in sorted(root.glob("*/samples.csv")):
+            try:
+                s = pd.read_csv(f, low_memory=False)
+            except (OSError, ValueError) as err:
+                skipped.append(f"{f}: unreadable ({type(err).__name__})")
+                continue
+            if "dft_checked" not in s or "dft_gap_corrected" not in s:
+                continue
+            s = s[_truthy(s["dft_checked"])]
+            if s.empty:
+                continue
+            folders.append(f.parent.name)
+            seen: set[str] = set()
+            for _, r in s.iterrows():
+                formula = str(r.get("formula", ""))
+                if formula not in seen:   # a crystal checked twice in a run was computed once
+                    seen.add(formula)
+                    sec = r.get("dft_seconds")
+                    seconds += float(sec) if sec is not None and math.isfinite(float(sec)) else 0.0
+                gap = r.get("dft_gap_corrected")
+                if _truthy(pd.Series([r.get("dft_converged")])).iloc[0] and gap is not None and math.isfinite(gap):
+                    records.append({"formula": formula, "gap": float(gap), "source": f.parent.name})
+    if not records:
+        raise ValueError(f"no converged DFT check in the run folders under {', '.join(str(r) for r in roots)}: run a "
+                         "table there with --dft-subset first")
+    if calibration is not None and Path(calibration).is_file():
+        cal = pd.read_csv(calibration)
+        for _, r in cal.iterrows():
+            if _truthy(pd.Series([r.get("dft_converged")])).iloc[0] and math.isfinite(r.get("dft_gap_corrected")):
+                records.append({"formula": str(r["formula"]), "gap": float(r["dft_gap_corrected"]),
+                                "source": "dft_calibration"})
+                seconds += float(r.get("dft_seconds") or 0.0)
+    from pymatgen.core import Composition
+
+    frame = pd.DataFrame(records)
+    frame["formula"] = [Composition(f).reduced_formula for f in frame["formula"]]
+    table = frame.groupby("formula").agg(gap=("gap", "median"), n=("gap", "size")).reset_index()
+    return table, {"run_folders": len(folders), "sources": folders, "records": len(records),
+                   "label_seconds": round(seconds, 1), "skipped": skipped}
+
+
+def _fit(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> list:
+    lgb = _lgb()
+    if kind == "regressor":
+        return [lgb.LGBMRegressor(random_state=seed, **PARAMS).fit(X, y).booster_]
+    gapped = y > METAL
+    clf = lgb.LGBMClassifier(random_state=seed, **PARAMS).fit(X, gapped.astype(int)).booster_
+    reg = lgb.LGBMRegressor(random_state=seed, **PARAMS).fit(X[gapped], y[gapped]).booster_
+    return [clf, reg]
+
+
+def train_dft_gap(out: str | Path, roots: list[str | Path], seed: int = 0, folds: int = 5,
+                  progress: bool = True, command: str = "", calibration: str | Path | None = CALIBRATION_CSV
+                  ) -> dict[str, Any]:
+    """Train, cross-validate (grouped by formula: one row each) and save the model in ``out``; the manifest."""
+    from .io import atomic_write_text
+
+    t0 = time.perf_counter()
+    table, summary = collect_labels(roots, calibration)
+    X, reasons = _features(table["formula"])
+    keep = np.array([not r for r in reasons], dtype=bool)
+    table, X = table[keep].reset_index(drop=True), X[keep]
+    y = table["gap"].to_numpy(dtype=float)
+    if len(y) < 2 * folds:
+        raise ValueError(f"{len(y)} labelled formulas are too few for {folds}-fold cross-validation")
+    if progress:
+        print(f"dft-gap: {len(y)} formulas from {summary['records']} converged DFT records in "
+              f"{summary['run_folders']} run folders and the calibration ({summary['label_seconds'] / 3600:.2f} "
+              f"CPU hours of DFT)")
+    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    cv, preds = {}, {}
+    for kind in ("regressor", "two-stage"):
+        pred = np.zeros(len(y))
+        for k in range(folds):
+            models = _fit(kind, X[fold != k], y[fold != k], seed)
+            pred[fold == k] = GapJudge(kind, models, {}).predict_raw(X[fold == k])
+        cv[kind], preds[kind] = float(np.abs(pred - y).mean()), pred
+        if progress:
+            print(f"dft-gap: {kind} cross-validated MAE {cv[kind]:.3f} eV ({folds} folds, one row per formula)")
+    kind = min(cv, key=cv.get)
+    err = preds[kind] - y
+    gapped = y > METAL
+    holdout = {"n": int(len(y)), "n_gapped": int(gapped.sum()), "mae": float(np.abs(err).mean()),
+               "mae_gapped": float(np.abs(err[gapped]).mean()) if gapped.any() else math.nan,
+               "metal_share": float((~gapped).mean()), "baseline_mae": float(np.abs(y - y.mean()).mean()),
+               "within_0.25": float((np.abs(err) <= 0.25).mean())}
+    models = _fit(kind, X, y, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [f"{name}.txt.gz" for name in (["regressor"] if kind == "regressor" else ["classifier", "regressor"])]
+    for booster, name in zip(models, files, strict=True):
+        tmp = out / f".{name}.part"
+        tmp.write_bytes(gzip.compress(booster.model_to_string().encode(), mtime=0))
+        os.replace(tmp, out / name)
+    manifest = {"kind": kind, "files": files, "cv_mae": cv, "folds": folds, "seed": seed, "holdout": holdout,
+                "training_formulas": int(len(y)), "formulas": table["formula"].tolist(),
+                "label_seconds": summary["label_seconds"], "label_records": summary["records"],
+                "run_folders": summary["run_folders"], "roots": [str(r) for r in roots],
+                "calibration": None if calibration is None else _shown(calibration),
+                "sources": summary["sources"],
+                "features": "smoacs_bench.data.composition_features (Magpie-style, pymatgen element data)",
+                "target": "the dft stage's corrected PBE gap (eV, MP scale; a metal 0), median per reduced formula",
+                "params": PARAMS, "command": command or TRAIN_COMMAND, "seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(out / "labels.csv", table.assign(cv_pred=preds[kind]).to_csv(index=False))
+    return manifest
+
+
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it (a manifest names no machine's folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
+
+def default_folder() -> Path | None:
+    """``$SMOACS_MODEL_DIR/dft-gap-perovskite``, else the repository's models/ folder."""
+    from smoacs_bench.data.environment import model_dir
+
+    root = model_dir()
+    if root is not None and (root / FOLDER / "manifest.json").is_file():
+        return root / FOLDER
+    repo = Path(__file__).resolve().parents[1] / "models" / FOLDER
+    return repo if (repo / "manifest.json").is_file() else None
+
+
+class DFTGapModel:
+    """The trained model: :meth:`predict` gives NaN for a formula it was trained on (never 'agrees')."""
+
+    def __init__(self, folder: Path):
+        lgb = _lgb()
+        self.manifest = json.loads((folder / "manifest.json").read_text())
+        models = [lgb.Booster(model_str=gzip.decompress((folder / f).read_bytes()).decode())
+                  for f in self.manifest["files"]]
+        self.model = GapJudge(self.manifest["kind"], models, self.manifest)
+        self.seen = set(self.manifest["formulas"])
+
+    @property
+    def label(self) -> str:
+        h = self.manifest["holdout"]
+        return (f"composition LightGBM ({self.manifest['kind']}) on this project's DFT labels of "
+                f"{h['n']} formulas, cross-validated MAE {h['mae']:.2f} eV")
+
+    def predict(self, formulas) -> np.ndarray:
+        from pymatgen.core import Composition
+
+        formulas = list(formulas)
+        gaps, _ = self.model.predict(formulas)
+        out = np.asarray(gaps, dtype=float)
+        for i, f in enumerate(formulas):
+            try:
+                if Composition(f).reduced_formula in self.seen:
+                    out[i] = math.nan
+            except Exception:  # noqa: BLE001 - unreadable formula: already NaN
+                out[i] = math.nan
+        return out
+
+
+_LOADED: dict[str, DFTGapModel] = {}
+
+
+def load_dft_gap_model(folder: str | Path | None = None) -> DFTGapModel:
+    """The trained model; FileNotFoundError (one line, with the command that trains it) when there is none."""
+    path = Path(folder) if folder is not None else default_folder()
+    if path is None or not (path / "manifest.json").is_file():
+        raise FileNotFoundError(f"no DFT-trained gap model at {path or 'models/' + FOLDER}: train it with "
+                                f"`{TRAIN_COMMAND}`")
+    key = str(path.resolve())
+    if key not in _LOADED:
+        _LOADED[key] = DFTGapModel(path)
+    return _LOADED[key]
