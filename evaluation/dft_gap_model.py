@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .gap_judge import METAL, GapJudge, _features, _lgb
+from .gap_judge import METAL, GapJudge, _features, _fit, _lgb
 
 FOLDER = "dft-gap-perovskite"
 TRAIN_COMMAND = ("smoacs-bench train dft-gap --runs results/runs/perovskite --out models/dft-gap-perovskite")
@@ -93,16 +93,6 @@ def collect_labels(roots: list[str | Path], calibration: str | Path | None = CAL
                    "label_seconds": round(seconds, 1), "skipped": skipped}
 
 
-def _fit(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> list:
-    lgb = _lgb()
-    if kind == "regressor":
-        return [lgb.LGBMRegressor(random_state=seed, **PARAMS).fit(X, y).booster_]
-    gapped = y > METAL
-    clf = lgb.LGBMClassifier(random_state=seed, **PARAMS).fit(X, gapped.astype(int)).booster_
-    reg = lgb.LGBMRegressor(random_state=seed, **PARAMS).fit(X[gapped], y[gapped]).booster_
-    return [clf, reg]
-
-
 def train_dft_gap(out: str | Path, roots: list[str | Path], seed: int = 0, folds: int = 5,
                   progress: bool = True, command: str = "", calibration: str | Path | None = CALIBRATION_CSV
                   ) -> dict[str, Any]:
@@ -126,7 +116,7 @@ def train_dft_gap(out: str | Path, roots: list[str | Path], seed: int = 0, folds
     for kind in ("regressor", "two-stage"):
         pred = np.zeros(len(y))
         for k in range(folds):
-            models = _fit(kind, X[fold != k], y[fold != k], seed)
+            models = _fit(kind, X[fold != k], y[fold != k], seed, PARAMS)
             pred[fold == k] = GapJudge(kind, models, {}).predict_raw(X[fold == k])
         cv[kind], preds[kind] = float(np.abs(pred - y).mean()), pred
         if progress:
@@ -138,7 +128,7 @@ def train_dft_gap(out: str | Path, roots: list[str | Path], seed: int = 0, folds
                "mae_gapped": float(np.abs(err[gapped]).mean()) if gapped.any() else math.nan,
                "metal_share": float((~gapped).mean()), "baseline_mae": float(np.abs(y - y.mean()).mean()),
                "within_0.25": float((np.abs(err) <= 0.25).mean())}
-    models = _fit(kind, X, y, seed)
+    models = _fit(kind, X, y, seed, PARAMS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [f"{name}.txt.gz" for name in (["regressor"] if kind == "regressor" else ["classifier", "regressor"])]

@@ -122,13 +122,15 @@ def load_gap_judge(folder: str | Path | None = None) -> GapJudge:
 
 
 # -- training --------------------------------------------------------------------------------------------------
-def _fit(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> list:
+def _fit(kind: str, X: np.ndarray, y: np.ndarray, seed: int, params: dict | None = None) -> list:
+    """LightGBM boosters: one regressor, or a metal / non-metal classifier and a regressor on the gapped rows."""
     lgb = _lgb()
+    params = PARAMS if params is None else params
     if kind == "regressor":
-        return [lgb.LGBMRegressor(random_state=seed, **PARAMS).fit(X, y).booster_]
+        return [lgb.LGBMRegressor(random_state=seed, **params).fit(X, y).booster_]
     gapped = y > METAL
-    clf = lgb.LGBMClassifier(random_state=seed, **PARAMS).fit(X, gapped.astype(int)).booster_
-    reg = lgb.LGBMRegressor(random_state=seed, **PARAMS).fit(X[gapped], y[gapped]).booster_
+    clf = lgb.LGBMClassifier(random_state=seed, **params).fit(X, gapped.astype(int)).booster_
+    reg = lgb.LGBMRegressor(random_state=seed, **params).fit(X[gapped], y[gapped]).booster_
     return [clf, reg]
 
 
