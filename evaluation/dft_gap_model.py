@@ -11,8 +11,11 @@ by cross-validated MAE grouped by formula, as the cross-judge is). A method usin
 DFT gap the model has not seen, and the judge's DFT check of it is out of sample. The labels' DFT time is what the
 model cost; its manifest records it (``label_seconds``, one core) with the formulas it was trained on.
 
-Files (``models/dft-gap-perovskite/``): gzip-compressed LightGBM text models and ``manifest.json``; loaded with
-:func:`load_dft_gap_model` (``$SMOACS_MODEL_DIR/dft-gap-perovskite`` or the repository's ``models/``).
+Files (``models/dft-gap-perovskite/``): gzip-compressed LightGBM text models, ``labels.csv`` (each formula's label
+and cross-validated prediction) and ``manifest.json`` (``sources``: the run folders read); loaded with
+:func:`load_dft_gap_model` (``$SMOACS_MODEL_DIR/dft-gap-perovskite`` or the repository's ``models/``). The committed
+model is round 1, trained before the runs that use it: the same command run now also reads those runs' own checks,
+which makes a second round, a different model for a different row (write it to another folder).
 """
 
 from __future__ import annotations
