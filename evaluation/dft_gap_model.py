@@ -40,53 +40,43 @@ PARAMS = dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_sam
 CALIBRATION_CSV = Path(__file__).resolve().parents[1] / "results" / "dft_calibration" / "calibration.csv"
 
 
-def _truthy(col: pd.Series) -> pd.Series:
-    return col.astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
-
-
 def collect_labels(roots: list[str | Path], calibration: str | Path | None = CALIBRATION_CSV
                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(one row per reduced formula: ``formula``, ``gap`` (median corrected PBE gap, eV), ``n`` records; and a
     summary: run folders read, records, DFT seconds of every checked crystal, skipped folders with reasons).
     ``roots``: folders of run folders (each with a samples.csv carrying the dft stage's columns); ``calibration``:
     the engine's calibration.csv (its compounds are labels too), None for none."""
+    from .stages.dft import labels
+
     records, seconds, folders, skipped = [], 0.0, [], []
+
+    def take(checks: pd.DataFrame, source: str) -> None:
+        nonlocal seconds
+        # a crystal checked twice in one run was computed once: its time counts once
+        seconds += float(checks.drop_duplicates("formula")["seconds"].fillna(0.0).sum())
+        ok = checks[checks["gap"].notna()]
+        records.extend({"formula": f, "gap": float(g), "source": source} for f, g in zip(ok["formula"], ok["gap"],
+                                                                                         strict=True))
+
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: no such folder of run folders")
         for f in sorted(root.glob("*/samples.csv")):
             try:
-                s = pd.read_csv(f, low_memory=False)
+                checks = labels(pd.read_csv(f, low_memory=False))
             except (OSError, ValueError) as err:
                 skipped.append(f"{f}: unreadable ({type(err).__name__})")
                 continue
-            if "dft_checked" not in s or "dft_gap_corrected" not in s:
-                continue
-            s = s[_truthy(s["dft_checked"])]
-            if s.empty:
+            if checks.empty:
                 continue
             folders.append(f.parent.name)
-            seen: set[str] = set()
-            for _, r in s.iterrows():
-                formula = str(r.get("formula", ""))
-                if formula not in seen:   # a crystal checked twice in a run was computed once
-                    seen.add(formula)
-                    sec = r.get("dft_seconds")
-                    seconds += float(sec) if sec is not None and math.isfinite(float(sec)) else 0.0
-                gap = r.get("dft_gap_corrected")
-                if _truthy(pd.Series([r.get("dft_converged")])).iloc[0] and gap is not None and math.isfinite(gap):
-                    records.append({"formula": formula, "gap": float(gap), "source": f.parent.name})
+            take(checks, f.parent.name)
     if not records:
         raise ValueError(f"no converged DFT check in the run folders under {', '.join(str(r) for r in roots)}: run a "
                          "table there with --dft-subset first")
     if calibration is not None and Path(calibration).is_file():
-        cal = pd.read_csv(calibration)
-        for _, r in cal.iterrows():
-            if _truthy(pd.Series([r.get("dft_converged")])).iloc[0] and math.isfinite(r.get("dft_gap_corrected")):
-                records.append({"formula": str(r["formula"]), "gap": float(r["dft_gap_corrected"]),
-                                "source": "dft_calibration"})
-                seconds += float(r.get("dft_seconds") or 0.0)
+        take(labels(pd.read_csv(calibration)), "dft_calibration")
     from pymatgen.core import Composition
 
     frame = pd.DataFrame(records)

@@ -244,6 +244,19 @@ def cpu_seconds(samples: pd.DataFrame) -> float:
     return float(pd.to_numeric(samples.loc[truthy(samples, "dft_checked"), "dft_seconds"], errors="coerce").sum())
 
 
+def labels(samples: pd.DataFrame) -> pd.DataFrame:
+    """The run's DFT checks as labels, one row per checked proposal: ``formula``, ``gap`` (the corrected PBE gap,
+    eV; NaN where the calculation failed or its SCF did not converge) and ``seconds`` (one core). A calibration
+    table (``smoacs-bench calibrate dft``'s calibration.csv) has the same columns and reads the same way, every row
+    checked."""
+    if GAP_CORRECTED not in samples:
+        return pd.DataFrame(columns=["formula", "gap", "seconds"])
+    c = samples[truthy(samples, "dft_checked")] if "dft_checked" in samples else samples
+    gap = pd.to_numeric(c[GAP_CORRECTED], errors="coerce").where(truthy(c, "dft_converged"))
+    seconds = pd.to_numeric(c["dft_seconds"], errors="coerce") if "dft_seconds" in c else np.nan
+    return pd.DataFrame({"formula": c["formula"].astype(str), "gap": gap, "seconds": seconds}).reset_index(drop=True)
+
+
 HIT = 0.25   # eV: |PBE gap − target| of a "hit" (the verified-success issue's goal), raw and corrected
 
 
