@@ -419,6 +419,10 @@ def _relax_v2_runs() -> tuple[MethodRun, ...]:
                   variant="smoacs-relax-dftfit", tuned_as=RELAX_MAIN, note="as the closed-shell row, but the model "
                   "that must agree is trained on the judge's own DFT labels of earlier proposals (smoacs-bench train "
                   "dft-gap: one round of active learning across runs) and never agrees on a formula it was trained on"),
+        MethodRun("smoacs-relax", (("agree_gap", "dft-gap-r2"), ("closed_shell", True)),
+                  label="SMOACS-relax v2 (closed-shell ions, a DFT-trained gap model must agree, round 2)",
+                  variant="smoacs-relax-dftfit2", tuned_as=RELAX_MAIN, note="the DFT-trained row's second round: "
+                  "the model retrained with the first round's own DFT checks added (models/dft-gap-perovskite-r2)"),
         REFERENCE_MP,
     )
 

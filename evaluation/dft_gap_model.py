@@ -15,7 +15,8 @@ Files (``models/dft-gap-perovskite/``): gzip-compressed LightGBM text models, ``
 and cross-validated prediction) and ``manifest.json`` (``sources``: the run folders read); loaded with
 :func:`load_dft_gap_model` (``$SMOACS_MODEL_DIR/dft-gap-perovskite`` or the repository's ``models/``). The committed
 model is round 1, trained before the runs that use it: the same command run now also reads those runs' own checks,
-which makes a second round, a different model for a different row (write it to another folder).
+which makes a second round, a different model for a different row, written to another folder
+(``models/dft-gap-perovskite-r2``: SMOACS-relax's ``agree_gap="dft-gap-r2"``).
 """
 
 from __future__ import annotations
@@ -151,14 +152,14 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
-def default_folder() -> Path | None:
-    """``$SMOACS_MODEL_DIR/dft-gap-perovskite``, else the repository's models/ folder."""
+def default_folder(name: str = FOLDER) -> Path | None:
+    """``$SMOACS_MODEL_DIR/<name>``, else the repository's ``models/<name>`` (``name``: a round's folder)."""
     from smoacs_bench.data.environment import model_dir
 
     root = model_dir()
-    if root is not None and (root / FOLDER / "manifest.json").is_file():
-        return root / FOLDER
-    repo = Path(__file__).resolve().parents[1] / "models" / FOLDER
+    if root is not None and (root / name / "manifest.json").is_file():
+        return root / name
+    repo = Path(__file__).resolve().parents[1] / "models" / name
     return repo if (repo / "manifest.json").is_file() else None
 
 
@@ -197,12 +198,13 @@ class DFTGapModel:
 _LOADED: dict[str, DFTGapModel] = {}
 
 
-def load_dft_gap_model(folder: str | Path | None = None) -> DFTGapModel:
-    """The trained model; FileNotFoundError (one line, with the command that trains it) when there is none."""
-    path = Path(folder) if folder is not None else default_folder()
+def load_dft_gap_model(folder: str | Path | None = None, name: str = FOLDER) -> DFTGapModel:
+    """The trained model in ``folder``, else the round ``name`` (:func:`default_folder`); FileNotFoundError (one
+    line, with the command that trains it) when there is none."""
+    path = Path(folder) if folder is not None else default_folder(name)
     if path is None or not (path / "manifest.json").is_file():
-        raise FileNotFoundError(f"no DFT-trained gap model at {path or 'models/' + FOLDER}: train it with "
-                                f"`{TRAIN_COMMAND}`")
+        raise FileNotFoundError(f"no DFT-trained gap model at {path or 'models/' + name}: train it with "
+                                f"`{TRAIN_COMMAND.replace(FOLDER, name)}`")
     key = str(path.resolve())
     if key not in _LOADED:
         _LOADED[key] = DFTGapModel(path)

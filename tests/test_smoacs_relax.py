@@ -163,7 +163,8 @@ def test_relax_tables_pick_the_full_method_alone_and_name_every_ablation():
     assert main.samples == 256 and len(main.seeds) == 3
     v2 = get_spec("relax3-v2")   # v1 beside the v2 variants, each with v1's tuned settings
     assert [r.tag for r in v2.runs] == ["smoacs-relax-all", "smoacs-relax-abx3", "smoacs-relax-agree",
-                                        "smoacs-relax-closed", "smoacs-relax-dftfit", "reference-mp"]
+                                        "smoacs-relax-closed", "smoacs-relax-dftfit", "smoacs-relax-dftfit2",
+                                        "reference-mp"]
     assert merge_tuned({}, {"smoacs-relax-all": {"lr_scale": 0.5}}, list(v2.runs))["smoacs-relax-agree"] == {
         "lr_scale": 0.5}
     tags = [r.tag for r in ablations.runs]

@@ -82,7 +82,8 @@ from .state import CrystalState
 EF_SAFETY = 0.2    # eV/atom below the E_f threshold where the hinged E_f term stops acting
 T_SAFETY = 0.05    # the hinged tolerance term acts beyond |t - 0.9| > 0.05 (criterion: 0.8-1.0)
 AGREE_GAP = "gap-judge"   # the composition band-gap model of evaluation.gap_judge (MP-20 PBE gaps)
-AGREE_DFT = "dft-gap"     # the composition model of evaluation.dft_gap_model (this project's DFT labels)
+# the composition models of evaluation.dft_gap_model (this project's DFT labels), by round: their model folders
+AGREE_DFT = {"dft-gap": "dft-gap-perovskite", "dft-gap-r2": "dft-gap-perovskite-r2"}
 SUPERCELL_CELL_STEPS = 60   # quasi-Newton cell steps (sites held) before FIRE relaxes a perovskite supercell
 
 
@@ -106,7 +107,8 @@ class RelaxingSMOACSConfig(SMOACSConfig):
     #                                    in-loop ones and the final one)
     agree_gap: str = ""                # "gap-judge": a checkpoint or a kept composition also needs the composition
     #                                    gap model (evaluation.gap_judge) within ± agree_window of the target;
-    #                                    "dft-gap": the model trained on the judge's DFT labels (dft_gap_model)
+    #                                    "dft-gap" ("dft-gap-r2"): the model trained on the judge's DFT labels,
+    #                                    round 1 (2) (dft_gap_model)
     agree_window: float = 0.25         # eV: half-width of the second model's window (the DFT hit's)
     closed_shell: bool = False         # only closed-shell ions (d0/d10, f0/f14, main group): what the judge's
     #                                    closed-shell, U-free PBE check can verify (data.oxidation.closed_shell)
@@ -132,9 +134,9 @@ class RelaxingSMOACS(SMOACS):
         c = self.cfg
         if c.relax_every < 0 or c.smooth_copies < 0 or c.energy_every < 1 or c.energy_weight < 0:
             raise ValueError("relax_every and smooth_copies must be >= 0, energy_every >= 1, energy_weight >= 0")
-        if c.agree_gap not in ("", AGREE_GAP, AGREE_DFT) or c.agree_window <= 0:
-            raise ValueError(f"agree_gap must be '', {AGREE_GAP!r} or {AGREE_DFT!r} and agree_window > 0 eV, got "
-                             f"{c.agree_gap!r} and {c.agree_window}")
+        if c.agree_gap not in ("", AGREE_GAP, *AGREE_DFT) or c.agree_window <= 0:
+            raise ValueError(f"agree_gap must be '', {AGREE_GAP!r} or one of {', '.join(AGREE_DFT)}, and agree_window "
+                             f"> 0 eV, got {c.agree_gap!r} and {c.agree_window}")
         self._relaxer = None
         self._relax_log: dict[str, float] = {}
         self._ckpts: dict[int, list] = {}   # id(state) -> per sample (score, structure, bg, ef, step) or None
@@ -161,10 +163,10 @@ class RelaxingSMOACS(SMOACS):
 
     def config(self) -> dict[str, Any]:
         out = super().config() | {"relax_log": dict(self._relax_log)}
-        if self.cfg.agree_gap == AGREE_DFT:
+        if self.cfg.agree_gap in AGREE_DFT:
             from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
 
-            m = load_dft_gap_model().manifest
+            m = load_dft_gap_model(name=AGREE_DFT[self.cfg.agree_gap]).manifest
             out["agree_model"] = {k: m.get(k) for k in ("training_formulas", "label_seconds", "label_records",
                                                          "cv_mae", "command")}
         return out
@@ -198,10 +200,10 @@ class RelaxingSMOACS(SMOACS):
                          f"agrees: the composition model trained on MP-20's PBE gaps (the gap cross-judge, so its column "
                          f"is no independent check of this row: DFT is) within ± {c.agree_window:g} eV of the target (a "
                          "sample that never finds such a crystal proposes its best other one)")
-        elif c.agree_gap == AGREE_DFT:
+        elif c.agree_gap in AGREE_DFT:
             from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
 
-            m = load_dft_gap_model().manifest
+            m = load_dft_gap_model(name=AGREE_DFT[c.agree_gap]).manifest
             ideas.append(f"counts a crystal a success, keeps it and ranks it first only where a composition model "
                          f"trained on the judge's own DFT labels of earlier proposals ({m['training_formulas']} formulas, "
                          f"cross-validated MAE {m['holdout']['mae']:.2f} eV; {m['label_seconds'] / 3600:.1f} CPU hours of "
@@ -342,10 +344,10 @@ class RelaxingSMOACS(SMOACS):
         if not idx:
             return out
         formulas = [structures[i].composition.reduced_formula for i in idx]
-        if self.cfg.agree_gap == AGREE_DFT:
+        if self.cfg.agree_gap in AGREE_DFT:
             from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
 
-            out[idx] = load_dft_gap_model().predict(formulas)
+            out[idx] = load_dft_gap_model(name=AGREE_DFT[self.cfg.agree_gap]).predict(formulas)
             return out
         from smoacs_bench.evaluation.gap_judge import load_gap_judge
 
