@@ -80,8 +80,19 @@ def collect_labels(roots: list[str | Path], calibration: str | Path | None = CAL
         take(labels(pd.read_csv(calibration)), "dft_calibration")
     from pymatgen.core import Composition
 
+    def reduced(record: dict) -> str | None:
+        try:
+            comp = Composition(record["formula"])
+            if not comp.valid:   # pymatgen reads an unknown symbol as a dummy species
+                raise ValueError("not an element")
+            return comp.reduced_formula
+        except Exception:  # noqa: BLE001 - pymatgen raises several types for an unreadable formula
+            skipped.append(f"{record['source']}: unreadable formula {record['formula']!r}")
+            return None
+
     frame = pd.DataFrame(records)
-    frame["formula"] = [Composition(f).reduced_formula for f in frame["formula"]]
+    frame["formula"] = [reduced(r) for r in records]
+    frame = frame[frame["formula"].notna()]
     table = frame.groupby("formula").agg(gap=("gap", "median"), n=("gap", "size")).reset_index()
     return table, {"run_folders": len(folders), "sources": folders, "records": len(records),
                    "label_seconds": round(seconds, 1), "skipped": skipped}
@@ -102,6 +113,8 @@ def train_dft_gap(out: str | Path, roots: list[str | Path], seed: int = 0, folds
     if len(y) < 2 * folds:
         raise ValueError(f"{len(y)} labelled formulas are too few for {folds}-fold cross-validation")
     if progress:
+        for line in summary["skipped"]:
+            print(f"dft-gap: skipped {line}")
         print(f"dft-gap: {len(y)} formulas from {summary['records']} converged DFT records in "
               f"{summary['run_folders']} run folders and the calibration ({summary['label_seconds'] / 3600:.2f} "
               f"CPU hours of DFT)")
@@ -135,7 +148,7 @@ def train_dft_gap(out: str | Path, roots: list[str | Path], seed: int = 0, folds
                 "label_seconds": summary["label_seconds"], "label_records": summary["records"],
                 "run_folders": summary["run_folders"], "roots": [str(r) for r in roots],
                 "calibration": None if calibration is None else _shown(calibration),
-                "sources": summary["sources"],
+                "sources": summary["sources"], "skipped": summary["skipped"],
                 "features": "smoacs_bench.data.composition_features (Magpie-style, pymatgen element data)",
                 "target": "the dft stage's corrected PBE gap (eV, MP scale; a metal 0), median per reduced formula",
                 "params": PARAMS, "command": command or TRAIN_COMMAND, "seconds": round(time.perf_counter() - t0, 1)}

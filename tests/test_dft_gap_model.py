@@ -33,6 +33,9 @@ def test_labels_are_the_converged_checks_one_row_per_formula_with_their_dft_time
 
     _run_folder(tmp_path, "a_bg1.5_s0", RUN_A)
     _run_folder(tmp_path, "b_bg1.5_s1", RUN_B)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "samples.csv").write_bytes(b"formula,dft_checked\n\xff\xfeSrTiO3,\xc3True\n")
+    _run_folder(tmp_path, "d_bad_formula", [("Qq2", 1.0, True, 5.0)], unchecked=0)
     (tmp_path / "c_without_dft").mkdir()
     pd.DataFrame({"formula": ["SrTiO3"], "band_gap": [1.5]}).to_csv(tmp_path / "c_without_dft" / "samples.csv")
     table, summary = collect_labels([tmp_path], calibration=None)
@@ -40,9 +43,11 @@ def test_labels_are_the_converged_checks_one_row_per_formula_with_their_dft_time
     assert gaps["SrTiO3"] == pytest.approx(1.9)            # median of 1.9, 1.9, 2.1
     assert "CsSnI3" not in gaps and "LiNbO3" not in gaps    # failed, and never checked
     assert gaps["CaSiTeS2"] == 0.0 and len(gaps) == 14
-    assert summary["run_folders"] == 2 and summary["records"] == 16
+    assert summary["run_folders"] == 3 and summary["records"] == 17   # the bad formula's folder is read
+    assert len(summary["skipped"]) == 2 and "broken" in summary["skipped"][0] and "'Qq2'" in summary["skipped"][1]
     # DFT time: every checked crystal once per run (SrTiO3 twice in run A was one calculation), failures included
-    assert summary["label_seconds"] == pytest.approx(sum(s for _, _, _, s in RUN_A[1:]) + sum(s for *_, s in RUN_B))
+    assert summary["label_seconds"] == pytest.approx(sum(s for _, _, _, s in RUN_A[1:]) + sum(s for *_, s in RUN_B)
+                                                     + 5.0)
     with pytest.raises(ValueError, match="no converged DFT check"):
         collect_labels([tmp_path / "c_without_dft"], calibration=None)
     with pytest.raises(FileNotFoundError, match="no such folder"):
