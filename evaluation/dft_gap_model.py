@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .gap_judge import METAL, GapJudge, _features, _fit, _lgb
+from .gap_judge import METAL, GapJudge, _features, _fit
 
 FOLDER = "dft-gap-perovskite"
 TRAIN_COMMAND = ("smoacs-bench train dft-gap --runs results/runs/perovskite --out models/dft-gap-perovskite")
@@ -180,18 +180,11 @@ class DFTGapModel:
     """The trained model: :meth:`predict` gives NaN for a formula it was trained on (never 'agrees')."""
 
     def __init__(self, folder: Path):
-        lgb = _lgb()
-        self.manifest = json.loads((folder / "manifest.json").read_text())
-        models = [lgb.Booster(model_str=gzip.decompress((folder / f).read_bytes()).decode())
-                  for f in self.manifest["files"]]
-        self.model = GapJudge(self.manifest["kind"], models, self.manifest)
-        self.seen = set(self.manifest["formulas"])
+        from .gap_judge import load_gap_judge
 
-    @property
-    def label(self) -> str:
-        h = self.manifest["holdout"]
-        return (f"composition LightGBM ({self.manifest['kind']}) on this project's DFT labels of "
-                f"{h['n']} formulas, cross-validated MAE {h['mae']:.2f} eV")
+        self.model = load_gap_judge(folder)   # the same files and manifest layout as the cross-judge's
+        self.manifest = self.model.manifest
+        self.seen = set(self.manifest["formulas"])
 
     def predict(self, formulas) -> np.ndarray:
         from pymatgen.core import Composition
