@@ -35,6 +35,9 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
     g.add_argument("--dft-klength", type=float, default=0.0, metavar="L",
                    help="a k-mesh that follows the cell: max(1, round(L / a)) points along each axis of length a (Å; "
                    "12 gives 3x3x3 on a 4 Å cubic perovskite; default 0: a fixed 3x3x3 mesh)")
+    g.add_argument("--dft-time-limit", type=float, metavar="S",
+                   help="stop a DFT calculation after S s of wall time (recorded as failed, its reason kept; 0: no "
+                   "limit; default 600); a longer limit than a cached timeout's computes it again")
     g.add_argument("--skip-stages", metavar="NAMES", help="leave these judge stages out (a comma list, e.g. "
                    "second_potential,distortion): their columns stay empty and captions say they were skipped")
     if table:
@@ -59,6 +62,14 @@ def stage_options(args: Any) -> dict[str, Any]:
         raise SystemExit(f"--dft-klength must be >= 0 (Å), got {klength}")
     if klength:
         out["dft_klength"] = klength
+    limit = getattr(args, "dft_time_limit", None)
+    if limit is not None:
+        from smoacs_bench.evaluation.dft import DFTSettings
+
+        if limit < 0:
+            raise SystemExit(f"--dft-time-limit must be >= 0 (s; 0: none), got {limit:g}")
+        if limit != DFTSettings.time_limit:   # the default leaves run folders' stage identities as they were
+            out["dft_time_limit"] = limit
     skip = [n.strip() for n in (getattr(args, "skip_stages", None) or "").split(",") if n.strip()]
     if skip:
         from smoacs_bench.evaluation.stages import stages

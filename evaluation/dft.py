@@ -85,7 +85,23 @@ class DFTSettings:
                 f"smearing {self.smearing:g} Ha; " + (
                     f"the CHGNet-relaxed cell scaled isotropically to the minimum of a parabola through "
                     f"{self.lattice_scan} DFT energies within ±{100 * self.lattice_range:g} % (the DFT lattice)"
-                    if self.lattice_scan else "the CHGNet-relaxed cell, no DFT relaxation"))
+                    if self.lattice_scan else "the CHGNet-relaxed cell, no DFT relaxation")
+                + self.describe_limit())
+
+    def describe_limit(self) -> str:
+        """The time limit, where it is not the default's (a stopped calculation counts as failed)."""
+        if self.time_limit == DFTSettings.time_limit:
+            return ""
+        return (f"; each calculation stopped after {self.time_limit:g} s" if self.time_limit
+                else "; no time limit per calculation")
+
+    def stopped_sooner(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` is a calculation stopped at a time limit shorter than this one (so these settings
+        compute it again; under the same or a shorter limit its timeout stands)."""
+        if "TimeoutError" not in str(record.get("reason") or ""):
+            return False
+        took = float(record.get("seconds") or 0.0)
+        return not self.time_limit or self.time_limit > took + 1.0
 
 
 @dataclass

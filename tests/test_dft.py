@@ -69,6 +69,44 @@ def test_a_calculation_past_its_time_limit_is_stopped_with_its_reason():
     assert "time_limit" not in slow.identity()                 # a cached result does not depend on it
 
 
+def test_a_longer_time_limit_computes_a_cached_timeout_again_and_the_default_keeps_stage_identities(tmp_path):
+    import argparse
+
+    from smoacs_bench.benchmark.options import stage_options
+    from smoacs_bench.evaluation.dft import get_engine
+    from smoacs_bench.evaluation.stages import _cache
+    from smoacs_bench.evaluation.stages.dft import cached, dft_settings
+    from smoacs_bench.evaluation.stages.registry import identity
+
+    def options(limit):
+        return stage_options(argparse.Namespace(dft_subset=2, dft_workers=1, dft_time_limit=limit))
+
+    assert options(None) == options(600.0) == {"dft_subset": 2, "dft_workers": 1}   # the default adds no key
+    longer = options(1200.0)
+    assert longer["dft_time_limit"] == 1200.0 and options(0.0)["dft_time_limit"] == 0.0
+    assert identity(options(600.0)) == identity({"dft_subset": 2, "dft_workers": 1})   # committed folders stay
+    assert identity(longer)["dft"]["dft_time_limit"] == 1200.0
+    with pytest.raises(SystemExit, match="--dft-time-limit must be >= 0"):
+        options(-5.0)
+    assert dft_settings(longer).time_limit == 1200.0 and dft_settings({}).time_limit == 600.0
+    assert "stopped after 1200 s" in dft_settings(longer).describe() and "stopped" not in dft_settings({}).describe()
+
+    # a calculation stopped at the default limit, cached: it stands under that limit or a shorter one, and a
+    # longer limit (or none) computes it again; a failure of another kind always stands
+    engine, cell = get_engine("pyscf"), _si()
+    timeout = {"band_gap": math.nan, "converged": False, "seconds": 600.48,
+               "reason": "TimeoutError: stopped after the time limit of 600 s"}
+    scf = {"band_gap": math.nan, "converged": False, "seconds": 900.0, "reason": "SCF not converged"}
+    key = _cache.digest(cell, dft_settings({}).identity())
+    assert key == _cache.digest(cell, dft_settings(longer).identity())   # the limit is not in the cache key
+    for record, stands in ((timeout, {600.0: True, 300.0: True, 1200.0: False, 0.0: False}),
+                           (scf, {600.0: True, 1200.0: True, 0.0: True})):
+        _cache.put(tmp_path, key, record)
+        for limit, kept in stands.items():
+            got = cached(tmp_path, key, cell, dft_settings(options(limit)), engine)
+            assert (got is not None) == kept, (record["reason"], limit)
+
+
 def test_an_odd_electron_cell_without_inversion_reads_every_band_point_as_without_symmetry():
     # Li (3 valence electrons) and two H in a triclinic cell without inversion: spin-polarised, the 3x3x3 mesh
     # reduced by time reversal to 14 points; PySCF's own get_bands raised IndexError here (one Fock matrix per

@@ -32,12 +32,15 @@ CALIBRATION = Path(__file__).resolve().parents[2] / "results" / "dft_calibration
 
 
 def dft_settings(options: dict | None = None):
-    """The engine's settings for these run options: the defaults, with ``dft_lattice`` points of a lattice scan and
-    the k-mesh's length rule ``dft_klength`` (Å; 0: the fixed mesh)."""
+    """The engine's settings for these run options: the defaults, with ``dft_lattice`` points of a lattice scan,
+    the k-mesh's length rule ``dft_klength`` (Å; 0: the fixed mesh) and ``dft_time_limit`` (s per calculation; 0:
+    none; absent: the default)."""
     from smoacs_bench.evaluation.dft import DFTSettings
 
     o = options or {}
-    return DFTSettings(lattice_scan=int(o.get("dft_lattice") or 0), klength=float(o.get("dft_klength") or 0.0))
+    limit = o.get("dft_time_limit")
+    return DFTSettings(lattice_scan=int(o.get("dft_lattice") or 0), klength=float(o.get("dft_klength") or 0.0),
+                       time_limit=DFTSettings.time_limit if limit is None else float(limit))
 
 
 def calibration() -> dict | None:
@@ -70,7 +73,7 @@ class DFTStage(Stage):
     revision = 3   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell;
     # 3: ... one that was stored (an exploded relaxation records a final energy but keeps no cell)
     requires = ("relaxation",)
-    option_keys = ("dft_subset", "dft_lattice", "dft_klength")
+    option_keys = ("dft_subset", "dft_lattice", "dft_klength", "dft_time_limit")
     columns = (
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
@@ -209,10 +212,11 @@ def cell_of(pool: str) -> str:
 
 
 def cached(folder: Path | None, key: str, cell, settings, engine) -> dict | None:
-    """The cached record of ``cell`` under ``key`` in ``folder``; None when there is none or the engine calls it
-    stale (a known defect of the engine version that computed it)."""
+    """The cached record of ``cell`` under ``key`` in ``folder``; None when there is none, the engine calls it
+    stale (a known defect of the engine version that computed it) or it was stopped at a shorter time limit than
+    ``settings``' (the time limit is not in the cache key)."""
     r = _cache.get(folder, key)
-    return None if r is None or engine.stale(r, cell, settings) else r
+    return None if r is None or engine.stale(r, cell, settings) or settings.stopped_sooner(r) else r
 
 
 def cached_or_computed(cells: dict, settings, folder: Path | None, workers: int = 1,
