@@ -161,12 +161,16 @@ class RelaxingSMOACS(SMOACS):
     def _count(self, key: str, value: float) -> None:
         self._relax_log[key] = self._relax_log.get(key, 0.0) + value
 
+    def _dft_model(self):
+        """The DFT-trained gap model of this run's round (``agree_gap``, a key of :data:`AGREE_DFT`)."""
+        from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
+
+        return load_dft_gap_model(name=AGREE_DFT[self.cfg.agree_gap])
+
     def config(self) -> dict[str, Any]:
         out = super().config() | {"relax_log": dict(self._relax_log)}
         if self.cfg.agree_gap in AGREE_DFT:
-            from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
-
-            m = load_dft_gap_model(name=AGREE_DFT[self.cfg.agree_gap]).manifest
+            m = self._dft_model().manifest
             out["agree_model"] = {k: m.get(k) for k in ("training_formulas", "label_seconds", "label_records",
                                                          "cv_mae", "command")}
         return out
@@ -201,9 +205,7 @@ class RelaxingSMOACS(SMOACS):
                          f"is no independent check of this row: DFT is) within ± {c.agree_window:g} eV of the target (a "
                          "sample that never finds such a crystal proposes its best other one)")
         elif c.agree_gap in AGREE_DFT:
-            from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
-
-            m = load_dft_gap_model(name=AGREE_DFT[c.agree_gap]).manifest
+            m = self._dft_model().manifest
             ideas.append(f"counts a crystal a success, keeps it and ranks it first only where a composition model "
                          f"trained on the judge's own DFT labels of earlier proposals ({m['training_formulas']} formulas, "
                          f"cross-validated MAE {m['holdout']['mae']:.2f} eV; {m['label_seconds'] / 3600:.1f} CPU hours of "
@@ -345,9 +347,7 @@ class RelaxingSMOACS(SMOACS):
             return out
         formulas = [structures[i].composition.reduced_formula for i in idx]
         if self.cfg.agree_gap in AGREE_DFT:
-            from smoacs_bench.evaluation.dft_gap_model import load_dft_gap_model
-
-            out[idx] = load_dft_gap_model(name=AGREE_DFT[self.cfg.agree_gap]).predict(formulas)
+            out[idx] = self._dft_model().predict(formulas)
             return out
         from smoacs_bench.evaluation.gap_judge import load_gap_judge
 
