@@ -93,3 +93,18 @@ def test_the_near_ideal_shortcut_gives_the_general_searchs_match(monkeypatch):
         assert np.abs((m.translation - g.translation + 0.5) % 1 - 0.5).max() < 1e-12
         took += fast
     assert 150 < took < 550   # both paths were exercised
+
+
+def test_the_unit_cells_candidate_search_as_one_array_is_the_loops_bit_for_bit():
+    """5-site cells search their 25 candidate translations as one array (#43: TPE matches every trial): the same
+    translation, bit for bit, as the per-candidate loop the supercells use, on displaced cells in any site order
+    and setting and on cells on a 1/8 grid (equal deviations, ties between candidates)."""
+    from smoacs_bench.data import perovskite as P
+
+    cell = PerovskiteCell(1)
+    rng = np.random.default_rng(1)
+    cases = [(cell.frac_coords[rng.permutation(5)] + rng.uniform(-eps, eps, (5, 3)) + rng.uniform(0, 1, 3)) % 1.0
+             for eps in (0.05, 0.15, 0.3, 0.5) for _ in range(100)]
+    cases += [rng.integers(0, 8, (5, 3)) / 8.0 for _ in range(100)] + [np.zeros((5, 3))]
+    for frac in cases:
+        assert np.array_equal(P._best_unit_translation(frac, cell.frac_coords), P._best_translation(frac, cell))
