@@ -179,13 +179,35 @@ def dft_inputs_current(folder: str | Path, relax: RelaxSettings | None, robust: 
     uses."""
     from smoacs_bench.evaluation.stages.dft import DFTStage
 
+    return _stages_current(folder, relax, robust, stage_options, DFTStage.requires)
+
+
+def dft_current(folder: str | Path, relax: RelaxSettings | None, robust: RobustSettings | None,
+                stage_options: dict[str, Any] | None = None) -> bool:
+    """Whether ``folder``'s DFT columns are already what these settings compute (the dft stage and the stages it
+    requires have their stored identities, and it ran): the stage keeps them, so its checks need no calculation
+    even where the calculation cache (never committed: a fresh clone has none) lacks them."""
+    from smoacs_bench.evaluation.stages.dft import DFTStage
+
+    try:
+        summary = pd.read_csv(Path(folder) / "summary.csv", nrows=1)
+    except (OSError, ValueError):
+        return False
+    note = notes_of(summary.iloc[0]).get(DFTStage.name, "") if len(summary) else ""
+    return (bool(note) and not note.startswith("not run")
+            and _stages_current(folder, relax, robust, stage_options, (*DFTStage.requires, DFTStage.name)))
+
+
+def _stages_current(folder: str | Path, relax: RelaxSettings | None, robust: RobustSettings | None,
+                    stage_options: dict[str, Any] | None, names: Sequence[str]) -> bool:
+    """Whether ``folder``'s config.json stores, for each of the stages ``names``, the identity these settings give."""
     cfg = Path(folder) / "config.json"
     try:
         stored = (json.loads(cfg.read_text()).get("physical", {}).get("key") or {}).get("stages") or {}
     except (OSError, ValueError):
         return False
     current = json.loads(json.dumps(physical_key(relax, robust, stage_options)["stages"], default=str))
-    return all(name in stored and stored[name] == current[name] for name in DFTStage.requires if name in current)
+    return all(name in stored and stored[name] == current[name] for name in names if name in current)
 
 
 def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, int, int, int]],

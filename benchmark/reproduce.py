@@ -232,7 +232,7 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
     gap cross-judge...); notes for the report."""
     from smoacs_bench.evaluation.relax import RelaxerUnavailable
 
-    from .physical import add_physical, dft_inputs_current, prefetch_dft
+    from .physical import add_physical, dft_current, dft_inputs_current, prefetch_dft
 
     per_run = dft_per_run(runs, int((stage_options or {}).get("dft_subset") or 0), (stage_options or {}).get("dft_rows"))
     options = {r.key: {**{k: v for k, v in (stage_options or {}).items() if k != "dft_rows"},
@@ -250,7 +250,7 @@ def _add_physical(runs: list[PlannedRun], relax: Any, robust: Any, workers: int,
             place.setdefault((r.row.tag, r.task, r.target, r.margin), []).append(r.key)
         entries = []
         for r in runs:
-            if r.done and r.key in per_run:
+            if r.done and r.key in per_run and not dft_current(r.folder, relax, robust, options[r.key]):
                 if not dft_inputs_current(r.folder, relax, robust, options[r.key]):
                     # its relaxation columns are another render's (e.g. a smaller subset): judge its earlier
                     # stages first, so the checks are drawn where the dft stage will draw them

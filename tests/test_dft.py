@@ -260,11 +260,11 @@ def test_figure_a1_draws_the_dft_checked_proposals_of_each_method(tmp_path):
     from smoacs_bench.evaluation.physical_plots import plot_dft_parity
     from smoacs_bench.evaluation.stages.dft import parity_points as _dft_points
 
-    samples = pd.DataFrame({"dft_checked": [True, False, "True"], "dft_on": ["relaxed", "", "proposed"],
-                            "band_gap": [1.5, 0.3, 1.52], "relax_band_gap": [1.1, None, None],
-                            "dft_gap_corrected": [0.9, None, 2.0]})
+    samples = pd.DataFrame({"dft_checked": [True, False, "True", True], "dft_on": ["relaxed", "", "proposed", "relaxed"],
+                            "band_gap": [1.5, 0.3, 1.52, 1.49], "relax_band_gap": [1.1, None, None, 1.4],
+                            "dft_gap_corrected": [0.9, None, 2.0, 3.9], "dft_converged": [True, None, True, False]})
     (points,) = _dft_points(samples, 1.5)
-    assert points["band_gap"].tolist() == [1.1, 1.52]     # the judge's gap of the cell DFT computed
+    assert points["band_gap"].tolist() == [1.1, 1.52]     # the judge's gap of the cell DFT computed; not unconverged
     assert points["target_bg"].tolist() == [1.5, 1.5]
     assert _dft_points(samples.drop(columns=["dft_checked"]), 1.5) == []
     path = plot_dft_parity({"A": points, "B": points.assign(dft_gap=[1.5, 1.6])}, tmp_path / "a1.png",
@@ -303,16 +303,19 @@ def test_what_dft_says_of_a_row_pools_its_seeds_per_target(monkeypatch, tmp_path
                              "dft_gap_corrected": raw + [None], "dft_converged": [True] * n + [None],
                              "dft_ok": ok + [None], "dft_seconds": [60.0] * n + [None]})
 
-    df = checks_table({"A": [(run([1.5, 0.2], [True, False]), 1.5), (run([1.3], [False]), 1.5),
+    unconverged = run([1.45], [False]).assign(dft_converged=[False, None])     # its 1.45 eV is no measurement
+    df = checks_table({"A": [(run([1.5, 0.2], [True, False]), 1.5), (run([1.3], [False]), 1.5), (unconverged, 1.5),
                              (run([float("nan")], [False]), 2.5)]})
     first = df.iloc[0]
-    assert (first["checked"], first["verified"], first["hit_raw"]) == (3, 1, 2)   # 1.5 and 1.3 within 0.25
+    assert (first["checked"], first["computed"], first["converged"]) == (4, 4, 3)
+    assert (first["verified"], first["hit_raw"]) == (1, 2)                       # 1.5 and 1.3 within 0.25
     assert first["judge_mae"] == pytest.approx((0.1 + 1.4 + 0.3) / 3)           # the relaxed cell's 1.6 eV
+    assert first["median_raw_gap"] == pytest.approx(1.3)
     assert 0 < first["verified_lo"] < 1 / 3 < first["verified_hi"] < 1
     second = df.iloc[1]
     assert (second["target_bg"], second["checked"], second["computed"], second["verified"]) == (2.5, 1, 0, 0)
     md = checks_markdown(df)
-    assert "| 1.50 | A | 3 | 3 | 1 (0.33" in md and "relaxed successes" in md
+    assert "| 1.50 | A | 4 | 4 | 3 | 1 (0.25" in md and "relaxed successes" in md
 
 
 def test_the_correction_leaves_a_metal_a_metal():
@@ -367,3 +370,42 @@ def test_a_render_draws_its_checks_from_its_own_relaxation_not_another_tables(tm
     assert calls == [("judge", "smoacs_s0", 0), ("prefetch", ["smoacs_s0", "smoacs_s1"]),
                      ("judge", "smoacs_s0", 1), ("judge", "smoacs_s1", 1)]
     assert not physical.dft_inputs_current(tmp_path / "missing", relax, None, {})
+
+
+def test_a_render_computes_no_dft_for_a_folder_whose_checks_are_current(tmp_path, monkeypatch):
+    """The calculation cache is never committed: a fresh clone re-running a table's command must keep the DFT
+    columns its folders hold, not recompute their draws (hours) because the cache is empty."""
+    import json
+
+    from smoacs_bench.benchmark import physical
+    from smoacs_bench.benchmark.experiments import MethodRun
+    from smoacs_bench.benchmark.planning import REUSED, PlannedRun
+    from smoacs_bench.benchmark.reproduce import _add_physical
+    from smoacs_bench.evaluation.settings import RelaxSettings
+
+    relax = RelaxSettings(subset=64)
+    options = {"dft_subset": 1, "dft_workers": 2}   # what the render gives each of two seeds for 2 pooled checks
+    runs = []
+    for seed, note in ((0, "1 per run, successes first"), (1, "not run: no engine"), (2, "")):
+        folder = tmp_path / f"smoacs_s{seed}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(
+            {"physical": {"key": physical.physical_key(relax, None, options)}}, default=str))
+        pd.DataFrame({"stage_dft": [note or None]}).to_csv(folder / "summary.csv", index=False)
+        runs.append(PlannedRun(MethodRun("smoacs"), "perovskite", 1.5, 0.04, seed, 16, folder, status=REUSED))
+    assert physical.dft_current(runs[0].folder, relax, None, options)
+    assert not physical.dft_current(runs[0].folder, relax, None, {**options, "dft_subset": 2})
+    assert not physical.dft_current(runs[0].folder, RelaxSettings(subset=8), None, options)
+    assert not physical.dft_current(runs[1].folder, relax, None, options)   # it did not run then
+    assert not physical.dft_current(runs[2].folder, relax, None, options)
+    prefetched = []
+
+    def fake_prefetch(entries, stage_options, progress=True):
+        prefetched.extend(Path(e[0]).name for e in entries)
+        return 0
+
+    monkeypatch.setattr(physical, "add_physical", lambda *a, **k: {"status": "unchanged", "wall_s": 0.0})
+    monkeypatch.setattr(physical, "prefetch_dft", fake_prefetch)
+    _add_physical(runs[:2], relax, None, workers=1, progress=False, status=False,
+                  stage_options={"dft_subset": 2, "dft_workers": 2})
+    assert prefetched == ["smoacs_s1"]

@@ -281,21 +281,23 @@ def checks_table(runs: dict[str, list[tuple[pd.DataFrame, float]]]) -> pd.DataFr
                 by_target.setdefault(float(target), []).append(samples[truthy(samples, "dft_checked")])
         for target, frames in sorted(by_target.items()):
             c = pd.concat(frames, ignore_index=True)
-            raw = pd.to_numeric(c["dft_band_gap"], errors="coerce")
-            corr = pd.to_numeric(c[GAP_CORRECTED], errors="coerce")
+            converged = truthy(c, "dft_converged")
+            got = pd.to_numeric(c["dft_band_gap"], errors="coerce").notna()
+            # an unconverged SCF's gap is no measurement: hits, median and error count converged checks only
+            raw = pd.to_numeric(c["dft_band_gap"], errors="coerce").where(converged)
+            corr = pd.to_numeric(c[GAP_CORRECTED], errors="coerce").where(converged)
             relaxed = c["dft_on"].astype(str) == ON_RELAXED
             judge = pd.to_numeric(c["band_gap"].where(~relaxed, c.get(BAND_GAP, c["band_gap"])), errors="coerce")
             ok = int(truthy(c, "dft_ok").sum())
             n = len(c)
             lo, hi = wilson(ok, n)
-            got = raw.notna()
             out.append({"row": label, "target_bg": target, "checked": n, "computed": int(got.sum()),
-                        "converged": int(truthy(c, "dft_converged").sum()), "verified": ok,
+                        "converged": int((converged & got).sum()), "verified": ok,
                         "verified_rate": ok / n if n else float("nan"), "verified_lo": lo, "verified_hi": hi,
                         "hit_raw": int(((raw - target).abs() <= HIT).sum()),
                         "hit_corrected": int(((corr - target).abs() <= HIT).sum()),
-                        "median_raw_gap": float(raw.median()) if got.any() else float("nan"),
-                        "judge_mae": float((judge - corr).abs().mean()) if got.any() else float("nan"),
+                        "median_raw_gap": float(raw.median()) if raw.notna().any() else float("nan"),
+                        "judge_mae": float((judge - corr).abs().mean()) if corr.notna().any() else float("nan"),
                         "seconds_median": float(pd.to_numeric(c["dft_seconds"], errors="coerce").median()),
                         "pools": ", ".join(sorted(set(c.get("dft_pool", pd.Series(dtype=str)).dropna().astype(str))
                                                   - {""}))})
@@ -306,30 +308,34 @@ def checks_markdown(df: pd.DataFrame) -> str:
     """The checks table as markdown, with what its columns mean."""
     cal = calibration()
     widen = "" if cal is None else f" + {cal['loo_mae']:.2f}"
-    head = ["target (eV)", "row", "checked", "computed", "DFT-verified", f"|raw − target| ≤ {HIT}",
+    head = ["target (eV)", "row", "checked", "computed", "SCF converged", "DFT-verified", f"|raw − target| ≤ {HIT}",
             f"|corrected − target| ≤ {HIT}", "median raw PBE gap (eV)", "judge vs DFT MAE (eV)", "s per check",
             "drawn among"]
     lines = ["| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 3) + "---|"]
     for r in df.sort_values(["target_bg", "row"], kind="stable").to_dict("records"):
-        lines.append(f"| {r['target_bg']:.2f} | {r['row']} | {r['checked']} | {r['computed']} | "
+        lines.append(f"| {r['target_bg']:.2f} | {r['row']} | {r['checked']} | {r['computed']} | {r['converged']} | "
                      f"{r['verified']} ({r['verified_rate']:.2f}, {r['verified_lo']:.2f}-{r['verified_hi']:.2f}) | "
                      f"{r['hit_raw']} | {r['hit_corrected']} | {r['median_raw_gap']:.2f} | {r['judge_mae']:.2f} | "
                      f"{r['seconds_median']:.0f} | {r['pools']} |")
     return ("What DFT says of each row's DFT-checked proposals, pooled over seeds (a seeded few per run, successes "
-            f"first; 'DFT-verified': the corrected PBE gap within the target ± (margin{widen} eV), with its Wilson "
+            f"first; computed: a gap came out (not stopped at the time limit, no failure); hits, median and error count the "
+            f"SCF-converged ones only; 'DFT-verified': the corrected PBE gap within the target ± (margin{widen} eV), with its Wilson "
             f"95 % interval; hits: within {HIT} eV of the target by the raw or the corrected PBE gap; judge vs DFT: "
             "the judge's gap of the computed cell against the corrected PBE gap; seconds on one core).\n\n"
             + "\n".join(lines) + "\n")
 
 
 def parity_points(samples: pd.DataFrame, target: float) -> list[pd.DataFrame]:
-    """The DFT-checked rows of a run as (band_gap: the judge's gap of the computed cell, dft_gap: the corrected
-    PBE gap, target_bg), for Figure A.1; empty without any."""
+    """The DFT-checked rows of a run whose SCF converged as (band_gap: the judge's gap of the computed cell,
+    dft_gap: the corrected PBE gap, target_bg), for Figure A.1; empty without any."""
     from .relaxation import BAND_GAP
 
     if "dft_checked" not in samples or GAP_CORRECTED not in samples:
         return []
     checked = samples[truthy(samples, "dft_checked")]
+    if checked.empty:
+        return []
+    checked = checked[truthy(checked, "dft_converged")]     # an unconverged SCF's gap is no measurement
     if checked.empty:
         return []
     relaxed = checked["dft_on"].astype(str) == ON_RELAXED
