@@ -332,10 +332,8 @@ def parity_points(samples: pd.DataFrame, target: float) -> list[pd.DataFrame]:
 
     if "dft_checked" not in samples or GAP_CORRECTED not in samples:
         return []
-    checked = samples[truthy(samples, "dft_checked")]
-    if checked.empty:
-        return []
-    checked = checked[truthy(checked, "dft_converged")]     # an unconverged SCF's gap is no measurement
+    # an unconverged SCF's gap is no measurement
+    checked = samples[truthy(samples, "dft_checked") & truthy(samples, "dft_converged")]
     if checked.empty:
         return []
     relaxed = checked["dft_on"].astype(str) == ON_RELAXED
