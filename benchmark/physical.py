@@ -214,8 +214,10 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
                  stage_options: dict[str, Any], progress: bool = True) -> int:
     """Compute, ``dft_workers`` processes at once, the DFT checks the dft stage will draw (k of them) in every
     (run folder, k) that already has its relaxation as the stage will see it (:func:`dft_inputs_current`), so a
-    table's calculations share one pool instead of a few per run; they land in each task's stage cache, where the stage finds them. An entry may add (the run's index among
-    its row's seeds, the row's number of seeds): draws are then computed in the order of their place in the row's
+    table's calculations share one pool instead of a few per run; each lands in the task's stage cache and in its
+    run folder's ``dft_state.zip`` as it finishes, where the stage finds it (a stopped batch keeps what it computed,
+    on any machine the folders are committed to). An entry may add (the run's index among its row's seeds, the
+    row's number of seeds): draws are then computed in the order of their place in the row's
     pooled checks, so a batch stopped early has checked every (row, target) alike. Returns how many were
     computed."""
     from smoacs_bench.evaluation.dft import compute_gaps, get_engine
@@ -224,10 +226,12 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
     from smoacs_bench.evaluation.stages.base import RELAXED_ROWS
     from smoacs_bench.evaluation.stages.dft import (
         ON_PROPOSED,
+        STATE_DIR,
         cached,
         cell_of,
         choose,
         dft_settings,
+        state_of,
         usable_rows,
     )
 
@@ -244,7 +248,7 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
         samples = pd.read_csv(folder / "samples.csv", low_memory=False)
         if RELAXED_ROWS not in samples:
             continue
-        cache = folder.parent / STAGE_CACHE / "dft"
+        cache, state = folder.parent / STAGE_CACHE / "dft", state_of(folder)
         for rank, (i, pool) in enumerate(choose(samples, k, usable_rows(samples, engine))):
             if cell_of(pool) == ON_PROPOSED:
                 f = samples["file"].iloc[i]
@@ -255,16 +259,19 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
             if cell is None:
                 continue
             key = _cache.digest(cell, settings.identity())
-            if cached(cache, key, cell, settings, engine) is None and key not in todo:
-                todo[key] = (rank * n_seeds + seed_index, cell, cache)
+            if (cached(cache, key, cell, settings, engine) is None and cached(state, key, cell, settings, engine)
+                    is None and key not in todo):
+                todo[key] = (rank * n_seeds + seed_index, cell, folder)
     if not todo:
         return 0
     # every row's first pooled draw, then its second...: a batch stopped early has checked every row alike
     jobs = sorted(todo.items(), key=lambda kv: kv[1][0])
 
-    def store(j: int, res) -> None:
-        key, (_, _, cache) = jobs[j]
-        _cache.put(cache, key, res.record())
+    def store(j: int, res) -> None:   # in the task's cache and, packed, in the run folder (committed with it)
+        key, (_, _, folder) = jobs[j]
+        _cache.put(folder.parent / STAGE_CACHE / "dft", key, res.record())
+        _cache.put(state_of(folder), key, res.record())
+        pack(folder, (STATE_DIR,))
 
     compute_gaps([cell for _, (_, cell, _) in jobs], settings, workers=int(stage_options.get("dft_workers") or 1),
                  progress=progress, on_result=store)

@@ -1,12 +1,12 @@
 """Packed run folders: a run's many small files (one CIF per proposal, per relaxed cell, per relaxation chunk) kept
 in one zip archive per folder, so that a repository of runs stays light.
 
-A run folder's ``structures/``, ``structures_relaxed/`` and ``relax_state/`` are packed into ``structures.zip``,
-``structures_relaxed.zip`` and ``relax_state.zip`` beside them (:func:`pack`); each member is the file's exact
-bytes, so a crystal read from the archive is the crystal read from the loose file. Readers go through
-:func:`read_text`, :func:`exists` and :func:`names`, which look at the loose file first, then in the archive: a
-folder may be packed, loose, or both (a later step writes loose files; :func:`pack` merges them in). ``unzip``
-or ``smoacs-bench export`` gives the files back.
+A run folder's ``structures/``, ``structures_relaxed/``, ``relax_state/`` and ``dft_state/`` are packed into
+``structures.zip``, ``structures_relaxed.zip``, ``relax_state.zip`` and ``dft_state.zip`` beside them
+(:func:`pack`); each member is the file's exact bytes, so a crystal read from the archive is the crystal read
+from the loose file. Readers go through :func:`read_text`, :func:`exists` and :func:`names`, which look at the
+loose file first, then in the archive: a folder may be packed, loose, or both (a later step writes loose files;
+:func:`pack` merges them in). ``unzip`` or ``smoacs-bench export`` gives the files back.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-PACKED_DIRS = ("structures", "structures_relaxed", "relax_state")
+PACKED_DIRS = ("structures", "structures_relaxed", "relax_state", "dft_state")
 SUFFIX = ".zip"
 _DATE = (2020, 1, 1, 0, 0, 0)   # a fixed member date: packing the same files gives the same bytes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -177,6 +178,62 @@ def test_the_stage_checks_a_seeded_few_successes_and_uses_the_cache(tmp_path, mo
         get_stage("dft").compute(StageInput(samples, structures, crit))
 
 
+def test_a_run_folder_keeps_its_checks_so_another_draw_without_the_cache_computes_only_new_ones(tmp_path, monkeypatch):
+    """The calculation cache is this machine's; a committed run folder holds only its columns. Re-judging it with
+    another draw (a larger subset, another table's relaxation) must take its checks from its columns and compute
+    only the new draws, and the records it keeps must give the same columns again."""
+    from smoacs_bench.data.task import get_task
+    from smoacs_bench.evaluation.packing import names, pack
+    from smoacs_bench.evaluation.stages import StageInput, identity, run_stages, stages
+    from smoacs_bench.evaluation.stages import dft as stage_module
+    from smoacs_bench.evaluation.stages.registry import SKIP
+
+    calls = []
+
+    def fake(structures, settings, workers=1, progress=False, on_result=None):
+        from smoacs_bench.evaluation.dft import DFTResult
+
+        calls.append(len(structures))
+        out = [DFTResult(band_gap=round(s.volume / 100, 4), direct_gap=2.0, converged=True, seconds=3.0)
+               for s in structures]
+        for k, res in enumerate(out):
+            on_result(k, res)
+        return out
+
+    monkeypatch.setattr("smoacs_bench.evaluation.dft.compute_gaps", fake)
+    monkeypatch.setenv(stage_module.CALIBRATION_ENV, str(tmp_path / "none.json"))
+    folder, cache = tmp_path / "runs" / "run0", tmp_path / "runs" / ".stage_cache"
+    folder.mkdir(parents=True)
+    structures = [_si() for _ in range(6)]
+    for k, s in enumerate(structures):
+        s.scale_lattice(s.volume * (1 + 0.01 * k))
+    samples = pd.DataFrame({"success": [True, True, False, True, False, True], "relaxed": [False] * 6})
+    skip = {SKIP: [s.name for s in stages() if s.name != "dft"]}
+
+    def judge(frame, k, previous=None, notes=None):
+        options = {**skip, "dft_subset": k}
+        batch = StageInput(frame, structures, get_task("free").criteria(1.5, 0.04), options=options,
+                           cache_dir=cache, folder=folder)
+        added, new_notes = run_stages(batch, previous=previous, previous_notes=notes)
+        pack(folder)
+        return pd.concat([samples, added], axis=1), identity(options), new_notes
+
+    first, ident, notes = judge(samples, 2)
+    assert calls == [2] and len(names(folder / "dft_state")) == 2
+    # a committed folder as it was before run folders kept their checks: its columns, no state, no cache
+    (folder / "dft_state.zip").unlink()
+    shutil.rmtree(cache)
+    more, ident3, notes3 = judge(first, 3, ident, notes)
+    assert calls == [2, 1]                              # the two it held came from its columns
+    old = first.index[first["dft_checked"] == True]    # noqa: E712
+    assert more.loc[old, "dft_band_gap"].tolist() == first.loc[old, "dft_band_gap"].tolist()
+    assert more["dft_checked"].sum() == 3 and len(names(folder / "dft_state")) == 3
+    shutil.rmtree(cache)                                # another clone: back to two draws, nothing computed
+    again, _, _ = judge(more, 2, ident3, notes3)
+    assert calls == [2, 1]
+    assert again["dft_band_gap"].equals(first["dft_band_gap"]) and again["dft_ok"].equals(first["dft_ok"])
+
+
 def test_checks_take_successes_first_then_fill_up_and_skip_what_the_engine_cannot_compute():
     from smoacs_bench.evaluation.stages.dft import POOLS, choose
 
@@ -245,9 +302,13 @@ def test_a_tables_checks_are_computed_in_one_pool_and_the_stage_finds_them(tmp_p
         folders.append(folder)
         structures = [read_structure(folder / f)[0] for f in samples["file"]]   # as the judge reads a run folder
         batches.append(StageInput(samples, structures, get_task("free").criteria(1.5, 0.04),
-                                  options={"dft_subset": 2}, cache_dir=folder.parent / STAGE_CACHE))
+                                  options={"dft_subset": 2}, cache_dir=folder.parent / STAGE_CACHE, folder=folder))
     assert prefetch_dft([(f, 2) for f in folders], {"dft_workers": 2}, progress=False) == 4
     assert calls == [(4, 2)]                                          # one pool for the whole table
+    assert prefetch_dft([(f, 2) for f in folders], {"dft_workers": 2}, progress=False) == 0
+    # each run folder keeps its own checks, packed: a clone without this machine's cache finds them there
+    assert all((f / "dft_state.zip").is_file() and not (f / "dft_state").exists() for f in folders)
+    shutil.rmtree(tmp_path / "runs" / STAGE_CACHE)
     assert prefetch_dft([(f, 2) for f in folders], {"dft_workers": 2}, progress=False) == 0
     for batch in batches:
         out = get_stage("dft").compute(batch)

@@ -18,10 +18,15 @@ def digest(structure, settings: Any) -> str:
 
 
 def get(folder: Path | None, key: str) -> dict[str, Any] | None:
-    if folder is None or not (Path(folder) / f"{key}.json").is_file():
+    """The record under ``key`` in ``folder``: its loose file, else its member of the folder's archive (a run
+    folder's packed state); None when there is none or it is unreadable."""
+    if folder is None:
         return None
+    from smoacs_bench.evaluation.packing import read_text
+
     try:
-        return json.loads((Path(folder) / f"{key}.json").read_text())
+        text = read_text(Path(folder) / f"{key}.json")
+        return None if text is None else json.loads(text)
     except (OSError, ValueError):
         return None
 

@@ -115,6 +115,12 @@ class Stage:
         """The stage's columns for every row of ``batch.samples`` (same index, every declared column)."""
         raise NotImplementedError
 
+    def preserve(self, batch: StageInput, stored: dict[str, Any]) -> int:
+        """Called before the stage's columns in ``batch.samples`` (computed with its identity ``stored``) are
+        recomputed with other options, while the run folder is as they left it: a stage may keep what they hold
+        (e.g. costly results, in the run folder's state). Returns how many items it kept."""
+        return 0
+
     def rows_of(self, samples: pd.DataFrame, column: Column) -> pd.DataFrame:
         if column.over == "all":
             return samples

@@ -9,7 +9,10 @@ which cell was computed: "relaxed" = CHGNet's, or "proposed"). Engine and settin
 :mod:`smoacs_bench.evaluation.dft`. ``dft_gap_corrected`` applies the linear correction of the engine's
 calibration against MP's PBE gaps (``smoacs-bench calibrate dft``); ``dft_ok``: the corrected gap within the target
 ± (margin + the correction's leave-one-out MAE). Each calculation is cached by crystal and settings (a killed run
-resumes; a crystal is computed once for every run and table).
+resumes; a crystal is computed once for every run and table): in the task's stage cache (this machine's) and in
+the run folder's ``dft_state/`` (packed into ``dft_state.zip``, committed with the folder), where the checks a
+folder's columns hold also go before another draw replaces them (:meth:`DFTStage.preserve`): a re-render with
+another draw, or after another table re-judged a shared folder, computes no check again, on any machine.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .relaxation import SUCCESS_RELAXED, kept_cell
 SEED = 0
 CALIBRATION_ENV = "SMOACS_DFT_CALIBRATION"
 CALIBRATION = Path(__file__).resolve().parents[2] / "results" / "dft_calibration" / "correction.json"
+STATE_DIR = "dft_state"   # in a run folder: the records of its checks, by crystal and settings
 
 
 def dft_settings(options: dict | None = None):
@@ -134,7 +138,7 @@ class DFTStage(Stage):
         cells = {i: (batch.relaxed_structure(i) if on_of[i] == ON_RELAXED else batch.structures[i]) for i in picked}
         folder = None if batch.cache_dir is None else batch.cache_dir / self.name
         records = cached_or_computed(cells, settings, folder, int(batch.options.get("dft_workers") or 1),
-                                     bool(batch.options.get("progress")))
+                                     bool(batch.options.get("progress")), state_of(batch.folder))
         cal = calibration()
         crit = batch.criteria
         for i in picked:
@@ -153,6 +157,42 @@ class DFTStage(Stage):
                 ok = bool(rec.get("converged")) and abs(corrected - crit.target_bg) <= window + 1e-12
             out.loc[i, "dft_ok"] = ok
         return out
+
+    def preserve(self, batch: StageInput, stored: dict) -> int:
+        """Before the columns ``batch.samples`` holds (computed with the stage identity ``stored``) are replaced:
+        each check they hold goes to the run folder's ``dft_state/`` as a record under the settings it was
+        computed with, unless one is there. A record from columns keeps no cycle or k-point count, and no
+        ``spin_polarised``: the engine's staleness rule still applies to it. Returns how many were kept."""
+        from smoacs_bench.evaluation.dft import DFTResult, DFTSettings
+
+        s, state = batch.samples, state_of(batch.folder)
+        if state is None or not int(stored.get("dft_subset") or 0) or "dft_checked" not in s:
+            return 0
+        if stored.get("dft") != DFTSettings().identity():   # computed with other engine defaults than today's
+            return 0
+        settings = dft_settings({k: stored[k] for k in self.option_keys if k in stored})
+        kept = 0
+        for i in np.flatnonzero(_flag(s, "dft_checked")):
+            row = s.iloc[int(i)]
+            cell = batch.relaxed_structure(int(i)) if row.get("dft_on") == ON_RELAXED else batch.structures[int(i)]
+            if cell is None:
+                continue
+            key = _cache.digest(cell, settings.identity())
+            if _cache.get(state, key) is not None:
+                continue
+            reason = row.get("dft_reason")
+            rec = DFTResult(band_gap=_number(row, "dft_band_gap"), direct_gap=_number(row, "dft_direct_gap"),
+                            converged=str(row.get("dft_converged")).lower() in ("true", "1", "1.0"),
+                            seconds=_number(row, "dft_seconds"), reason=reason if isinstance(reason, str) else "",
+                            scale=math.nan if settings.lattice_scan else 1.0, spin_polarised=None).record()
+            _cache.put(state, key, {**rec, "from": "the run's columns"})
+            kept += 1
+        return kept
+
+
+def _number(row: pd.Series, col: str) -> float:
+    v = pd.to_numeric(row.get(col), errors="coerce")
+    return float(v) if pd.notna(v) else math.nan
 
 
 METAL = 0.05   # eV: a raw PBE gap at or below this (Fermi smearing's noise) is a metal
@@ -219,21 +259,33 @@ def cached(folder: Path | None, key: str, cell, settings, engine) -> dict | None
     return None if r is None or engine.stale(r, cell, settings) or settings.stopped_sooner(r) else r
 
 
+def state_of(run_folder: Path | None) -> Path | None:
+    """The run folder's ``dft_state/`` (None without a run folder)."""
+    return None if run_folder is None else Path(run_folder) / STATE_DIR
+
+
 def cached_or_computed(cells: dict, settings, folder: Path | None, workers: int = 1,
-                       progress: bool = False) -> dict:
-    """``{key: record}`` for ``{key: structure}``: each from the cache in ``folder`` (by crystal and settings;
-    not a record the engine calls stale) or computed, ``workers`` processes at once, and stored."""
+                       progress: bool = False, state: Path | None = None) -> dict:
+    """``{key: record}`` for ``{key: structure}``: each from the cache in ``folder`` or the run's ``state`` (by
+    crystal and settings; not a record the engine calls stale) or computed, ``workers`` processes at once, and
+    stored in both (a record from the cache is copied to the state: the run folder keeps its checks)."""
     from smoacs_bench.evaluation.dft import compute_gaps, get_engine
 
     engine = get_engine(settings.engine)
     digests = {i: None if c is None else _cache.digest(c, settings.identity()) for i, c in cells.items()}
-    records = {i: r for i, d in digests.items() if d and (r := cached(folder, d, cells[i], settings, engine))}
+    records = {}
+    for i, d in digests.items():
+        if d and (r := cached(folder, d, cells[i], settings, engine) or cached(state, d, cells[i], settings, engine)):
+            records[i] = r
+            if state is not None and json.dumps(_cache.get(state, d), sort_keys=True) != json.dumps(r, sort_keys=True):
+                _cache.put(state, d, r)
     todo = [i for i in cells if i not in records]
     def store(j: int, res) -> None:   # as each finishes: a killed batch keeps what it computed
         i = todo[j]
         records[i] = res.record()
         if digests[i]:
             _cache.put(folder, digests[i], records[i])
+            _cache.put(state, digests[i], records[i])
 
     if todo:
         compute_gaps([cells[i] for i in todo], settings, workers=workers, progress=progress, on_result=store)

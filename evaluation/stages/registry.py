@@ -144,6 +144,9 @@ def run_stages(batch: StageInput, progress: bool = False, previous: dict[str, An
     previous_notes = previous_notes or {}
     kept: set[str] = set(BUILT_IN)
     samples = batch.samples.drop(columns=[c.name for c in columns() if c.name in batch.samples])
+    for s in stages():   # what columns that may be replaced hold, while the folder is as they left it
+        if previous and previous.get(s.name):
+            s.preserve(batch, previous[s.name])
     for s in stages():
         names = [c.name for c in s.columns]
         note = str(previous_notes.get(s.name) or "")
