@@ -116,8 +116,8 @@ class Stage:
         raise NotImplementedError
 
     def preserve(self, batch: StageInput, stored: dict[str, Any]) -> int:
-        """Called before the stage's columns in ``batch.samples`` (computed with its identity ``stored``) are
-        recomputed with other options, while the run folder is as they left it: a stage may keep what they hold
+        """Called before the stage's columns in ``batch.samples`` (computed with its identity ``stored``) may be
+        recomputed, while the run folder is as they left it: a stage may keep what they hold
         (e.g. costly results, in the run folder's state). Returns how many items it kept."""
         return 0
 

@@ -171,7 +171,7 @@ class DFTStage(Stage):
         if stored.get("dft") != DFTSettings().identity():   # computed with other engine defaults than today's
             return 0
         settings = dft_settings({k: stored[k] for k in self.option_keys if k in stored})
-        kept = 0
+        kept, converged = 0, _flag(s, "dft_converged")
         for i in np.flatnonzero(_flag(s, "dft_checked")):
             row = s.iloc[int(i)]
             cell = batch.relaxed_structure(int(i)) if row.get("dft_on") == ON_RELAXED else batch.structures[int(i)]
@@ -182,7 +182,7 @@ class DFTStage(Stage):
                 continue
             reason = row.get("dft_reason")
             rec = DFTResult(band_gap=_number(row, "dft_band_gap"), direct_gap=_number(row, "dft_direct_gap"),
-                            converged=str(row.get("dft_converged")).lower() in ("true", "1", "1.0"),
+                            converged=bool(converged[i]),
                             seconds=_number(row, "dft_seconds"), reason=reason if isinstance(reason, str) else "",
                             scale=math.nan if settings.lattice_scan else 1.0, spin_polarised=None).record()
             _cache.put(state, key, {**rec, "from": "the run's columns"})
