@@ -64,8 +64,8 @@ def physical_key(relax: RelaxSettings | None, robust: RobustSettings | None,
 def stage_columns(samples: pd.DataFrame, structures: list[Structure | None], criteria: Any,
                   options: dict[str, Any], folder: Path, cache_dir: Path | None = None, progress: bool = False,
                   predict: PredictFn | None = None, previous: dict[str, Any] | None = None,
-                  previous_notes: dict[str, str] | None = None, relaxed_dir: Path | None = None
-                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  previous_notes: dict[str, str] | None = None, relaxed_dir: Path | None = None,
+                  reuse: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``samples`` with every judge stage's columns (replacing older ones) and the stages' summary entries (rates,
     pooled counts of this run, the phrase each ran with or why not). ``folder``: where the relaxation keeps its
     state; the relaxed cells go to ``relaxed_dir`` (default ``folder/structures_relaxed``)."""
@@ -74,7 +74,8 @@ def stage_columns(samples: pd.DataFrame, structures: list[Structure | None], cri
                        dict(options, progress=progress), predict or _judge_predict,
                        Path(relaxed_dir) if relaxed_dir is not None else Path(folder) / RELAXED_DIR,
                        cache_dir, Path(folder))
-    added, notes = run_stages(batch, progress=progress, previous=previous, previous_notes=previous_notes)
+    added, notes = run_stages(batch, progress=progress, previous=previous, previous_notes=previous_notes,
+                              reuse=reuse)
     out = pd.concat([samples.drop(columns=[c for c in added.columns if c in samples]), added], axis=1)
     return out, summarise(out, notes)
 
@@ -110,8 +111,8 @@ def add_physical(folder: str | Path, relax_settings: RelaxSettings | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out, rates = stage_columns(samples, structures, criteria, options, folder, folder.parent / STAGE_CACHE,
-                                   progress, predict, None if force else stored.get("stages"),
-                                   notes_of(summary.iloc[0]))
+                                   progress, predict, stored.get("stages"), notes_of(summary.iloc[0]),
+                                   reuse=not force)
     wall = time.perf_counter() - t0
     write_csv(out, samples_path)
     previous = config.get("physical", {})

@@ -210,11 +210,11 @@ def test_a_run_folder_keeps_its_checks_so_another_draw_without_the_cache_compute
     samples = pd.DataFrame({"success": [True, True, False, True, False, True], "relaxed": [False] * 6})
     skip = {SKIP: [s.name for s in stages() if s.name != "dft"]}
 
-    def judge(frame, k, previous=None, notes=None):
+    def judge(frame, k, previous=None, notes=None, reuse=True):
         options = {**skip, "dft_subset": k}
         batch = StageInput(frame, structures, get_task("free").criteria(1.5, 0.04), options=options,
                            cache_dir=cache, folder=folder)
-        added, new_notes = run_stages(batch, previous=previous, previous_notes=notes)
+        added, new_notes = run_stages(batch, previous=previous, previous_notes=notes, reuse=reuse)
         pack(folder)
         return pd.concat([samples, added], axis=1), identity(options), new_notes
 
@@ -232,6 +232,11 @@ def test_a_run_folder_keeps_its_checks_so_another_draw_without_the_cache_compute
     again, _, _ = judge(more, 2, ident3, notes3)
     assert calls == [2, 1]
     assert again["dft_band_gap"].equals(first["dft_band_gap"]) and again["dft_ok"].equals(first["dft_ok"])
+    # --force recomputes every stage, yet the checks the columns hold are kept first: nothing is calculated again
+    (folder / "dft_state.zip").unlink()
+    shutil.rmtree(cache, ignore_errors=True)
+    forced, _, _ = judge(more, 3, ident3, notes3, reuse=False)
+    assert calls == [2, 1] and forced["dft_band_gap"].equals(more["dft_band_gap"])
 
 
 def test_checks_take_successes_first_then_fill_up_and_skip_what_the_engine_cannot_compute():

@@ -129,14 +129,16 @@ def identity(options: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def run_stages(batch: StageInput, progress: bool = False, previous: dict[str, Any] | None = None,
-               previous_notes: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+               previous_notes: dict[str, str] | None = None, reuse: bool = True
+               ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every stage's columns on ``batch`` (each stage sees the columns of the stages before it) and a note per
     stage: its settings phrase, or 'not run: <reason>'. A stage that cannot run leaves its columns empty.
 
     ``previous`` (:func:`identity` of the options ``batch.samples``' stage columns were computed with) and
     ``previous_notes`` (their notes) keep a stage's columns as they are when its identity is unchanged, it ran
     then, its columns are all there and every stage it requires was kept too: nothing is recomputed for
-    nothing."""
+    nothing. ``reuse=False`` (``--force``) recomputes every stage, but each stage still preserves what the
+    columns ``previous`` describes hold (:meth:`Stage.preserve`) before they are replaced."""
     n = len(batch.samples)
     added: list[pd.DataFrame] = []
     notes: dict[str, str] = {}
@@ -150,7 +152,7 @@ def run_stages(batch: StageInput, progress: bool = False, previous: dict[str, An
     for s in stages():
         names = [c.name for c in s.columns]
         note = str(previous_notes.get(s.name) or "")
-        if (previous is not None and previous.get(s.name) == current.get(s.name) and note
+        if (reuse and previous is not None and previous.get(s.name) == current.get(s.name) and note
                 and not note.startswith("not run") and all(c in batch.samples for c in names)
                 and all(r in kept for r in s.requires)):
             part = batch.samples[names].copy()
