@@ -133,6 +133,24 @@ def test_an_odd_electron_cell_without_inversion_reads_every_band_point_as_withou
     assert not engine.stale(res.record(), odd, settings)
 
 
+def test_a_cell_a_hair_off_cubic_drops_symmetry_instead_of_a_huge_symmetrised_mesh():
+    # a CHGNet-relaxed RbBr of results/ (SMOACS-relax, free task, 2.5 eV): PySCF symmetrised its 31³ FFT mesh to
+    # 31 x 47,620 x 48,781 points and the calculation died allocating 1.57 TiB
+    from smoacs_bench.evaluation.dft import PySCFEngine
+
+    lattice = Lattice.from_parameters(4.21064234, 4.21064091, 4.21064186, 90.00001616, 90.00002983, 90.00002983)
+    near = Structure(lattice, ["Rb", "Br"], [[0.0000326, 0.99999619, 0.99997526], [0.50001508, 0.5000034, 0.49998236]])
+    cubic = Structure(Lattice.cubic(4.21064), ["Rb", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    settings = DFTSettings(klength=12)
+    cell = PySCFEngine._cell(near, settings)
+    assert not cell.space_group_symmetry and list(cell.mesh) == [31, 31, 31]
+    kept = PySCFEngine._cell(cubic, settings)
+    assert kept.space_group_symmetry and max(kept.mesh) < 40
+    failed = {"band_gap": math.nan, "reason": "MemoryError: Unable to allocate 1.57 TiB for an array"}
+    assert PySCFEngine().stale(failed, near, settings)          # computed again, now without symmetry
+    assert not PySCFEngine().stale(failed, cubic, settings)     # a memory failure the guard does not explain stands
+
+
 def test_failed_calculations_carry_reasons_and_the_batch_goes_on():
     no_basis = Structure(Lattice.cubic(4.0), ["Pu", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     starved = DFTSettings(basis="gth-szv", kmesh=2, ke_cutoff=15, max_cycle=1)
