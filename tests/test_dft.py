@@ -400,6 +400,7 @@ def test_what_dft_says_of_a_row_pools_its_seeds_per_target(monkeypatch, tmp_path
     assert (second["target_bg"], second["checked"], second["computed"], second["verified"]) == (2.5, 1, 0, 0)
     md = checks_markdown(df)
     assert "| 1.50 | A | 4 | 4 | 3 | 1 (0.25" in md and "relaxed successes" in md
+    assert "| 2.50 | A | 1 | 0 | 0 | 0 (0.00, 0.00-0.79) | 0 | 0 | - | - | 60 |" in md     # no SCF converged
 
 
 def test_the_correction_leaves_a_metal_a_metal():

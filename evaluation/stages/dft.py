@@ -356,6 +356,11 @@ def checks_table(runs: dict[str, list[tuple[pd.DataFrame, float]]]) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def _num(x: float) -> str:
+    """A table cell of a figure in eV; '-' where there is none (no SCF converged)."""
+    return "-" if pd.isna(x) else f"{x:.2f}"
+
+
 def checks_markdown(df: pd.DataFrame) -> str:
     """The checks table as markdown, with what its columns mean."""
     cal = calibration()
@@ -367,7 +372,7 @@ def checks_markdown(df: pd.DataFrame) -> str:
     for r in df.sort_values(["target_bg", "row"], kind="stable").to_dict("records"):
         lines.append(f"| {r['target_bg']:.2f} | {r['row']} | {r['checked']} | {r['computed']} | {r['converged']} | "
                      f"{r['verified']} ({r['verified_rate']:.2f}, {r['verified_lo']:.2f}-{r['verified_hi']:.2f}) | "
-                     f"{r['hit_raw']} | {r['hit_corrected']} | {r['median_raw_gap']:.2f} | {r['judge_mae']:.2f} | "
+                     f"{r['hit_raw']} | {r['hit_corrected']} | {_num(r['median_raw_gap'])} | {_num(r['judge_mae'])} | "
                      f"{r['seconds_median']:.0f} | {r['pools']} |")
     return ("What DFT says of each row's DFT-checked proposals, pooled over seeds (a seeded few per run, successes "
             f"first; computed: a gap came out (not stopped at the time limit, no failure); hits, median and error count the "
