@@ -245,3 +245,17 @@ def test_skipped_stages_leave_their_columns_empty_and_an_unknown_one_is_one_line
                str(tmp_path / "x.csv"))
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("--skip-stages: unknown stage dtf; known:")
+
+
+def test_a_caption_names_the_rows_a_stage_did_not_run_for_when_others_ran():
+    from smoacs_bench.evaluation.stages import caption_sentences
+    from smoacs_bench.evaluation.stages.registry import NOTE_PREFIX
+
+    col = f"{NOTE_PREFIX}dft"
+    rows = pd.DataFrame({"method": ["SMOACS(MEGNet)", "TPE(MEGNet)", "TPE(MEGNet)"],
+                         col: ["4 per run, pyscf", "not run: not asked for", "not run: not asked for"]})
+    (dft,) = [s for s in caption_sentences(rows) if "pyscf" in s]
+    assert "4 per run, pyscf; not run for TPE(MEGNet): not asked for" in dft
+    # a stage that ran for no row keeps its reason as it is
+    (none,) = [s for s in caption_sentences(rows.assign(**{col: "not run: no engine"})) if "no engine" in s]
+    assert "(not run: no engine)" in none

@@ -213,7 +213,21 @@ def caption_sentences(rows: pd.DataFrame) -> list[str]:
             continue
         notes = list(dict.fromkeys(str(v) for v in rows[note_col].dropna() if str(v).strip() and str(v) != "nan"))
         if notes:
-            out.append(s.caption(rows, notes))
+            out.append(s.caption(rows, _naming_rows(rows, note_col, notes)))
+    return out
+
+
+def _naming_rows(rows: pd.DataFrame, note_col: str, notes: list[str]) -> list[str]:
+    """``notes``, a 'not run: <reason>' that only some rows carry while others ran naming those rows (a table
+    whose DFT checks ``--dft-rows`` limits, for instance)."""
+    if "method" not in rows or all(n.startswith("not run") for n in notes):
+        return notes
+    out = []
+    for n in notes:
+        if n.startswith("not run"):
+            labels = ", ".join(dict.fromkeys(str(m) for m in rows.loc[rows[note_col].astype(str) == n, "method"]))
+            n = f"not run for {labels}: {n.removeprefix('not run: ')}"
+        out.append(n)
     return out
 
 
