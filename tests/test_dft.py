@@ -403,6 +403,22 @@ def test_what_dft_says_of_a_row_pools_its_seeds_per_target(monkeypatch, tmp_path
     assert "| 2.50 | A | 1 | 0 | 0 | 0 (0.00, 0.00-0.79) | 0 | 0 | - | - | 60 |" in md     # no SCF converged
 
 
+def test_the_checks_table_orders_numbered_rows_by_value(monkeypatch, tmp_path):
+    """Table A.11's λ rows read 0.04, 0.2, 1, 5, 25, not the strings' order (25 before 5)."""
+    from smoacs_bench.evaluation.stages import dft as stage_module
+    from smoacs_bench.evaluation.stages.dft import checks_markdown
+
+    monkeypatch.setenv(stage_module.CALIBRATION_ENV, str(tmp_path / "none.json"))
+    labels = ["SMOACS λ=25", "SMOACS λ=0.2", "SMOACS λ=5", "SMOACS λ=0.04", "SMOACS λ=1"]
+    df = pd.DataFrame([{"row": r, "target_bg": 2.0, "checked": 1, "computed": 1, "converged": 1, "verified": 0,
+                        "verified_rate": 0.0, "verified_lo": 0.0, "verified_hi": 0.79, "hit_raw": 0,
+                        "hit_corrected": 0, "median_raw_gap": 1.0, "judge_mae": 1.0, "seconds_median": 60.0,
+                        "pools": ""} for r in labels])
+    md = checks_markdown(df)
+    assert [line.split(" | ")[1] for line in md.splitlines() if line.startswith("| 2.00")] == [
+        "SMOACS λ=0.04", "SMOACS λ=0.2", "SMOACS λ=1", "SMOACS λ=5", "SMOACS λ=25"]
+
+
 def test_the_correction_leaves_a_metal_a_metal():
     from smoacs_bench.evaluation.stages.dft import corrected_gap
 
@@ -494,3 +510,16 @@ def test_a_render_computes_no_dft_for_a_folder_whose_checks_are_current(tmp_path
     _add_physical(runs[:2], relax, None, workers=1, progress=False, status=False,
                   stage_options={"dft_subset": 2, "dft_workers": 2})
     assert prefetched == ["smoacs_s1"]
+
+
+def test_the_caption_writes_the_correction_with_one_sign(monkeypatch, tmp_path):
+    """'1.026 × PBE + 0.234 eV' and '× PBE − 0.100 eV', never '+ +0.234'."""
+    import json
+
+    from smoacs_bench.evaluation.stages import dft as stage_module
+
+    path = tmp_path / "correction.json"
+    monkeypatch.setenv(stage_module.CALIBRATION_ENV, str(path))
+    for intercept, text in ((0.234, "1.026 × PBE + 0.234 eV"), (-0.1, "1.026 × PBE − 0.100 eV")):
+        path.write_text(json.dumps({"slope": 1.026, "intercept": intercept, "loo_mae": 0.26, "n": 13}))
+        assert text in stage_module.DFTStage().describe()

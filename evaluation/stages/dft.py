@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,8 @@ class DFTStage(Stage):
     def describe(self, options: dict | None = None) -> str:
         cal = calibration()
         corr = ("uncalibrated (no results/dft_calibration/correction.json): the raw gap, window ± margin"
-                if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE + {cal['intercept']:+.3f} eV, window "
+                if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE {'−' if cal['intercept'] < 0 else '+'} "
+                f"{abs(cal['intercept']):.3f} eV, window "
                 f"widened by its leave-one-out MAE {cal['loo_mae']:.2f} eV (fitted on {cal['n']} known cubic ABX3 against "
                 f"MP's PBE gaps, results/dft_calibration)")
         k = int((options or {}).get("dft_subset") or 0)
@@ -361,6 +363,12 @@ def _num(x: float) -> str:
     return "-" if pd.isna(x) else f"{x:.2f}"
 
 
+def _natural(label: str) -> list:
+    """A sort key that orders the numbers in a row label by value ('λ=5' before 'λ=25')."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(label))
+    return [float(p) if i % 2 else p for i, p in enumerate(parts)]
+
+
 def checks_markdown(df: pd.DataFrame) -> str:
     """The checks table as markdown, with what its columns mean."""
     cal = calibration()
@@ -369,7 +377,8 @@ def checks_markdown(df: pd.DataFrame) -> str:
             f"|corrected − target| ≤ {HIT}", "median raw PBE gap (eV)", "judge vs DFT MAE (eV)", "s per check",
             "drawn among"]
     lines = ["| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 3) + "---|"]
-    for r in df.sort_values(["target_bg", "row"], kind="stable").to_dict("records"):
+    order = sorted(range(len(df)), key=lambda i: (df["target_bg"].iloc[i], _natural(df["row"].iloc[i])))
+    for r in df.iloc[order].to_dict("records"):
         lines.append(f"| {r['target_bg']:.2f} | {r['row']} | {r['checked']} | {r['computed']} | {r['converged']} | "
                      f"{r['verified']} ({r['verified_rate']:.2f}, {r['verified_lo']:.2f}-{r['verified_hi']:.2f}) | "
                      f"{r['hit_raw']} | {r['hit_corrected']} | {_num(r['median_raw_gap'])} | {_num(r['judge_mae'])} | "
