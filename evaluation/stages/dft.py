@@ -377,8 +377,7 @@ def checks_markdown(df: pd.DataFrame) -> str:
             f"|corrected − target| ≤ {HIT}", "median raw PBE gap (eV)", "judge vs DFT MAE (eV)", "s per check",
             "drawn among"]
     lines = ["| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 3) + "---|"]
-    order = sorted(range(len(df)), key=lambda i: (df["target_bg"].iloc[i], _natural(df["row"].iloc[i])))
-    for r in df.iloc[order].to_dict("records"):
+    for r in sorted(df.to_dict("records"), key=lambda r: (r["target_bg"], _natural(r["row"]))):
         lines.append(f"| {r['target_bg']:.2f} | {r['row']} | {r['checked']} | {r['computed']} | {r['converged']} | "
                      f"{r['verified']} ({r['verified_rate']:.2f}, {r['verified_lo']:.2f}-{r['verified_hi']:.2f}) | "
                      f"{r['hit_raw']} | {r['hit_corrected']} | {_num(r['median_raw_gap'])} | {_num(r['judge_mae'])} | "
