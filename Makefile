@@ -5,7 +5,7 @@ SMOACS_DATA_DIR ?= $(abspath ../shared/data)
 export SMOACS_MODEL_DIR SMOACS_DATA_DIR
 STAMP := .setup.stamp
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean gpaw
 
 # torch first, pinned to the CPU build, so that nothing pulls a CUDA build.
 $(STAMP): pyproject.toml
@@ -23,6 +23,13 @@ run: setup
 
 test: setup
 	$(PYTHON) -m pytest -q --durations=15 tests
+
+# The optional second DFT engine (`--dft-engine gpaw`, `smoacs-bench calibrate dft --engine gpaw`): GPAW has no wheel
+# on PyPI, so its sdist is built here against Debian's libxc and OpenBLAS with g++ (its C sources need C++17), and
+# its PAW setups come from Debian's gpaw-data (/usr/share/gpaw-setups). Needs root for apt-get; about a minute.
+gpaw: setup
+	apt-get install -y -q g++ libxc-dev libopenblas-dev gpaw-data
+	CC=g++ $(PYTHON) -m pip install --quiet --no-deps 'gpaw>=25'
 
 lint: setup
 	$(PYTHON) -m ruff check .

@@ -201,11 +201,18 @@ def _plot(df, path: Path) -> None:
 
 def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("calibrate", **kwargs)
-    p.add_argument("what", nargs="+", choices=["hull", "predictors", "dft"],
+    p.add_argument("what", nargs="+", choices=["hull", "predictors", "dft", "dft-crosscheck"],
                    help="hull: E_hull of the textbook and known ABX3 perovskites (results/hull_calibration); "
                    "predictors: every band-gap and E_f predictor against MP on the known ABX3 (results/predictors); "
-                   "dft: the DFT engine's gap against MP's on 24 known ABX3 (results/dft_calibration; ~1 CPU hour)")
+                   "dft: the DFT engine's gap against MP's on 24 known ABX3 (results/dft_calibration; ~1 CPU hour); "
+                   "dft-crosscheck: every DFT check stored under results/runs computed again with a second engine "
+                   "(--engine gpaw; results/dft_crosscheck)")
     p.add_argument("--workers", type=int, default=1, help="dft: calculations at once (default 1)")
+    p.add_argument("--engine", default="pyscf", choices=["pyscf", "gpaw"],
+                   help="dft: the DFT engine (default pyscf; gpaw writes its own calibration, by default under "
+                   "results/dft_calibration/gpaw, beside PySCF's gaps); dft-crosscheck: the second engine")
+    p.add_argument("--task", action="append", help="dft-crosscheck: only the run folders of this task (repeatable; "
+                   "default every task)")
     p.add_argument("--out", help="output folder (default results/hull_calibration or results/predictors; with "
                    "both, each in its own folder under --out)")
     p.add_argument("--limit", type=int, help="only the first N compounds (a quick look)")
@@ -215,14 +222,15 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
 
 
 DEFAULT_OUT = {"hull": "results/hull_calibration", "predictors": "results/predictors",
-               "dft": "results/dft_calibration"}
+               "dft": "results/dft_calibration", "dft-crosscheck": "results/dft_crosscheck"}
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit <= 0:
         raise SystemExit(f"--limit must be > 0, got {args.limit}")
     for what in dict.fromkeys(args.what):
-        out = Path(DEFAULT_OUT[what]) if not args.out else (
+        default = DEFAULT_OUT[what] + (f"/{args.engine}" if what == "dft" and args.engine != "pyscf" else "")
+        out = Path(default) if not args.out else (
             Path(args.out) / Path(DEFAULT_OUT[what]).name if len(set(args.what)) > 1 else Path(args.out))
         try:
             if what == "hull":
@@ -230,10 +238,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 print(f"hull calibration: {f['n_known']} known ABX3 placed; offset median {f['offset_median']:+.3f} "
                       f"eV/atom; {f['near_metastable']:.0%} of those near a hull within 0.1 eV/atom; textbook E_hull "
                       f"{f['textbook_min']:+.3f} to {f['textbook_max']:+.3f}; wrote {out}/calibration.md")
+            elif what == "dft-crosscheck":
+                from smoacs_bench.evaluation.dft import get_engine
+
+                from .dft_crosscheck import crosscheck
+
+                if args.engine == "pyscf":
+                    raise SystemExit("smoacs-bench calibrate dft-crosscheck: the stored checks are PySCF's; name a "
+                                     "second engine (--engine gpaw)")
+                why = get_engine(args.engine).unavailable()
+                if why:
+                    raise SystemExit(f"smoacs-bench calibrate dft-crosscheck: {why}")
+                f = crosscheck(out, args.engine, tasks=args.task, workers=args.workers, progress=not args.no_progress,
+                               limit=args.limit)
+                print(f"DFT cross-check ({args.engine}): {f['distinct']} distinct checked cells, gap MAE {f['mae']:.2f} "
+                      f"eV against PySCF over {f['both']}; verified by PySCF {f['default_ok']}, by {args.engine} "
+                      f"{f['ok']}, by both {f['both_ok']}; wrote {out}/crosscheck.md")
             elif what == "dft":
-                f = dft_calibration(out, workers=args.workers, progress=not args.no_progress)
-                print(f"DFT calibration: {f['n']} compounds, MAE {f['mae_raw']:.2f} eV raw, leave-one-out "
-                      f"{f['loo_mae']:.2f} eV corrected; MEGNet {f['megnet_mae']:.2f} eV; wrote {out}/calibration.md")
+                from smoacs_bench.evaluation.dft import get_engine
+
+                why = get_engine(args.engine).unavailable()
+                if why:
+                    raise SystemExit(f"smoacs-bench calibrate dft: {why}")
+                f = dft_calibration(out, workers=args.workers, progress=not args.no_progress, engine=args.engine)
+                print(f"DFT calibration ({args.engine}): {f['n_converged']} compounds computed, MAE {f['mae_raw']:.2f} "
+                      f"eV raw; correction fitted on {f['n']}, leave-one-out {f['loo_mae']:.2f} eV; MEGNet "
+                      f"{f['megnet_mae']:.2f} eV; wrote {out}/calibration.md")
             else:
                 f = predictor_audit(out, args.limit, progress=not args.no_progress)
                 j, c = f["judge"], f["cross"]
@@ -439,6 +469,7 @@ DFT_PER_FAMILY = 4
 # calibration point for a gap computed on the cubic cell
 CUBIC_OFFSET = 0.1
 KMESH_CHECKS = 3
+ENGINE_LABEL = {"pyscf": "PySCF", "gpaw": "GPAW"}
 
 
 def _dft_picks(df, per_family: int, seed: int = 0):
@@ -511,10 +542,14 @@ def _has_basis(species: str) -> bool:
 
 
 def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 1, progress: bool = True,
-                    kmesh_checks: int = KMESH_CHECKS) -> dict[str, Any]:
-    """The engine's band gap and MEGNet's against MP's PBE gap on known cubic ABX3 (CHGNet-relaxed cells): MAE,
+                    kmesh_checks: int = KMESH_CHECKS, engine: str = "pyscf") -> dict[str, Any]:
+    """``engine``'s band gap and MEGNet's against MP's PBE gap on known cubic ABX3 (CHGNet-relaxed cells): MAE,
     signed error, a linear correction with its leave-one-out MAE (``correction.json``, which the dft stage reads),
-    the k-mesh convergence on a few, the cost per calculation."""
+    the k-mesh convergence on a few, the cost per calculation. Every engine computes the compounds the default
+    engine's basis allows (so two engines' calibrations compare compound by compound); another engine's table also
+    gives the default engine's gap beside its own."""
+    import dataclasses
+
     import numpy as np
     import pandas as pd
     from pymatgen.core import Composition
@@ -529,7 +564,7 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
     df["formula"] = [Composition(s.replace(" ", "")).reduced_formula for s in df["species"]]
     df["offset"] = _cubic_offsets(df)
     picks = _dft_picks(df[df["offset"] <= CUBIC_OFFSET], per_family).reset_index(drop=True)
-    settings = DFTSettings()
+    settings = DFTSettings.for_engine(engine)
     out.mkdir(parents=True, exist_ok=True)
     state = out / "state.json"   # resumable: finished calculations by compound and settings
     done = json.loads(state.read_text()) if state.is_file() else {}
@@ -545,7 +580,7 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
     picks["dft_reason"] = [r["reason"] for r in recs]
     picks["megnet_gap"] = band_gap_predictor(state=0, device="cpu").predict_structures(picks["structure"].tolist())
     # k-mesh convergence: the first few converged compounds again on a denser mesh
-    dense = DFTSettings(kmesh=settings.kmesh + 1)
+    dense = dataclasses.replace(settings, kmesh=settings.kmesh + 1)
     dkey = json.dumps(dense.identity(), sort_keys=True)
     check = [i for i in range(len(picks)) if picks.loc[i, "dft_converged"]][:kmesh_checks]
     todo = [i for i in check if f"{picks.loc[i, 'id']}|{dkey}" not in done]
@@ -576,13 +611,37 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
            **_lone_pair_split(ok),
            "seconds_total": float(picks["dft_seconds"].sum()),
            "kmesh_shift": [float(v) for v in (picks["dft_gap_dense"] - picks["dft_gap"]).dropna()],
-           "settings": settings.identity(), "describe": settings.describe()}
+           "settings": settings.identity(), "describe": settings.describe(), "engine": engine,
+           "command": f"smoacs-bench calibrate dft --workers 2{'' if engine == 'pyscf' else ' --engine ' + engine}"
+                      f" --out {DEFAULT_OUT['dft']}{'' if engine == 'pyscf' else '/' + engine}",
+           **_against_default(picks, engine)}
     write_csv(picks.drop(columns=["structure"]), out / "calibration.csv")
     atomic_write_text(out / "correction.json", json.dumps(
         {k: fig[k] for k in ("slope", "intercept", "loo_mae", "n", "mae_raw", "settings")}, indent=2))
     atomic_write_text(out / "calibration.md", _dft_markdown(picks, fig))
     _dft_plot(picks, fig, out / "parity.png")
     return fig
+
+
+def _against_default(picks, engine: str) -> dict[str, Any]:
+    """For an engine other than the default: the default engine's calibrated gap of each compound (column
+    ``default_gap``, from the committed default calibration) and the two engines' agreement on the compounds both
+    computed (MAE and mean signed difference, this engine − the default, eV)."""
+    import numpy as np
+    import pandas as pd
+
+    from smoacs_bench.evaluation.stages.dft import CALIBRATION
+
+    path = CALIBRATION.parent / "calibration.csv"
+    if engine == "pyscf" or not path.is_file():
+        return {}
+    ref = pd.read_csv(path)
+    ref = ref[ref["dft_converged"].astype(str).str.lower() == "true"]
+    picks["default_gap"] = picks["id"].map(dict(zip(ref["id"], ref["dft_gap"], strict=True)))
+    both = picks[picks["dft_converged"].astype(bool) & picks["dft_gap"].notna() & picks["default_gap"].notna()]
+    d = (both["dft_gap"] - both["default_gap"]).to_numpy(dtype=float)
+    return {"vs_default_n": int(len(both)), "vs_default_mae": float(np.abs(d).mean()) if len(d) else math.nan,
+            "vs_default_signed": float(d.mean()) if len(d) else math.nan}
 
 
 LONE_PAIR = {"Ge", "Sn", "Pb", "In", "Tl", "Bi", "Sb"}   # ns² cations: off-centring opens the gap in MP's cell
@@ -624,8 +683,7 @@ def _compute_into(done: dict, state: Path, jobs: list, settings, workers: int, p
 def _dft_markdown(picks, f: dict[str, Any]) -> str:
     shifts = ", ".join(f"{v:+.3f}" for v in f["kmesh_shift"]) or "-"
     lines = ["**DFT engine calibration** (generated by the command below)", "",
-             "Command: `smoacs-bench calibrate dft --workers 2 --out results/dft_calibration`. Engine: "
-             + f["describe"] + ".",
+             f"Command: `{f['command']}`. Engine: " + f["describe"] + ".",
              f"Compounds: {len(picks)} known ABX3 of MP-20 with an MP PBE gap > 0.3 eV, distinct A and B, one anion, "
              f"{DFT_PER_FAMILY} per anion family where there are as many (seed 0); each the ideal cubic cell with "
              f"the lattice constant relaxed by CHGNet 0.3.0, and only compounds whose cubic cell lies within "
@@ -646,13 +704,18 @@ def _dft_markdown(picks, f: dict[str, Any]) -> str:
              f"- MEGNet (the judge, PBE fidelity) on the same cells: MAE {f['megnet_mae']:.2f} eV, mean signed "
              f"{f['megnet_signed']:+.2f} eV.",
              f"- k-mesh: one more point per axis changes the gap by {shifts} eV.",
+             *([f"- Against the default engine (PySCF, results/dft_calibration) on the {f['vs_default_n']} compounds "
+                f"both computed: MAE {f['vs_default_mae']:.2f} eV, mean signed {f['vs_default_signed']:+.2f} eV "
+                f"(this engine − PySCF)."] if f.get("vs_default_n") else []),
              f"- Cost: median {f['seconds_median']:.0f} s per calculation on one core; {f['seconds_total'] / 3600:.2f} "
              "CPU hours for this calibration.", "",
-             "| compound | family | offset (eV/atom) | MP gap | engine | corrected | MEGNet | s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| compound | family | offset (eV/atom) | MP gap | engine | corrected | MEGNet | s |"
+             + (" PySCF |" if f.get("vs_default_n") else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if f.get("vs_default_n") else "")]
     for r in picks.to_dict("records"):
         lines.append(f"| {r['formula']} | {r['family']} | {r['offset']:+.3f} | {r['mp_gap']:.2f} | {r['dft_gap']:.2f} | "
                      f"{r['dft_gap_corrected']:.2f} | {r['megnet_gap']:.2f} | {r['dft_seconds']:.0f} |"
+                     + (f" {r['default_gap']:.2f} |" if f.get("vs_default_n") else "")
                      + (f" {r['dft_reason']}" if r["dft_reason"] else ""))
     lines += ["", "![engine and MEGNet vs MP PBE gap](parity.png)", ""]
     return "\n".join(lines)
@@ -669,9 +732,9 @@ def _dft_plot(picks, f: dict[str, Any], path: Path) -> None:
     ax.plot([0, top], [0, top], color="k", lw=0.8)
     lp = _lone_pair(picks)
     ax.scatter(picks["mp_gap"][~lp], picks["dft_gap"][~lp], s=18,
-               label=f"PySCF PBE, no lone pair (MAE {f['mae_other']:.2f} eV)")
+               label=f"{ENGINE_LABEL.get(f.get('engine'), 'PySCF')} PBE, no lone pair (MAE {f['mae_other']:.2f} eV)")
     ax.scatter(picks["mp_gap"][lp], picks["dft_gap"][lp], s=18, facecolors="none", edgecolors="C0",
-               label=f"PySCF PBE, ns² lone pair: MP's cell off-centred (MAE {f['mae_lone_pair']:.2f} eV)")
+               label=f"{ENGINE_LABEL.get(f.get('engine'), 'PySCF')} PBE, ns² lone pair: MP's cell off-centred (MAE {f['mae_lone_pair']:.2f} eV)")
     ax.scatter(picks["mp_gap"][~lp], picks["dft_gap_corrected"][~lp], marker="x",
                label=f"corrected (LOO MAE {f['loo_mae']:.2f} eV)", s=18)
     ax.scatter(picks["mp_gap"], picks["megnet_gap"], marker="^", label=f"MEGNet (MAE {f['megnet_mae']:.2f} eV)", s=18)

@@ -105,6 +105,11 @@ def checks() -> list[Check]:
                          ("distributed", "pip install dask distributed (reproduce --scheduler)")):
         found = importlib.util.find_spec(module) is not None
         out.append(Check(f"optional: {module}", found, "installed" if found else hint, required=False))
+    from smoacs_bench.evaluation.dft_gpaw import GPAWEngine, setup_dirs
+
+    why = GPAWEngine().unavailable()
+    out.append(Check("optional: gpaw (the second DFT engine, --dft-engine gpaw)", why is None,
+                     f"installed; PAW setups in {setup_dirs()[0]}" if why is None else why, required=False))
     return out
 
 

@@ -35,6 +35,9 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
     g.add_argument("--dft-klength", type=float, default=0.0, metavar="L",
                    help="a k-mesh that follows the cell: max(1, round(L / a)) points along each axis of length a (Å; "
                    "12 gives 3x3x3 on a 4 Å cubic perovskite; default 0: a fixed 3x3x3 mesh)")
+    g.add_argument("--dft-engine", default="pyscf", choices=["pyscf", "gpaw"],
+                   help="the DFT engine: pyscf (default; Gaussian basis, GTH pseudopotentials) or gpaw (plane waves, "
+                   "PAW; `make gpaw` installs it; corrected by its own calibration, results/dft_calibration/gpaw)")
     g.add_argument("--dft-time-limit", type=float, metavar="S",
                    help="stop a DFT calculation after S s of wall time (recorded as failed, its reason kept; 0: no "
                    "limit; default 600); a longer limit than a cached timeout's computes it again")
@@ -62,6 +65,11 @@ def stage_options(args: Any) -> dict[str, Any]:
         raise SystemExit(f"--dft-klength must be >= 0 (Å), got {klength}")
     if klength:
         out["dft_klength"] = klength
+    engine = getattr(args, "dft_engine", "pyscf") or "pyscf"
+    if engine != "pyscf":   # the default leaves run folders' stage identities as they were
+        if lattice:
+            raise SystemExit(f"--dft-lattice needs the pyscf engine (the {engine} engine has no lattice scan)")
+        out["dft_engine"] = engine
     limit = getattr(args, "dft_time_limit", None)
     if limit is not None:
         from smoacs_bench.evaluation.dft import DFTSettings

@@ -17,6 +17,18 @@ from typing import Any
 from smoacs_bench.evaluation.io import atomic_write_text
 
 BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.S)
+# a relative link or image target in markdown (not a web address, an absolute path or an anchor)
+LINK = re.compile(r"(\]\()(?!https?:|/|#|mailto:)([^)\s]+)(\))")
+
+
+def relink(text: str, include: str) -> str:
+    """``text`` of the file ``include`` (a path relative to the README) with its relative links made relative to
+    the README: ``![plot](parity.png)`` in ``dft_calibration/calibration.md`` becomes
+    ``![plot](dft_calibration/parity.png)``."""
+    folder = Path(include).parent.as_posix()
+    if folder in ("", "."):
+        return text
+    return LINK.sub(lambda m: f"{m.group(1)}{folder}/{m.group(2)}{m.group(3)}", text)
 
 
 def fill(readme: Path) -> tuple[str, list[str]]:
@@ -29,7 +41,7 @@ def fill(readme: Path) -> tuple[str, list[str]]:
         if not path.is_file():
             missing.append(m.group("path"))
             return m.group(0)
-        return m.group(1) + path.read_text().rstrip("\n") + "\n" + m.group(4)
+        return m.group(1) + relink(path.read_text().rstrip("\n"), m.group("path")) + "\n" + m.group(4)
 
     return BLOCK.sub(replace, text), missing
 

@@ -129,6 +129,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     dft_points: dict[str, list[pd.DataFrame]] = {}
     dft_runs: dict[str, list[tuple[pd.DataFrame, float]]] = {}
     margins: set[float] = set()
+    engines: set[str] = set()   # the DFT engines the runs' checks were computed with (one calibration each)
     stay_drop = None
     for run in runs:
         samples = run.folder / "samples.csv"
@@ -147,6 +148,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
             drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
         config = json.loads((run.folder / "config.json").read_text())
         physical = config.get("physical", {})
+        engines.add(((physical.get("key") or {}).get("stages") or {}).get("dft", {}).get("dft_engine") or "pyscf")
         per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get(RELAXED_COUNT))))
         # the relaxation (per structure, as measured by the call that relaxed) and the perovskite copies; the later
         # stages' time is not recorded per run (their records are cached across runs)
@@ -161,14 +163,15 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
         from smoacs_bench.evaluation.physical_plots import plot_dft_parity
         from smoacs_bench.evaluation.stages.dft import calibration
 
-        cal = calibration()
+        engine = next(iter(engines)) if len(engines) == 1 else "pyscf"
+        cal = calibration(engine)
         files["figure_a1"] = plot_dft_parity({k: pd.concat(v, ignore_index=True) for k, v in dft_points.items() if v},
                                              table_dir / "figure_a1.png", min(margins),
                                              0.0 if cal is None else float(cal["loo_mae"]))
         checks = checks_table(dft_runs)
         atomic_write_text(table_dir / "dft.csv", checks.to_csv(index=False))
         files["dft"] = table_dir / "dft.md"
-        atomic_write_text(files["dft"], checks_markdown(checks))
+        atomic_write_text(files["dft"], checks_markdown(checks, engine))
     if drops:
         files["energy_drop"] = plot_energy_drop({k: list(v.values()) for k, v in drops.items()},
                                                 table_dir / "energy_drop.png",

@@ -133,13 +133,17 @@ def test_evaluate_takes_a_folder_of_structures(tmp_path, capsys):
 
 def test_readme_blocks_are_filled_from_files(tmp_path, capsys):
     (tmp_path / "table3").mkdir()
-    (tmp_path / "table3" / "summary.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (tmp_path / "table3" / "summary.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n\n![plot](parity.png) "
+                                                    "[MP](https://materialsproject.org) [up](../README.md)\n")
     readme = tmp_path / "README.md"
     readme.write_text("prose\n<!-- include: table3/summary.md -->\nold numbers\n<!-- end include -->\nmore prose\n"
                       "<!-- include: table9/summary.md -->\n<!-- end include -->\n")
     assert main(["readme", str(readme)]) == 1   # one block has no file yet
     text = readme.read_text()
     assert "old numbers" not in text and "| 1 | 2 |" in text and text.startswith("prose\n")
+    # the included file's relative links now point from the README's folder; web addresses stay
+    assert "![plot](table3/parity.png)" in text and "(https://materialsproject.org)" in text
+    assert "[up](table3/../README.md)" in text
     assert "more prose" in text and "table9/summary.md" in capsys.readouterr().out
 
 

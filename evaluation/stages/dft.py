@@ -44,13 +44,17 @@ def dft_settings(options: dict | None = None):
 
     o = options or {}
     limit = o.get("dft_time_limit")
-    return DFTSettings(lattice_scan=int(o.get("dft_lattice") or 0), klength=float(o.get("dft_klength") or 0.0),
-                       time_limit=DFTSettings.time_limit if limit is None else float(limit))
+    return DFTSettings.for_engine(
+        o.get("dft_engine") or "pyscf", lattice_scan=int(o.get("dft_lattice") or 0),
+        klength=float(o.get("dft_klength") or 0.0), time_limit=DFTSettings.time_limit if limit is None else float(limit))
 
 
-def calibration() -> dict | None:
-    """The engine's correction (slope, intercept, loo_mae in eV, the settings it was fitted with), or None."""
-    path = Path(os.environ.get(CALIBRATION_ENV) or CALIBRATION)
+def calibration(engine: str = "pyscf") -> dict | None:
+    """``engine``'s correction (slope, intercept, loo_mae in eV, the settings it was fitted with), or None: the
+    default engine's in results/dft_calibration, another's in its folder below it (or the file
+    ``$SMOACS_DFT_CALIBRATION``)."""
+    default = CALIBRATION if engine == "pyscf" else CALIBRATION.parent / engine / CALIBRATION.name
+    path = Path(os.environ.get(CALIBRATION_ENV) or default)
     if not path.is_file():
         return None
     try:
@@ -78,7 +82,7 @@ class DFTStage(Stage):
     revision = 3   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell;
     # 3: ... one that was stored (an exploded relaxation records a final energy but keeps no cell)
     requires = ("relaxation",)
-    option_keys = ("dft_subset", "dft_lattice", "dft_klength", "dft_time_limit")
+    option_keys = ("dft_subset", "dft_lattice", "dft_klength", "dft_time_limit", "dft_engine")
     columns = (
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
@@ -105,15 +109,17 @@ class DFTStage(Stage):
                 "calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
 
     def describe(self, options: dict | None = None) -> str:
-        cal = calibration()
-        corr = ("uncalibrated (no results/dft_calibration/correction.json): the raw gap, window ± margin"
+        settings = dft_settings(options)
+        cal = calibration(settings.engine)
+        where = "results/dft_calibration" + ("" if settings.engine == "pyscf" else f"/{settings.engine}")
+        corr = (f"uncalibrated (no {where}/correction.json): the raw gap, window ± margin"
                 if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE {'−' if cal['intercept'] < 0 else '+'} "
                 f"{abs(cal['intercept']):.3f} eV, window "
                 f"widened by its leave-one-out MAE {cal['loo_mae']:.2f} eV (fitted on {cal['n']} known cubic ABX3 against "
-                f"MP's PBE gaps, results/dft_calibration)")
+                f"MP's PBE gaps, {where})")
         k = int((options or {}).get("dft_subset") or 0)
         drawn = f"{k} per run, successes first ({' > '.join(POOLS)}); " if k else ""
-        return f"{drawn}{dft_settings(options).describe()}; {corr}"
+        return f"{drawn}{settings.describe()}; {corr}"
 
     def compute(self, batch: StageInput) -> pd.DataFrame:
         from smoacs_bench.evaluation.dft import get_engine
@@ -141,7 +147,7 @@ class DFTStage(Stage):
         folder = None if batch.cache_dir is None else batch.cache_dir / self.name
         records = cached_or_computed(cells, settings, folder, int(batch.options.get("dft_workers") or 1),
                                      bool(batch.options.get("progress")), state_of(batch.folder))
-        cal = calibration()
+        cal = calibration(settings.engine)
         crit = batch.criteria
         for i in picked:
             rec = records[i]
@@ -246,6 +252,22 @@ def usable_rows(samples: pd.DataFrame, engine) -> np.ndarray:
                 known[e] = engine.supports(e)
         out.append(all(known[e] for e in els))
     return np.array(out, dtype=bool)
+
+
+def stored_checks(samples: pd.DataFrame) -> pd.DataFrame:
+    """The DFT checks a judged run's samples hold, one row each: ``row`` (the proposal's index), ``on`` (the cell
+    computed: relaxed or proposed), ``gap`` (raw PBE gap, eV; NaN without one), ``converged``, ``ok`` (DFT-verified)
+    and ``reason``; empty where the run has no checks."""
+    cols = ["row", "on", "gap", "converged", "ok", "reason"]
+    if "dft_checked" not in samples:
+        return pd.DataFrame(columns=cols)
+    idx = np.flatnonzero(_flag(samples, "dft_checked"))
+    sub = samples.iloc[idx]
+    reason = sub["dft_reason"] if "dft_reason" in sub else pd.Series([""] * len(sub))
+    return pd.DataFrame({"row": idx, "on": sub["dft_on"].to_numpy() if "dft_on" in sub else "",
+                         "gap": pd.to_numeric(sub.get("dft_band_gap"), errors="coerce").to_numpy(dtype=float),
+                         "converged": _flag(samples, "dft_converged")[idx], "ok": _flag(samples, "dft_ok")[idx],
+                         "reason": [r if isinstance(r, str) else "" for r in reason]}, columns=cols)
 
 
 def cell_of(pool: str) -> str:
@@ -369,9 +391,10 @@ def _natural(label: str) -> list:
     return [float(p) if i % 2 else p for i, p in enumerate(parts)]
 
 
-def checks_markdown(df: pd.DataFrame) -> str:
-    """The checks table as markdown, with what its columns mean."""
-    cal = calibration()
+def checks_markdown(df: pd.DataFrame, engine: str = "pyscf") -> str:
+    """The checks table as markdown, with what its columns mean (``engine``: whose calibration widened the
+    window)."""
+    cal = calibration(engine)
     widen = "" if cal is None else f" + {cal['loo_mae']:.2f}"
     head = ["target (eV)", "row", "checked", "computed", "SCF converged", "DFT-verified", f"|raw − target| ≤ {HIT}",
             f"|corrected − target| ≤ {HIT}", "median raw PBE gap (eV)", "judge vs DFT MAE (eV)", "s per check",

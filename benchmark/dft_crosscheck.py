@@ -1,0 +1,211 @@
+"""Every DFT check stored in the committed run folders computed again with a second DFT code: do two codes with
+different basis sets and pseudopotentials (PySCF: Gaussians and GTH; GPAW: plane waves and PAW) agree on the gaps
+and on which proposals are DFT-verified?
+
+Each checked cell (the one the run's dft stage computed: CHGNet-relaxed or as proposed) is read from its run folder
+and computed once per distinct crystal with the second engine at the run's k-mesh rule; its verdict uses the second
+engine's own calibration (results/dft_calibration/<engine>), the same target window rule as the dft stage. Results
+are cached in ``state.json`` by crystal and settings (a killed cross-check resumes). Units: eV, seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+RUNS = Path("results/runs")
+DEFAULT_OUT = "results/dft_crosscheck"
+TIME_LIMIT = 600.0   # s per calculation of the second engine
+
+
+def checked_cells(runs: Path = RUNS, tasks: list[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(one record per stored DFT check, skipped lines): a record names its run folder, row, method (the folder's
+    name before ``_bg``), target, margin, the run's k-mesh rule, the stored (default engine's) result, and holds the
+    cell computed (``_cell``: CHGNet-relaxed or as proposed)."""
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    from smoacs_bench.evaluation.packing import read_text
+    from smoacs_bench.evaluation.stages.dft import ON_RELAXED, stored_checks
+
+    recs, skipped = [], []
+    for samples in sorted(runs.glob("*/*/samples.csv")):
+        folder = samples.parent
+        task = folder.parent.name
+        if tasks and task not in tasks:
+            continue
+        s = pd.read_csv(samples, low_memory=False)
+        checks = stored_checks(s)
+        if checks.empty:
+            continue
+        summary = pd.read_csv(folder / "summary.csv").iloc[0]
+        config = json.loads((folder / "config.json").read_text())
+        key = ((config.get("physical") or {}).get("key") or {}).get("stages", {}).get("dft", {})
+        for c in checks.to_dict("records"):
+            i = int(c["row"])
+            sub = "structures_relaxed" if c["on"] == ON_RELAXED else "structures"
+            text = read_text(folder / sub / f"{i}.cif")
+            if text is None:
+                skipped.append(f"{folder}: row {i}: no {sub} cell stored")
+                continue
+            cell = Structure.from_str(text, fmt="cif")
+            formula = s["formula"].iloc[i] if "formula" in s else cell.composition.reduced_formula
+            recs.append({"task": task, "folder": folder.name, "method": folder.name.split("_bg")[0], "row": i,
+                         "formula": str(formula), "target_bg": float(summary["target_bg"]),
+                         "margin": float(summary["margin"]), "cell": c["on"],
+                         "klength": float(key.get("dft_klength") or 0.0), "default_gap": c["gap"],
+                         "default_converged": bool(c["converged"]), "default_ok": bool(c["ok"]),
+                         "default_reason": c["reason"], "_cell": cell})
+    return recs, skipped
+
+
+def crosscheck(out: Path, engine: str = "gpaw", runs: Path = RUNS, tasks: list[str] | None = None, workers: int = 1,
+               progress: bool = True, limit: int | None = None) -> dict[str, Any]:
+    """Compute every stored check again with ``engine``; write crosscheck.csv, crosscheck.md and parity.png to
+    ``out``; return the headline figures."""
+    import pandas as pd
+
+    from smoacs_bench.evaluation.dft import DFTSettings, compute_gaps
+    from smoacs_bench.evaluation.io import atomic_write_text, write_csv
+    from smoacs_bench.evaluation.stages import _cache
+    from smoacs_bench.evaluation.stages.dft import calibration, corrected_gap
+
+    recs, skipped = checked_cells(runs, tasks)
+    if not recs:
+        raise FileNotFoundError(f"no stored DFT checks under {runs}" + (f" for task {', '.join(tasks)}" if tasks else ""))
+    cells: dict[str, Any] = {}
+    for r in recs:
+        settings = DFTSettings.for_engine(engine, klength=r["klength"], time_limit=TIME_LIMIT)
+        r["digest"] = _cache.digest(r["_cell"], settings.identity())
+        cells.setdefault(r["digest"], (r.pop("_cell"), settings))
+    out.mkdir(parents=True, exist_ok=True)
+    state = out / "state.json"
+    done = json.loads(state.read_text()) if state.is_file() else {}
+    # the cells PySCF verified first, then those it computed, then its failures: a partial cross-check holds the
+    # checks that decide a verdict
+    rank: dict[str, int] = {}
+    for r in recs:
+        rank[r["digest"]] = min(rank.get(r["digest"], 2), 0 if r["default_ok"] else 1 if r["default_converged"] else 2)
+    todo = sorted((d for d in cells if d not in done), key=lambda d: rank[d])
+    if limit is not None:
+        todo = todo[:limit]
+    by_settings: dict[str, list[str]] = {}
+    for d in todo:
+        by_settings.setdefault(json.dumps(cells[d][1].identity(), sort_keys=True), []).append(d)
+    for ds in by_settings.values():   # each result saved as it comes: a killed cross-check resumes
+        def store(j: int, res, ds=ds) -> None:
+            done[ds[j]] = res.record()
+            atomic_write_text(state, json.dumps(done))
+
+        compute_gaps([cells[d][0] for d in ds], cells[ds[0]][1], workers, progress, on_result=store)
+    cal = calibration(engine)
+    df = pd.DataFrame(recs)
+    got = [done.get(d, {}) for d in df["digest"]]
+    df["gap"] = [g.get("band_gap", math.nan) for g in got]
+    df["converged"] = [bool(g.get("converged")) for g in got]
+    df["seconds"] = [g.get("seconds", math.nan) for g in got]
+    df["reason"] = [g.get("reason", "not computed" if not g else "") for g in got]
+    df["gap_corrected"] = [corrected_gap(g, cal) if isinstance(g, float) and math.isfinite(g) else math.nan
+                           for g in df["gap"]]
+    loo = 0.0 if cal is None else float(cal["loo_mae"])
+    df["ok"] = df["converged"] & ((df["gap_corrected"] - df["target_bg"]).abs() <= df["margin"] + loo + 1e-12)
+    figures = _figures(df, engine, cal, skipped)
+    write_csv(df.drop(columns=["digest"]), out / "crosscheck.csv")
+    atomic_write_text(out / "crosscheck.md", _markdown(df, figures))
+    _plot(df, figures, out / "parity.png")
+    return figures
+
+
+def _figures(df, engine: str, cal: dict | None, skipped: list[str]) -> dict[str, Any]:
+    import numpy as np
+
+    both = df[df["default_converged"] & df["converged"] & df["default_gap"].notna() & df["gap"].notna()]
+    both = both.drop_duplicates("digest")
+    d = (both["gap"] - both["default_gap"]).to_numpy(dtype=float)
+    distinct = df.drop_duplicates("digest")
+    return {"engine": engine, "checks": int(len(df)), "distinct": int(len(distinct)),
+            "computed": int(distinct["converged"].sum()), "both": int(len(both)),
+            "mae": float(np.abs(d).mean()) if len(d) else math.nan,
+            "signed": float(d.mean()) if len(d) else math.nan,
+            "within_025": float((np.abs(d) <= 0.25).mean()) if len(d) else math.nan,
+            "corr": float(np.corrcoef(both["gap"], both["default_gap"])[0, 1])
+            if len(d) > 2 and both["gap"].std() > 0 and both["default_gap"].std() > 0 else math.nan,
+            "metal_disagree": int(((both["gap"] <= 0.05) != (both["default_gap"] <= 0.05)).sum()),
+            "seconds_median": float(distinct.loc[distinct["converged"], "seconds"].median()),
+            "seconds_total": float(distinct["seconds"].fillna(0).sum()),
+            "default_ok": int(df["default_ok"].sum()), "ok": int(df["ok"].sum()),
+            "both_ok": int((df["default_ok"] & df["ok"]).sum()),
+            "cal": None if cal is None else {k: cal[k] for k in ("slope", "intercept", "loo_mae", "n")},
+            "skipped": skipped}
+
+
+def _markdown(df, f: dict[str, Any]) -> str:
+    from smoacs_bench.evaluation.dft import DFTSettings
+
+    eng = f["engine"]
+    cal = f["cal"]
+    corr = ("uncalibrated: the raw gap, window ± margin" if cal is None else
+            f"its own calibration, corrected gap = {cal['slope']:.3f} × PBE {cal['intercept']:+.3f} eV, window widened "
+            f"by its leave-one-out MAE {cal['loo_mae']:.2f} eV (results/dft_calibration/{eng})")
+    lines = ["**Every stored DFT check computed again with a second DFT code** (generated by the command below)", "",
+             f"Command: `smoacs-bench calibrate dft-crosscheck --engine {eng} --workers 2`. Second engine: "
+             f"{DFTSettings.for_engine(eng).describe()}, each run's k-mesh rule, {TIME_LIMIT:g} s per calculation; "
+             f"verdict by {corr}. The stored checks are the default engine's (PySCF) in the run folders under "
+             "results/runs; one calculation per distinct crystal.", "",
+             f"- {f['checks']} stored checks, {f['distinct']} distinct cells; {f['computed']} computed by {eng} "
+             f"(median {f['seconds_median']:.0f} s, {f['seconds_total'] / 3600:.2f} CPU hours in all).",
+             f"- Gaps, on the {f['both']} cells both engines converged: MAE {f['mae']:.2f} eV, mean signed "
+             f"{f['signed']:+.2f} eV ({eng} − PySCF), {100 * f['within_025']:.0f} % within 0.25 eV, correlation "
+             f"{f['corr']:.3f}; {f['metal_disagree']} where one engine finds a metal (≤ 0.05 eV) and the other a gap.",
+             f"- DFT-verified: {f['default_ok']} checks by PySCF, {f['ok']} by {eng}, {f['both_ok']} by both.",
+             *([f"- Skipped: {len(f['skipped'])} checks without a stored cell."] if f["skipped"] else []), "",
+             "Per task, method and target (checks counted as stored: a crystal two tables share counts in each run "
+             "folder that holds it):", "",
+             "| task | method | target (eV) | checks | both computed | gap MAE (eV) | verified by PySCF | verified by "
+             f"{eng} | by both |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (task, method, target), g in df.groupby(["task", "method", "target_bg"], sort=True):
+        both = g[g["default_converged"] & g["converged"] & g["default_gap"].notna() & g["gap"].notna()]
+        mae = (both["gap"] - both["default_gap"]).abs().mean() if len(both) else math.nan
+        lines.append(f"| {task} | {method} | {target:.2f} | {len(g)} | {len(both)} | "
+                     f"{'-' if math.isnan(mae) else f'{mae:.2f}'} | {int(g['default_ok'].sum())} | {int(g['ok'].sum())} | "
+                     f"{int((g['default_ok'] & g['ok']).sum())} |")
+    verified = df[df["default_ok"] | df["ok"]].drop_duplicates(["digest", "target_bg", "margin"])
+    lines += ["", "Every cell either engine verifies (distinct per crystal and window):", "",
+              "| task | method | target (eV) | formula | cell | PySCF gap | " + eng + " gap | " + eng + " corrected | "
+              "verified by |", "|---|---|---:|---|---|---:|---:|---:|---|"]
+    for r in verified.sort_values(["task", "target_bg", "method", "formula"]).to_dict("records"):
+        by = " and ".join(n for n, v in (("PySCF", r["default_ok"]), (eng, r["ok"])) if v)
+        lines.append(f"| {r['task']} | {r['method']} | {r['target_bg']:.2f} | {r['formula']} | {r['cell']} | "
+                     f"{_num(r['default_gap'])} | {_num(r['gap'])} | {_num(r['gap_corrected'])} | {by} |")
+    lines += ["", f"![{eng} vs PySCF band gap of every stored check](parity.png)", ""]
+    return "\n".join(lines)
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):.2f}"
+
+
+def _plot(df, f: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    both = df[df["default_converged"] & df["converged"]].drop_duplicates("digest")
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    top = max(1.0, float(max(both["gap"].max(), both["default_gap"].max())) + 0.3) if len(both) else 7.0
+    ax.plot([0, top], [0, top], color="k", lw=0.8)
+    for k, (task, g) in enumerate(both.groupby("task")):
+        ax.scatter(g["default_gap"], g["gap"], s=14, color=f"C{k}", alpha=0.7, label=f"{task} ({len(g)})")
+    ax.set_xlabel("PySCF PBE gap (eV), as stored")
+    ax.set_ylabel(f"{f['engine']} PBE gap (eV)")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_title(f"Stored DFT checks, two codes: MAE {f['mae']:.2f} eV, {f['both_ok']} of {f['default_ok']} "
+                 "verified checks confirmed", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
