@@ -133,3 +133,15 @@ def test_the_crosscheck_needs_a_second_engine_and_says_so(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["calibrate", "dft-crosscheck", "--out", str(tmp_path)])
     assert "name a second engine (--engine gpaw)" in str(err.value)
+
+
+@needs_gpaw
+def test_a_calculation_runs_its_blas_libraries_on_one_thread():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from smoacs_bench.evaluation.dft_gpaw import _one_thread
+
+    with _one_thread():
+        libs = threadpoolctl.threadpool_info()
+        # numpy's BLAS and at least one more (scipy's, GPAW's own: loaded before the limit is set)
+        assert len(libs) >= 2
+        assert all(i["num_threads"] == 1 for i in libs), libs
