@@ -215,7 +215,8 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
                    "default every task)")
     p.add_argument("--out", help="output folder (default results/hull_calibration or results/predictors; with "
                    "both, each in its own folder under --out)")
-    p.add_argument("--limit", type=int, help="only the first N compounds (a quick look)")
+    p.add_argument("--limit", type=int, help="only the first N compounds (a quick look); dft-crosscheck: at most N "
+                   "new calculations this call (0: none, render what is stored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
     return p
@@ -226,8 +227,8 @@ DEFAULT_OUT = {"hull": "results/hull_calibration", "predictors": "results/predic
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit <= 0:
-        raise SystemExit(f"--limit must be > 0, got {args.limit}")
+    if args.limit is not None and (args.limit < 0 or (args.limit == 0 and args.what != ["dft-crosscheck"])):
+        raise SystemExit(f"--limit must be > 0 (0: dft-crosscheck alone, rendering what is stored), got {args.limit}")
     for what in dict.fromkeys(args.what):
         default = DEFAULT_OUT[what] + (f"/{args.engine}" if what == "dft" and args.engine != "pyscf" else "")
         out = Path(default) if not args.out else (

@@ -119,7 +119,8 @@ def test_the_crosscheck_computes_each_stored_check_again_and_compares_verdicts(t
     assert bool(df["ok"].iloc[0]) == (abs(gap + 0.3 - 9.0) <= 0.7)
     assert f["mae"] == pytest.approx(abs(gap - 8.8)) and f["default_ok"] == 2
     text = (tmp_path / "out" / "crosscheck.md").read_text()
-    assert "2 stored checks, 1 distinct cells; 1 computed by gpaw" in text and "| perovskite | screening | 9.00 |" in text
+    assert "**perovskite**: 2 stored checks, 1 distinct cells; gpaw computed 1 and failed on 0" in text
+    assert "| perovskite | screening | 9.00 |" in text and "not computed yet" not in text
     assert (tmp_path / "out" / "parity.png").stat().st_size > 0
     seconds = json.loads((tmp_path / "out" / "state.json").read_text())
     again = crosscheck(tmp_path / "out", "gpaw", runs=tmp_path / "runs", progress=False)   # from the state: no new run
