@@ -99,6 +99,7 @@ class GPAWEngine(DFTEngine):
         missing = sorted({s.specie.symbol for s in structure if valence(s.specie.symbol, settings.xc) is None})
         if missing:
             return DFTResult(reason=f"no GPAW {settings.xc.upper()} setup for {', '.join(missing)}")
+        structure = niggli(structure)
         # snapped to 1e-5 (Å, fractional) like the default engine: a relaxed cell a hair off its symmetry
         lattice = np.round(structure.lattice.matrix, 5)
         frac = np.round(structure.frac_coords, 5) % 1.0
@@ -137,6 +138,14 @@ class GPAWEngine(DFTEngine):
                      for j in range(len(energies[0])))
         return DFTResult(band_gap=max(0.0, float(cbm - vbm)), direct_gap=max(0.0, float(direct)), converged=True,
                          n_kpts=n_kpts, cycles=int(calc.get_number_of_iterations() or 0), spin_polarised=odd)
+
+
+def niggli(structure):
+    """``structure`` in its Niggli-reduced cell where that cell is shorter (the same crystal: GPAW warns that results
+    "may be wrong" for a cell with strongly skewed axes, as free-task proposals often have; the k-mesh rule then
+    follows the reduced axes), else as given (an already reduced cell keeps its axes and its symmetry-reduced mesh)."""
+    reduced = structure.get_reduced_structure()
+    return structure if np.allclose(sorted(structure.lattice.abc), sorted(reduced.lattice.abc), atol=1e-3) else reduced
 
 
 def _one_thread():

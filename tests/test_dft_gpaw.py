@@ -146,3 +146,19 @@ def test_a_calculation_runs_its_blas_libraries_on_one_thread():
         # numpy's BLAS and at least one more (scipy's, GPAW's own: loaded before the limit is set)
         assert len(libs) >= 2
         assert all(i["num_threads"] == 1 for i in libs), libs
+
+
+@needs_gpaw
+def test_a_skewed_cell_is_computed_in_its_niggli_cell_with_the_same_gap():
+    import numpy as np
+
+    from smoacs_bench.evaluation.dft_gpaw import niggli
+
+    si = _si()
+    m = si.lattice.matrix
+    skewed = Structure(Lattice(np.array([m[0], m[1] + m[0], m[2] + 2 * m[0] + m[1]])), si.species,
+                       si.cart_coords, coords_are_cartesian=True)
+    assert niggli(si) is si and niggli(skewed) is not skewed    # an already reduced cell is kept as given
+    assert max(niggli(skewed).lattice.abc) == pytest.approx(max(si.lattice.abc), abs=1e-3)
+    (a, b) = compute_gaps([si, skewed], TINY)
+    assert b.converged and b.band_gap == pytest.approx(a.band_gap, abs=5e-3)
