@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smoacs_bench.evaluation.dft_base import ENGINE_DEFAULTS
+
 CHUNK = 64   # cells relaxed in one batch
 
 
@@ -208,7 +210,7 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
                    "dft-crosscheck: every DFT check stored under results/runs computed again with a second engine "
                    "(--engine gpaw; results/dft_crosscheck)")
     p.add_argument("--workers", type=int, default=1, help="dft: calculations at once (default 1)")
-    p.add_argument("--engine", default="pyscf", choices=["pyscf", "gpaw"],
+    p.add_argument("--engine", default="pyscf", choices=list(ENGINE_DEFAULTS),
                    help="dft: the DFT engine (default pyscf; gpaw writes its own calibration, by default under "
                    "results/dft_calibration/gpaw, beside PySCF's gaps); dft-crosscheck: the second engine")
     p.add_argument("--task", action="append", help="dft-crosscheck: only the run folders of this task (repeatable; "
@@ -240,27 +242,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                       f"eV/atom; {f['near_metastable']:.0%} of those near a hull within 0.1 eV/atom; textbook E_hull "
                       f"{f['textbook_min']:+.3f} to {f['textbook_max']:+.3f}; wrote {out}/calibration.md")
             elif what == "dft-crosscheck":
-                from smoacs_bench.evaluation.dft import get_engine
-
                 from .dft_crosscheck import crosscheck
 
                 if args.engine == "pyscf":
                     raise SystemExit("smoacs-bench calibrate dft-crosscheck: the stored checks are PySCF's; name a "
                                      "second engine (--engine gpaw)")
-                why = get_engine(args.engine).unavailable()
-                if why:
-                    raise SystemExit(f"smoacs-bench calibrate dft-crosscheck: {why}")
+                _engine_here(args.engine, what)
                 f = crosscheck(out, args.engine, tasks=args.task, workers=args.workers, progress=not args.no_progress,
                                limit=args.limit)
                 print(f"DFT cross-check ({args.engine}): {f['distinct']} distinct checked cells, gap MAE {f['mae']:.2f} "
                       f"eV against PySCF over {f['both']}; verified by PySCF {f['default_ok']}, by {args.engine} "
                       f"{f['ok']}, by both {f['both_ok']}; wrote {out}/crosscheck.md")
             elif what == "dft":
-                from smoacs_bench.evaluation.dft import get_engine
-
-                why = get_engine(args.engine).unavailable()
-                if why:
-                    raise SystemExit(f"smoacs-bench calibrate dft: {why}")
+                _engine_here(args.engine, what)
                 f = dft_calibration(out, workers=args.workers, progress=not args.no_progress, engine=args.engine)
                 print(f"DFT calibration ({args.engine}): {f['n_converged']} compounds computed, MAE {f['mae_raw']:.2f} "
                       f"eV raw; correction fitted on {f['n']}, leave-one-out {f['loo_mae']:.2f} eV; MEGNet "
@@ -274,6 +268,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         except FileNotFoundError as err:
             raise SystemExit(f"smoacs-bench calibrate: {err}") from None
     return 0
+
+
+def _engine_here(name: str, what: str) -> None:
+    """SystemExit (one line) where the DFT engine ``name`` cannot run here."""
+    from smoacs_bench.evaluation.dft import get_engine
+
+    why = get_engine(name).unavailable()
+    if why:
+        raise SystemExit(f"smoacs-bench calibrate {what}: {why}")
 
 
 # -- the predictor audit ---------------------------------------------------------------------------------------

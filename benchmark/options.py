@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smoacs_bench.evaluation.dft_base import ENGINE_DEFAULTS
 from smoacs_bench.evaluation.settings import RelaxSettings, RobustSettings
 
 
@@ -35,7 +36,7 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
     g.add_argument("--dft-klength", type=float, default=0.0, metavar="L",
                    help="a k-mesh that follows the cell: max(1, round(L / a)) points along each axis of length a (Å; "
                    "12 gives 3x3x3 on a 4 Å cubic perovskite; default 0: a fixed 3x3x3 mesh)")
-    g.add_argument("--dft-engine", default="pyscf", choices=["pyscf", "gpaw"],
+    g.add_argument("--dft-engine", default="pyscf", choices=list(ENGINE_DEFAULTS),
                    help="the DFT engine: pyscf (default; Gaussian basis, GTH pseudopotentials) or gpaw (plane waves, "
                    "PAW; `make gpaw` installs it; corrected by its own calibration, results/dft_calibration/gpaw)")
     g.add_argument("--dft-time-limit", type=float, metavar="S",

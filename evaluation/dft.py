@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from .dft_base import ENGINE_DEFAULTS, HARTREE, DFTEngine, DFTResult, DFTSettings  # noqa: F401
+from .dft_base import (  # noqa: F401 - the interface, re-exported
+    ENGINE_DEFAULTS,
+    HARTREE,
+    DFTEngine,
+    DFTResult,
+    DFTSettings,
+    band_edges,
+    occupied,
+)
 
 _SUPPORTED: dict[tuple[str, str, str], bool] = {}
 
@@ -199,17 +207,13 @@ class PySCFEngine(DFTEngine):
             frac = np.array(list(itertools.product((0.0, 0.5), repeat=3)))
             energies = [e + b for e, b in zip(energies, _per_k(_bands(mf, cell, cell.get_abs_kpts(frac), odd), odd),
                                               strict=True)]
-        n_occ = [(cell.nelectron + 1) // 2, cell.nelectron // 2] if odd else [cell.nelectron // 2]
-        if any(len(e) <= n for es, n in zip(energies, n_occ, strict=True) for e in es):
+        edges = band_edges(energies, occupied(cell.nelectron, odd))
+        if edges is None:
             return DFTResult(converged=bool(mf.converged), n_kpts=n_kpts, spin_polarised=odd,
                              reason=f"no empty band in the {settings.basis} basis: no gap to read")
-        vbm = max(max(e[n - 1] for e in es) for es, n in zip(energies, n_occ, strict=True) if n > 0)
-        cbm = min(min(e[n] for e in es) for es, n in zip(energies, n_occ, strict=True))
-        direct = min(min(e[n] for es2, n in zip(energies, n_occ, strict=True) for e in [es2[k]])
-                     - max(e[n - 1] for es2, n in zip(energies, n_occ, strict=True) if n > 0 for e in [es2[k]])
-                     for k in range(len(energies[0])))
+        gap, direct = edges
         converged = bool(mf.converged)
-        return DFTResult(band_gap=max(0.0, (cbm - vbm) * HARTREE), direct_gap=max(0.0, direct * HARTREE),
+        return DFTResult(band_gap=max(0.0, gap * HARTREE), direct_gap=max(0.0, direct * HARTREE),
                          converged=converged, n_kpts=n_kpts, cycles=int(getattr(mf, "cycles", 0) or 0),
                          spin_polarised=odd,
                          reason="" if converged else f"SCF not converged in {settings.max_cycle} cycles")

@@ -150,3 +150,21 @@ class DFTEngine:
         """Whether a cached ``record`` of ``structure`` came from a known defect of an earlier engine version
         and must be computed again."""
         return False
+
+
+def occupied(n_electrons: int, spin_polarised: bool) -> list[int]:
+    """Occupied bands per spin channel: one unpaired electron in the first channel of a spin-polarised cell."""
+    return [(n_electrons + 1) // 2, n_electrons // 2] if spin_polarised else [n_electrons // 2]
+
+
+def band_edges(levels: list, n_occ: list[int]) -> tuple[float, float] | None:
+    """(band gap, smallest direct gap), in the unit of ``levels`` ([spin][k] sorted eigenvalue arrays), with
+    ``n_occ`` occupied bands per spin; None where some k-point has no empty band to read."""
+    if any(len(e) <= n for es, n in zip(levels, n_occ, strict=True) for e in es):
+        return None
+    vbm = max(max(e[n - 1] for e in es) for es, n in zip(levels, n_occ, strict=True) if n > 0)
+    cbm = min(min(e[n] for e in es) for es, n in zip(levels, n_occ, strict=True))
+    direct = min(min(es[k][n] for es, n in zip(levels, n_occ, strict=True))
+                 - max(es[k][n - 1] for es, n in zip(levels, n_occ, strict=True) if n > 0)
+                 for k in range(len(levels[0])))
+    return float(cbm - vbm), float(direct)

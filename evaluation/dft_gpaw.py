@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dft_base import HARTREE, DFTEngine, DFTResult, DFTSettings
+from .dft_base import HARTREE, DFTEngine, DFTResult, DFTSettings, band_edges, occupied
 
 SETUP_ENV = "GPAW_SETUP_PATH"
 FALLBACK_SETUPS = (Path("/usr/share/gpaw-setups"), Path.home() / ".gpaw" / "gpaw-setups")
@@ -127,16 +127,10 @@ class GPAWEngine(DFTEngine):
             trim = np.array(list(itertools.product((0.0, 0.5), repeat=3)))
             bands = calc.fixed_density(kpts=trim, symmetry="off", txt=None)
             energies = [e + b for e, b in zip(energies, _levels(bands), strict=True)]
-        n = int(round(calc.get_number_of_electrons()))
-        n_occ = [(n + 1) // 2, n // 2] if odd else [n // 2]
-        if any(len(e) <= k for es, k in zip(energies, n_occ, strict=True) for e in es):
+        edges = band_edges(energies, occupied(int(round(calc.get_number_of_electrons())), odd))
+        if edges is None:
             return DFTResult(converged=True, n_kpts=n_kpts, spin_polarised=odd, reason="no empty band to read a gap")
-        vbm = max(max(e[k - 1] for e in es) for es, k in zip(energies, n_occ, strict=True) if k > 0)
-        cbm = min(min(e[k] for e in es) for es, k in zip(energies, n_occ, strict=True))
-        direct = min(min(es[j][k] for es, k in zip(energies, n_occ, strict=True))
-                     - max(es[j][k - 1] for es, k in zip(energies, n_occ, strict=True) if k > 0)
-                     for j in range(len(energies[0])))
-        return DFTResult(band_gap=max(0.0, float(cbm - vbm)), direct_gap=max(0.0, float(direct)), converged=True,
+        return DFTResult(band_gap=max(0.0, edges[0]), direct_gap=max(0.0, edges[1]), converged=True,
                          n_kpts=n_kpts, cycles=int(calc.get_number_of_iterations() or 0), spin_polarised=odd)
 
 
