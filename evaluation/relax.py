@@ -318,11 +318,13 @@ def _filter(atoms):
 
 
 def relax(structures: Sequence[Structure | None], settings: RelaxSettings | None = None, relaxer: Any = None,
-          progress: Callable[[int], None] | None = None) -> list[RelaxOutcome]:
+          progress: Callable[[int], None] | None = None, optimizer: Any = None) -> list[RelaxOutcome]:
     """Relax every structure (None gives an outcome with a reason); returns outcomes in order.
 
     ``relaxer`` (default: :func:`load_relaxer` of ``settings.relaxer``) has ``efs(structures)``. ``progress`` is
-    called with the number of structures that finished, as they finish.
+    called with the number of structures that finished, as they finish. ``optimizer``: another ASE optimiser class
+    that needs one force call per step (``BFGS``, ``LBFGS``; for ``perf/relax_optimizers.py``), default FIRE, the
+    protocol's.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.optimize import FIRE
@@ -346,7 +348,7 @@ def relax(structures: Sequence[Structure | None], settings: RelaxSettings | None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             filters[i] = _filter(a)
-            opts[i] = FIRE(filters[i], logfile=None)
+            opts[i] = (optimizer or FIRE)(filters[i], logfile=None)
     active = list(atoms)
     done_count = len(structures) - len(active)
     if progress and done_count:

@@ -39,14 +39,14 @@ def main() -> None:
 
     import torch
     from chgnet.model.dynamics import CHGNetCalculator
-    from pymatgen.core import Structure
 
+    from smoacs_bench.evaluation.io import read_structure
     from smoacs_bench.evaluation.relax import RelaxSettings, SerialASE, load_relaxer, relax
     from smoacs_bench.evaluation.relax_runs import run_relaxations
 
     torch.set_num_threads(1)
     run = Path(args.run)
-    structures = [Structure.from_file(run / "structures" / f"{i}.cif") for i in range(args.n)]
+    structures = [read_structure(run / "structures" / f"{i}.cif")[0] for i in range(args.n)]   # packed or loose
     settings = RelaxSettings()
     chgnet = load_relaxer("chgnet")
 

@@ -80,6 +80,14 @@ def test_the_dft_engine_option_selects_the_engine_and_its_calibration(tmp_path, 
     text = stage.DFTStage().describe(opts)
     assert "GPAW periodic PBE" in text and "1.100 × PBE + 0.100 eV" in text and "results/dft_calibration/gpaw" in text
     assert "uncalibrated (no results/dft_calibration/correction.json)" in stage.DFTStage().describe({"dft_subset": 2})
+    # the engine's calibration keys the stage: a new GPAW correction re-judges the folders GPAW checked
+    from smoacs_bench.evaluation.stages.registry import identity
+
+    before = identity(opts)["dft"]
+    assert before["engine_calibration"] == {"slope": 1.1, "intercept": 0.1, "loo_mae": 0.2}
+    assert "engine_calibration" not in identity({"dft_subset": 2})["dft"]   # PySCF's stays in settings()
+    (tmp_path / "gpaw" / "correction.json").write_text('{"slope": 1.2, "intercept": 0.1, "loo_mae": 0.2, "n": 20}')
+    assert identity(opts)["dft"] != before and identity(opts)["relaxation"] == identity({})["relaxation"]
 
 
 def _run_folder(root, cell: Structure, stored_gap: float, stored_ok: bool):

@@ -85,6 +85,16 @@ def test_strained_srtio3_relaxes_back(chgnet):
         assert out.energy_drop > 0.05   # it was strained: relaxation lowers the energy
 
 
+def test_another_ase_optimiser_runs_in_the_lockstep_loop(chgnet):
+    from ase.optimize import BFGS
+
+    start = textbook_perovskite("Sr", "Ti", "O", 3.905, scale=1.2 ** (1 / 3))
+    fire, bfgs = relax([start], relaxer=chgnet)[0], relax([start], relaxer=chgnet, optimizer=BFGS)[0]
+    assert fire.converged and bfgs.converged, (fire.reason, bfgs.reason)
+    assert bfgs.steps != fire.steps   # another optimiser took its own path ...
+    assert abs(bfgs.energy_final - fire.energy_final) < 0.002   # ... to the same minimum of this simple cell (eV/atom)
+
+
 def test_cell_relaxation_of_symmetric_perovskites_is_what_fire_finds(chgnet):
     """Sites on symmetry points: the cell-only quasi-Newton reaches FIRE's energy in fewer potential calls, and FIRE
     started from its result stops at once; a displaced site or a tilted cell is handed back with a reason."""

@@ -107,6 +107,11 @@ class Stage:
         """What keys this stage's cache: a change re-computes its columns."""
         return {}
 
+    def option_settings(self, options: dict[str, Any]) -> dict[str, Any]:
+        """What else keys this stage's cache under these run options (e.g. the calibration of an engine an option
+        chose): added to its identity beside :meth:`settings` and the options themselves; default nothing."""
+        return {}
+
     def describe(self, options: dict | None = None) -> str:
         """The settings in a phrase, for the caption (after :attr:`summary`); ``options``: the run options."""
         return ""

@@ -108,6 +108,15 @@ class DFTStage(Stage):
         return {"dft": DFTSettings().identity(), "seed": SEED,
                 "calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
 
+    def option_settings(self, options: dict) -> dict:
+        """Another engine's calibration (:meth:`settings` holds the default engine's): a change to its
+        correction.json re-judges the folders that engine checked."""
+        engine = options.get("dft_engine") or "pyscf"
+        if engine == "pyscf":
+            return {}
+        cal = calibration(engine)
+        return {"engine_calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
+
     def describe(self, options: dict | None = None) -> str:
         settings = dft_settings(options)
         cal = calibration(settings.engine)

@@ -123,6 +123,7 @@ def identity(options: dict[str, Any] | None = None) -> dict[str, Any]:
 
     skipped = set(options.get(SKIP) or ())
     return {s.name: {**s.settings(), **{k: plain(options[k]) for k in s.option_keys if options.get(k) is not None},
+                     **s.option_settings(options),
                      **({"revision": s.revision} if s.revision else {}),
                      **({"skipped": True} if s.name in skipped else {}),
                      "columns": [c.name for c in s.columns]} for s in stages()}
