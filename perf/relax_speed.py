@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32, help="proposals to relax (the first N)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--serial-n", type=int, default=8, help="of which the serial path relaxes the first K")
+    ap.add_argument("--sizes", default="1,4,16,64,256", help="CHGNet batch sizes of the last lines, comma-separated")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
@@ -85,7 +86,7 @@ def main() -> None:
           f"relaxation / optimisation = {t_workers / smoacs:.1f}x")
     print(f"limit line, 1 process: {timed.seconds:.1f} s inside {timed.calls} batched CHGNet calls (graphs, forward, "
           f"backward) of {t_batched:.1f} s; engine / potential = {t_batched / timed.seconds:.2f}x")
-    for size in (1, 4, 16, 64, 256):
+    for size in (int(x) for x in args.sizes.split(",")):
         model = type(chgnet)(chgnet.model, batch_size=size)
         batch = (structures * (1 + size // len(structures)))[:max(size, 16)]
         model.efs(batch[:size])   # warm-up
