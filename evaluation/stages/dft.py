@@ -49,6 +49,11 @@ def dft_settings(options: dict | None = None):
         klength=float(o.get("dft_klength") or 0.0), time_limit=DFTSettings.time_limit if limit is None else float(limit))
 
 
+def _correction(cal: dict | None) -> dict | None:
+    """What of a calibration changes the verdicts (slope, intercept, leave-one-out MAE): a stage identity's part."""
+    return None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}
+
+
 def calibration(engine: str = "pyscf") -> dict | None:
     """``engine``'s correction (slope, intercept, loo_mae in eV, the settings it was fitted with), or None: the
     default engine's in results/dft_calibration, another's in its folder below it (or the file
@@ -105,8 +110,7 @@ class DFTStage(Stage):
         from smoacs_bench.evaluation.dft import DFTSettings
 
         cal = calibration()
-        return {"dft": DFTSettings().identity(), "seed": SEED,
-                "calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
+        return {"dft": DFTSettings().identity(), "seed": SEED, "calibration": _correction(cal)}
 
     def option_settings(self, options: dict) -> dict:
         """Another engine's calibration (:meth:`settings` holds the default engine's): a change to its
@@ -114,8 +118,7 @@ class DFTStage(Stage):
         engine = options.get("dft_engine") or "pyscf"
         if engine == "pyscf":
             return {}
-        cal = calibration(engine)
-        return {"engine_calibration": None if cal is None else {k: cal.get(k) for k in ("slope", "intercept", "loo_mae")}}
+        return {"engine_calibration": _correction(calibration(engine))}
 
     def describe(self, options: dict | None = None) -> str:
         settings = dft_settings(options)
