@@ -25,14 +25,12 @@ CASES = {"CsMgF3": ("Cs Mg F", 4.2523, 7.09), "RbCaF3": ("Rb Ca F", 4.5231, 6.71
 def one(job: tuple[str, float, str, float | None]) -> tuple[tuple, float, float, str]:
     name, shift, engine, cutoff = job
     warnings.simplefilter("ignore")
-    from pymatgen.core import Lattice, Structure
-
-    from smoacs_bench.data.templates import IDEAL_FRAC
+    from smoacs_bench.data.reference_crystals import textbook_perovskite
     from smoacs_bench.evaluation.dft import DFTSettings, get_engine
 
     species, a, _ = CASES[name]
-    sp = species.split()
-    cell = Structure(Lattice.cubic(a), [sp[0], sp[1], sp[2], sp[2], sp[2]], (IDEAL_FRAC + shift) % 1.0)
+    cell = textbook_perovskite(*species.split(), a)   # B at the origin
+    cell.translate_sites(list(range(len(cell))), [shift] * 3, frac_coords=True, to_unit_cell=True)
     settings = DFTSettings.for_engine(engine, time_limit=0)
     if cutoff is not None:
         settings = dataclasses.replace(settings, ke_cutoff=cutoff)

@@ -38,21 +38,22 @@ def main() -> None:
     structures = [read_structure(Path(args.run) / "structures" / f"{i}.cif")[0] for i in range(args.n)]
     chgnet = load_relaxer("chgnet")
     outcomes = {}
+
+    def report(name: str, seconds: float) -> None:
+        steps = [o.steps for o in outcomes[name]]
+        print(f"{name:10s} {seconds:6.1f} s  steps mean {np.mean(steps):5.1f} median {np.median(steps):5.1f}  "
+              f"converged {sum(o.converged for o in outcomes[name])} of {len(steps)}", flush=True)
+
     for name, cls in (("FIRE", FIRE), ("BFGS", BFGS), ("LBFGS", LBFGS)):
         t0 = time.perf_counter()
         outcomes[name] = relax(structures, RelaxSettings(), chgnet, optimizer=cls)
-        steps = [o.steps for o in outcomes[name]]
-        print(f"{name:6s} {time.perf_counter() - t0:6.1f} s  steps mean {np.mean(steps):5.1f} median "
-              f"{np.median(steps):5.1f}  converged {sum(o.converged for o in outcomes[name])} of {len(steps)}",
-              flush=True)
+        report(name, time.perf_counter() - t0)
     t0 = time.perf_counter()
     pre = relax_cell(structures, RelaxSettings(max_steps=60), chgnet, hold_sites=True)
     outcomes["cell first"] = relax([p.final or s for p, s in zip(pre, structures, strict=True)], RelaxSettings(), chgnet)
     for p, o in zip(pre, outcomes["cell first"], strict=True):
         o.steps += p.steps
-    steps = [o.steps for o in outcomes["cell first"]]
-    print(f"cell first {time.perf_counter() - t0:6.1f} s  steps mean {np.mean(steps):5.1f} median {np.median(steps):5.1f}  "
-          f"converged {sum(o.converged for o in outcomes['cell first'])} of {len(steps)}", flush=True)
+    report("cell first", time.perf_counter() - t0)
     for name in ("BFGS", "LBFGS", "cell first"):
         pairs = [(a, b) for a, b in zip(outcomes["FIRE"], outcomes[name], strict=True)
                  if a.final is not None and b.final is not None]
