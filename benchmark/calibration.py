@@ -213,6 +213,9 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     p.add_argument("--engine", default="pyscf", choices=list(ENGINE_DEFAULTS),
                    help="dft: the DFT engine (default pyscf; gpaw writes its own calibration, by default under "
                    "results/dft_calibration/gpaw, beside PySCF's gaps); dft-crosscheck: the second engine")
+    p.add_argument("--fine-grid", action="store_true",
+                   help="dft, dft-crosscheck: PySCF at 140 Ha in a cell with Mg or F (the run option --dft-fine-grid; "
+                   "results/dft_calibration/fine-grid, results/dft_crosscheck/fine-grid)")
     p.add_argument("--task", action="append", help="dft-crosscheck: only the run folders of this task (repeatable; "
                    "default every task)")
     p.add_argument("--out", help="output folder (default results/hull_calibration or results/predictors; with "
@@ -232,7 +235,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.limit is not None and (args.limit < 0 or (args.limit == 0 and args.what != ["dft-crosscheck"])):
         raise SystemExit(f"--limit must be > 0 (0: dft-crosscheck alone, rendering what is stored), got {args.limit}")
     for what in dict.fromkeys(args.what):
-        default = DEFAULT_OUT[what] + (f"/{args.engine}" if what == "dft" and args.engine != "pyscf" else "")
+        if args.fine_grid and (args.engine != "pyscf" or what not in ("dft", "dft-crosscheck")):
+            raise SystemExit("--fine-grid is PySCF's (calibrate dft, dft-crosscheck), not the "
+                             f"{args.engine} engine's nor {what}'s")
+        name = "fine-grid" if args.fine_grid else args.engine
+        default = DEFAULT_OUT[what] + (f"/{name}" if what in ("dft", "dft-crosscheck") and name != "pyscf"
+                                       and not (what == "dft-crosscheck" and name == "gpaw") else "")
         out = Path(default) if not args.out else (
             Path(args.out) / Path(DEFAULT_OUT[what]).name if len(set(args.what)) > 1 else Path(args.out))
         try:
@@ -244,19 +252,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             elif what == "dft-crosscheck":
                 from .dft_crosscheck import crosscheck
 
-                if args.engine == "pyscf":
+                if args.engine == "pyscf" and not args.fine_grid:
                     raise SystemExit("smoacs-bench calibrate dft-crosscheck: the stored checks are PySCF's; name a "
                                      "second engine (--engine gpaw)")
                 _engine_here(args.engine, what)
                 f = crosscheck(out, args.engine, tasks=args.task, workers=args.workers, progress=not args.no_progress,
-                               limit=args.limit)
-                print(f"DFT cross-check ({args.engine}): {f['distinct']} distinct checked cells, gap MAE {f['mae']:.2f} "
-                      f"eV against PySCF over {f['both']}; verified by PySCF {f['default_ok']}, by {args.engine} "
+                               limit=args.limit, fine_grid=args.fine_grid)
+                print(f"DFT cross-check ({name}): {f['distinct']} distinct checked cells, gap MAE {f['mae']:.2f} "
+                      f"eV against PySCF over {f['both']}; verified by PySCF {f['default_ok']}, by {name} "
                       f"{f['ok']}, by both {f['both_ok']}; wrote {out}/crosscheck.md")
             elif what == "dft":
                 _engine_here(args.engine, what)
-                f = dft_calibration(out, workers=args.workers, progress=not args.no_progress, engine=args.engine)
-                print(f"DFT calibration ({args.engine}): {f['n_converged']} compounds computed, MAE {f['mae_raw']:.2f} "
+                f = dft_calibration(out, workers=args.workers, progress=not args.no_progress, engine=args.engine,
+                                    fine_grid=args.fine_grid)
+                print(f"DFT calibration ({name}): {f['n_converged']} compounds computed, MAE {f['mae_raw']:.2f} "
                       f"eV raw; correction fitted on {f['n']}, leave-one-out {f['loo_mae']:.2f} eV; MEGNet "
                       f"{f['megnet_mae']:.2f} eV; wrote {out}/calibration.md")
             else:
@@ -546,12 +555,13 @@ def _has_basis(species: str) -> bool:
 
 
 def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 1, progress: bool = True,
-                    kmesh_checks: int = KMESH_CHECKS, engine: str = "pyscf") -> dict[str, Any]:
+                    kmesh_checks: int = KMESH_CHECKS, engine: str = "pyscf", fine_grid: bool = False) -> dict[str, Any]:
     """``engine``'s band gap and MEGNet's against MP's PBE gap on known cubic ABX3 (CHGNet-relaxed cells): MAE,
     signed error, a linear correction with its leave-one-out MAE (``correction.json``, which the dft stage reads),
     the k-mesh convergence on a few, the cost per calculation. Every engine computes the compounds the default
     engine's basis allows (so two engines' calibrations compare compound by compound); another engine's table also
-    gives the default engine's gap beside its own."""
+    gives the default engine's gap beside its own. ``fine_grid``: PySCF with its per-element cutoffs
+    (``--dft-fine-grid``), beside its gaps on the default grid."""
     import dataclasses
 
     import numpy as np
@@ -568,15 +578,21 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
     df["formula"] = [Composition(s.replace(" ", "")).reduced_formula for s in df["species"]]
     df["offset"] = _cubic_offsets(df)
     picks = _dft_picks(df[df["offset"] <= CUBIC_OFFSET], per_family).reset_index(drop=True)
-    settings = DFTSettings.for_engine(engine)
+    from smoacs_bench.evaluation.dft_base import FINE_GRID
+    from smoacs_bench.evaluation.stages.dft import calibration_name
+
+    settings = DFTSettings.for_engine(engine, element_cutoffs=FINE_GRID if fine_grid else ())
+    name = calibration_name(settings)
     out.mkdir(parents=True, exist_ok=True)
     state = out / "state.json"   # resumable: finished calculations by compound and settings
     done = json.loads(state.read_text()) if state.is_file() else {}
-    key = json.dumps(settings.identity(), sort_keys=True)
-    todo = [i for i in range(len(picks)) if f"{picks.loc[i, 'id']}|{key}" not in done]
-    _compute_into(done, state, [(f"{picks.loc[i, 'id']}|{key}", picks.loc[i, "structure"]) for i in todo], settings,
-                  workers, progress)
-    recs = [done[f"{picks.loc[i, 'id']}|{key}"] for i in range(len(picks))]
+    def key(i: int, s) -> str:   # by compound and the settings it is computed with (a per-element cutoff resolved)
+        return f"{picks.loc[i, 'id']}|{json.dumps(s.for_cell(picks.loc[i, 'structure']).identity(), sort_keys=True)}"
+
+    todo = [i for i in range(len(picks)) if key(i, settings) not in done]
+    _compute_into(done, state, [(key(i, settings), picks.loc[i, "structure"]) for i in todo], settings, workers,
+                  progress)
+    recs = [done[key(i, settings)] for i in range(len(picks))]
     picks["dft_gap"] = [r["band_gap"] for r in recs]
     picks["dft_direct_gap"] = [r["direct_gap"] for r in recs]
     picks["dft_converged"] = [r["converged"] for r in recs]
@@ -585,12 +601,10 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
     picks["megnet_gap"] = band_gap_predictor(state=0, device="cpu").predict_structures(picks["structure"].tolist())
     # k-mesh convergence: the first few converged compounds again on a denser mesh
     dense = dataclasses.replace(settings, kmesh=settings.kmesh + 1)
-    dkey = json.dumps(dense.identity(), sort_keys=True)
     check = [i for i in range(len(picks)) if picks.loc[i, "dft_converged"]][:kmesh_checks]
-    todo = [i for i in check if f"{picks.loc[i, 'id']}|{dkey}" not in done]
-    _compute_into(done, state, [(f"{picks.loc[i, 'id']}|{dkey}", picks.loc[i, "structure"]) for i in todo], dense,
-                  workers, progress)
-    picks["dft_gap_dense"] = [done.get(f"{picks.loc[i, 'id']}|{dkey}", {}).get("band_gap", math.nan)
+    todo = [i for i in check if key(i, dense) not in done]
+    _compute_into(done, state, [(key(i, dense), picks.loc[i, "structure"]) for i in todo], dense, workers, progress)
+    picks["dft_gap_dense"] = [done.get(key(i, dense), {}).get("band_gap", math.nan)
                               if i in check else math.nan for i in range(len(picks))]
     ok = picks[picks["dft_converged"] & picks["dft_gap"].notna()]
     x, y = ok["dft_gap"].to_numpy(dtype=float), ok["mp_gap"].to_numpy(dtype=float)
@@ -617,8 +631,9 @@ def dft_calibration(out: Path, per_family: int = DFT_PER_FAMILY, workers: int = 
            "kmesh_shift": [float(v) for v in (picks["dft_gap_dense"] - picks["dft_gap"]).dropna()],
            "settings": settings.identity(), "describe": settings.describe(), "engine": engine,
            "command": f"smoacs-bench calibrate dft --workers 2{'' if engine == 'pyscf' else ' --engine ' + engine}"
-                      f" --out {DEFAULT_OUT['dft']}{'' if engine == 'pyscf' else '/' + engine}",
-           **_against_default(picks, engine)}
+                      f"{' --fine-grid' if fine_grid else ''} --out {DEFAULT_OUT['dft']}"
+                      f"{'' if name == 'pyscf' else '/' + name}",
+           **_against_default(picks, name)}
     write_csv(picks.drop(columns=["structure"]), out / "calibration.csv")
     atomic_write_text(out / "correction.json", json.dumps(
         {k: fig[k] for k in ("slope", "intercept", "loo_mae", "n", "mae_raw", "settings")}, indent=2))

@@ -259,7 +259,7 @@ def prefetch_dft(folders: Sequence[tuple[str | Path, int] | tuple[str | Path, in
                 cell = None if text is None else Structure.from_str(text, fmt="cif")
             if cell is None:
                 continue
-            key = _cache.digest(cell, settings.identity())
+            key = _cache.digest(cell, settings.for_cell(cell).identity())
             if (cached(cache, key, cell, settings, engine) is None and cached(state, key, cell, settings, engine)
                     is None and key not in todo):
                 todo[key] = (rank * n_seeds + seed_index, cell, folder)

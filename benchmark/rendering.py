@@ -114,7 +114,13 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
     from smoacs_bench.evaluation.physical_plots import plot_energy_drop, plot_funnel
     from smoacs_bench.evaluation.physical_summary import physical_summary, summary_markdown
     from smoacs_bench.evaluation.stages import RELAXED_COUNT, funnel_steps
-    from smoacs_bench.evaluation.stages.dft import checks_markdown, checks_table, parity_points
+    from smoacs_bench.evaluation.stages.dft import (
+        calibration_name,
+        checks_markdown,
+        checks_table,
+        dft_settings,
+        parity_points,
+    )
     from smoacs_bench.evaluation.stages.relaxation import ENERGY_DROP, ENERGY_INITIAL
 
     files: dict[str, Path] = {}
@@ -148,7 +154,7 @@ def _physical_plots(runs: list[PlannedRun], df: Any, table_dir: Path) -> dict[st
             drops.setdefault(label, {})[(round(e0, 6), round(drop, 6))] = drop
         config = json.loads((run.folder / "config.json").read_text())
         physical = config.get("physical", {})
-        engines.add(((physical.get("key") or {}).get("stages") or {}).get("dft", {}).get("dft_engine") or "pyscf")
+        engines.add(calibration_name(dft_settings(((physical.get("key") or {}).get("stages") or {}).get("dft", {}))))
         per_method.setdefault(label, []).append((s, relax_cost(physical, summary.get(RELAXED_COUNT))))
         # the relaxation (per structure, as measured by the call that relaxed) and the perovskite copies; the later
         # stages' time is not recorded per run (their records are cached across runs)

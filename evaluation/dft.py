@@ -62,6 +62,7 @@ class PySCFEngine(DFTEngine):
     def band_gap(self, structure, settings: DFTSettings) -> DFTResult:
         t0 = time.perf_counter()
         scale = 1.0
+        settings = settings.for_cell(structure)
         try:
             if settings.lattice_scan:
                 structure, scale = self._scan(structure, settings)

@@ -6,7 +6,7 @@ seconds.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 HARTREE = 27.211386245988   # eV
@@ -34,15 +34,31 @@ class DFTSettings:
     lattice_range: float = 0.04   # the scan's scales: 1 ± this (fraction of the lattice lengths)
     klength: float = 0.0   # Å: a k-mesh of max(1, round(klength / a_i)) points along each axis instead of kmesh; 0: kmesh
     pw_cutoff: float = 500.0   # eV: GPAW's plane-wave cutoff (the gpaw engine only)
+    # (element, Ha): a cell with one of these elements is computed at the larger of ke_cutoff and its cutoff (the
+    # rule of a plane-wave code's per-pseudopotential cutoff); (): ke_cutoff for every cell. See FINE_GRID
+    element_cutoffs: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def for_engine(cls, engine: str = "pyscf", **kw: Any) -> DFTSettings:
         """The settings of ``engine`` (its own defaults where the default engine's do not apply), with ``kw``."""
         return cls(**{**ENGINE_DEFAULTS.get(engine, {}), "engine": engine, **kw})
 
+    def for_cell(self, structure) -> DFTSettings:
+        """The settings ``structure`` is computed with: ``ke_cutoff`` raised to its elements' cutoffs (the rule
+        resolved; a cell without those elements keeps these settings' cache key)."""
+        if not self.element_cutoffs or self.engine != "pyscf":
+            return self
+        present = {el.symbol for el in structure.composition}
+        cut = max([self.ke_cutoff or 0.0] + [c for el, c in self.element_cutoffs if el in present])
+        return replace(self, ke_cutoff=cut or self.ke_cutoff, element_cutoffs=())
+
     def identity(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("time_limit")
+        if not self.element_cutoffs or self.engine != "pyscf":   # keys from before the rule stay as they were
+            out.pop("element_cutoffs")
+        else:
+            out["element_cutoffs"] = [list(p) for p in self.element_cutoffs]
         if self.engine == "pyscf":   # the default engine's cache keys stay as they were before GPAW
             out.pop("pw_cutoff")
         else:                        # what PySCF alone reads
@@ -79,6 +95,9 @@ class DFTSettings:
                     f"{self.describe_mesh()} reduced by symmetry{extra}, Fermi smearing {self.smearing:g} Ha; "
                     "the CHGNet-relaxed cell, no DFT relaxation" + self.describe_limit())
         cut = f"cutoff {self.ke_cutoff:g} Ha" if self.ke_cutoff else "PySCF's cutoff for the basis"
+        if self.element_cutoffs:
+            cut += " (" + ", ".join(f"{c:g} Ha in a cell with {el}" for el, c in sorted(self.element_cutoffs,
+                                                                                       key=lambda p: (p[1], p[0]))) + ")"
         extra = " plus Γ, X, M, R (the 8 time-reversal-invariant points) non-self-consistently" if self.high_symmetry \
             else ""
         return (f"{self.engine} periodic {self.xc.upper()}, {self.pseudo.upper()} pseudopotentials, {self.basis}, "
@@ -104,6 +123,12 @@ class DFTSettings:
         took = float(record.get("seconds") or 0.0)
         return not self.time_limit or self.time_limit > took + 1.0
 
+
+# the fine grid (--dft-fine-grid): PySCF's 70 Ha multigrid is not converged for the two tightest GTH
+# pseudopotentials of the elements checked (Mg r_loc 0.19, F 0.22 bohr). The gap of one cubic cell moved with its
+# origin: CsMgF3 6.21 / 6.93 eV, RbCaF3 6.19 / 6.42 eV at 70 Ha, 6.57 / 6.64 and 6.33 / 6.36 at 140 Ha (GPAW, origin-
+# free: 6.72, 6.36); SrTiO3 and NaNbO3 within 0.03 eV at either cutoff (perf/results/dft_grid_2026-12-07.md)
+FINE_GRID: tuple[tuple[str, float], ...] = (("F", 140.0), ("Mg", 140.0))
 
 # each engine's own defaults where the default engine's (PySCF's Gaussian basis) do not apply
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -39,14 +39,23 @@ STATE_DIR = "dft_state"   # in a run folder: the records of its checks, by cryst
 def dft_settings(options: dict | None = None):
     """The engine's settings for these run options: the defaults, with ``dft_lattice`` points of a lattice scan,
     the k-mesh's length rule ``dft_klength`` (Å; 0: the fixed mesh) and ``dft_time_limit`` (s per calculation; 0:
-    none; absent: the default)."""
-    from smoacs_bench.evaluation.dft import DFTSettings
+    none; absent: the default) and ``dft_fine_grid`` (PySCF's per-element cutoffs, :data:`FINE_GRID`)."""
+    from smoacs_bench.evaluation.dft_base import FINE_GRID, DFTSettings
 
     o = options or {}
     limit = o.get("dft_time_limit")
     return DFTSettings.for_engine(
         o.get("dft_engine") or "pyscf", lattice_scan=int(o.get("dft_lattice") or 0),
-        klength=float(o.get("dft_klength") or 0.0), time_limit=DFTSettings.time_limit if limit is None else float(limit))
+        klength=float(o.get("dft_klength") or 0.0), time_limit=DFTSettings.time_limit if limit is None else float(limit),
+        element_cutoffs=FINE_GRID if o.get("dft_fine_grid") else ())
+
+
+FINE = "fine-grid"   # the calibration of PySCF on the fine grid (results/dft_calibration/fine-grid)
+
+
+def calibration_name(settings) -> str:
+    """Which calibration corrects gaps computed with ``settings``: the engine's, or PySCF's on the fine grid."""
+    return FINE if settings.engine == "pyscf" and settings.element_cutoffs else settings.engine
 
 
 def _correction(cal: dict | None) -> dict | None:
@@ -56,8 +65,8 @@ def _correction(cal: dict | None) -> dict | None:
 
 def calibration(engine: str = "pyscf") -> dict | None:
     """``engine``'s correction (slope, intercept, loo_mae in eV, the settings it was fitted with), or None: the
-    default engine's in results/dft_calibration, another's in its folder below it (or the file
-    ``$SMOACS_DFT_CALIBRATION``)."""
+    default engine's in results/dft_calibration, another's (or :data:`FINE`'s, PySCF on the fine grid) in its folder
+    below it (or the file ``$SMOACS_DFT_CALIBRATION``)."""
     default = CALIBRATION if engine == "pyscf" else CALIBRATION.parent / engine / CALIBRATION.name
     path = Path(os.environ.get(CALIBRATION_ENV) or default)
     if not path.is_file():
@@ -87,7 +96,7 @@ class DFTStage(Stage):
     revision = 3   # 1: a metal stays a metal under the correction; 2: the relaxed pools need a relaxed cell;
     # 3: ... one that was stored (an exploded relaxation records a final energy but keeps no cell)
     requires = ("relaxation",)
-    option_keys = ("dft_subset", "dft_lattice", "dft_klength", "dft_time_limit", "dft_engine")
+    option_keys = ("dft_subset", "dft_lattice", "dft_klength", "dft_time_limit", "dft_engine", "dft_fine_grid")
     columns = (
         Column("dft_checked", "", "drawn for a DFT check"),
         Column("dft_on", "", "the cell computed: relaxed (CHGNet's) or proposed"),
@@ -115,15 +124,16 @@ class DFTStage(Stage):
     def option_settings(self, options: dict) -> dict:
         """Another engine's calibration (:meth:`settings` holds the default engine's): a change to its
         correction.json re-judges the folders that engine checked."""
-        engine = options.get("dft_engine") or "pyscf"
-        if engine == "pyscf":
+        name = calibration_name(dft_settings(options))
+        if name == "pyscf":
             return {}
-        return {"engine_calibration": _correction(calibration(engine))}
+        return {"engine_calibration": _correction(calibration(name))}
 
     def describe(self, options: dict | None = None) -> str:
         settings = dft_settings(options)
-        cal = calibration(settings.engine)
-        where = "results/dft_calibration" + ("" if settings.engine == "pyscf" else f"/{settings.engine}")
+        name = calibration_name(settings)
+        cal = calibration(name)
+        where = "results/dft_calibration" + ("" if name == "pyscf" else f"/{name}")
         corr = (f"uncalibrated (no {where}/correction.json): the raw gap, window ± margin"
                 if cal is None else f"corrected gap = {cal['slope']:.3f} × PBE {'−' if cal['intercept'] < 0 else '+'} "
                 f"{abs(cal['intercept']):.3f} eV, window "
@@ -159,7 +169,7 @@ class DFTStage(Stage):
         folder = None if batch.cache_dir is None else batch.cache_dir / self.name
         records = cached_or_computed(cells, settings, folder, int(batch.options.get("dft_workers") or 1),
                                      bool(batch.options.get("progress")), state_of(batch.folder))
-        cal = calibration(settings.engine)
+        cal = calibration(calibration_name(settings))
         crit = batch.criteria
         for i in picked:
             rec = records[i]
@@ -197,7 +207,7 @@ class DFTStage(Stage):
             cell = batch.relaxed_structure(int(i)) if row.get("dft_on") == ON_RELAXED else batch.structures[int(i)]
             if cell is None:
                 continue
-            key = _cache.digest(cell, settings.identity())
+            key = _cache.digest(cell, settings.for_cell(cell).identity())
             if _cache.get(state, key) is not None:
                 continue
             reason = row.get("dft_reason")
@@ -308,7 +318,7 @@ def cached_or_computed(cells: dict, settings, folder: Path | None, workers: int 
     from smoacs_bench.evaluation.dft import compute_gaps, get_engine
 
     engine = get_engine(settings.engine)
-    digests = {i: None if c is None else _cache.digest(c, settings.identity()) for i, c in cells.items()}
+    digests = {i: None if c is None else _cache.digest(c, settings.for_cell(c).identity()) for i, c in cells.items()}
     records = {}
     for i, d in digests.items():
         if d and (r := cached(folder, d, cells[i], settings, engine) or cached(state, d, cells[i], settings, engine)):
