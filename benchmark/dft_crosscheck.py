@@ -164,7 +164,7 @@ def _stats(checks) -> dict[str, Any]:
     over the cells computed again (on the fine grid, a cell the rule leaves as it was is not)."""
     import numpy as np
 
-    same = checks["same_settings"].astype(bool) if "same_settings" in checks else checks["digest"].isna()
+    same = checks["same_settings"].astype(bool)
     df = checks[~same]
     both = df[df["default_converged"] & df["converged"] & df["default_gap"].notna() & df["gap"].notna()]
     both = both.drop_duplicates("digest")
@@ -306,8 +306,8 @@ def _plot(df, f: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    moved = ~df["same_settings"].astype(bool) if "same_settings" in df else df["converged"] | True
-    both = df[moved & df["default_converged"] & df["converged"]].drop_duplicates("digest")   # computed again
+    moved = ~df["same_settings"].astype(bool)   # the cells computed again
+    both = df[moved & df["default_converged"] & df["converged"]].drop_duplicates("digest")
     fig, ax = plt.subplots(figsize=(5, 4.5))
     top = max(1.0, float(max(both["gap"].max(), both["default_gap"].max())) + 0.3) if len(both) else 7.0
     ax.plot([0, top], [0, top], color="k", lw=0.8)
