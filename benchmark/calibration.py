@@ -235,9 +235,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.limit is not None and (args.limit < 0 or (args.limit == 0 and args.what != ["dft-crosscheck"])):
         raise SystemExit(f"--limit must be > 0 (0: dft-crosscheck alone, rendering what is stored), got {args.limit}")
     for what in dict.fromkeys(args.what):
-        if args.fine_grid and (args.engine != "pyscf" or what not in ("dft", "dft-crosscheck")):
-            raise SystemExit("--fine-grid is PySCF's (calibrate dft, dft-crosscheck), not the "
-                             f"{args.engine} engine's nor {what}'s")
+        if args.fine_grid and what not in ("dft", "dft-crosscheck"):
+            raise SystemExit(f"smoacs-bench calibrate: --fine-grid applies to dft and dft-crosscheck, not {what}")
+        if args.fine_grid and args.engine != "pyscf":
+            raise SystemExit(f"smoacs-bench calibrate: --fine-grid is PySCF's (the {args.engine} engine has its own "
+                             "plane-wave cutoff)")
         name = "fine-grid" if args.fine_grid else args.engine
         default = DEFAULT_OUT[what] + (f"/{name}" if what in ("dft", "dft-crosscheck") and name != "pyscf"
                                        and not (what == "dft-crosscheck" and name == "gpaw") else "")

@@ -98,6 +98,12 @@ def test_the_fine_grid_option_has_its_own_calibration_and_changes_only_the_dft_s
     assert opts["dft_fine_grid"] is True and stage.calibration_name(stage.dft_settings(opts)) == stage.FINE
     with pytest.raises(SystemExit, match="--dft-fine-grid is PySCF's"):
         stage_options(p.parse_args(["--dft-engine", "gpaw", "--dft-fine-grid"]))
+    from smoacs_bench.benchmark.cli import main
+
+    for argv, says in ((["dft", "--engine", "gpaw"], "--fine-grid is PySCF's"), (["hull"], "not hull")):
+        with pytest.raises(SystemExit) as err:
+            main(["calibrate", *argv, "--fine-grid", "--out", str(tmp_path / "x")])
+        assert says in str(err.value)
     monkeypatch.delenv(stage.CALIBRATION_ENV, raising=False)
     monkeypatch.setattr(stage, "CALIBRATION", tmp_path / "correction.json")
     (tmp_path / "correction.json").write_text('{"slope": 1.0, "intercept": 0.3, "loo_mae": 0.26, "n": 13}')
