@@ -232,6 +232,8 @@ DEFAULT_OUT = {"hull": "results/hull_calibration", "predictors": "results/predic
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from smoacs_bench.evaluation.stages.dft import FINE
+
     if args.limit is not None and (args.limit < 0 or (args.limit == 0 and args.what != ["dft-crosscheck"])):
         raise SystemExit(f"--limit must be > 0 (0: dft-crosscheck alone, rendering what is stored), got {args.limit}")
     for what in dict.fromkeys(args.what):
@@ -240,9 +242,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if args.fine_grid and args.engine != "pyscf":
             raise SystemExit(f"smoacs-bench calibrate: --fine-grid is PySCF's (the {args.engine} engine has its own "
                              "plane-wave cutoff)")
-        name = "fine-grid" if args.fine_grid else args.engine
-        default = DEFAULT_OUT[what] + (f"/{name}" if what in ("dft", "dft-crosscheck") and name != "pyscf"
-                                       and not (what == "dft-crosscheck" and name == "gpaw") else "")
+        name = FINE if args.fine_grid else args.engine
+        # a calibration other than the default engine's, and the fine grid's cross-check, in a folder of its own
+        below = {"dft": "" if name == "pyscf" else name, "dft-crosscheck": FINE if args.fine_grid else ""}.get(what)
+        default = DEFAULT_OUT[what] + (f"/{below}" if below else "")
         out = Path(default) if not args.out else (
             Path(args.out) / Path(DEFAULT_OUT[what]).name if len(set(args.what)) > 1 else Path(args.out))
         try:

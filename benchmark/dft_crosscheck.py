@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from smoacs_bench.evaluation.stages.dft import FINE  # PySCF on its fine grid: its calibration and folder
+
 RUNS = Path("results/runs")
 DEFAULT_OUT = "results/dft_crosscheck"
 TIME_LIMIT = 600.0   # s per calculation of the second engine
@@ -92,7 +94,7 @@ def crosscheck(out: Path, engine: str = "gpaw", runs: Path = RUNS, tasks: list[s
     out.mkdir(parents=True, exist_ok=True)
     state = out / "state.json"
     done = json.loads(state.read_text()) if state.is_file() else {}
-    name, same = engine, {}
+    name, same, eng = engine, {}, get_engine(engine)
     for r in recs:
         # a second engine: TIME_LIMIT; PySCF on the fine grid: the run's own limit, as its dft stage would
         limit_s = TIME_LIMIT if not fine_grid else (
@@ -108,7 +110,7 @@ def crosscheck(out: Path, engine: str = "gpaw", runs: Path = RUNS, tasks: list[s
             same[r["digest"]] = {"band_gap": r["default_gap"], "converged": r["default_converged"],
                                  "reason": r["default_reason"], "seconds": math.nan}
         elif fine_grid and r["digest"] not in done:   # the stage computes the same cells: its records count
-            folder, eng = runs / r["task"] / r["folder"], get_engine(engine)
+            folder = runs / r["task"] / r["folder"]
             hit = (cached(runs / r["task"] / ".stage_cache" / "dft", r["digest"], cell, settings, eng)
                    or cached(state_of(folder), r["digest"], cell, settings, eng))
             if hit is not None:
@@ -228,7 +230,7 @@ def _markdown(df, f: dict[str, Any]) -> str:
 
     eng = f["engine"]
     cal = f["cal"]
-    fine = eng == "fine-grid"
+    fine = eng == FINE
     corr = ("uncalibrated: the raw gap, window ± margin" if cal is None else
             f"its own calibration, corrected gap = {cal['slope']:.3f} × PBE {cal['intercept']:+.3f} eV, window widened "
             f"by its leave-one-out MAE {cal['loo_mae']:.2f} eV (results/dft_calibration/{eng})")
@@ -276,7 +278,7 @@ def _markdown(df, f: dict[str, Any]) -> str:
 
 def _base(eng: str) -> str:
     """The stored checks' label beside ``eng``'s."""
-    return "PySCF 70 Ha" if eng == "fine-grid" else "PySCF"
+    return "PySCF 70 Ha" if eng == FINE else "PySCF"
 
 
 def _task_lines(task: str, t: dict[str, Any], eng: str) -> list[str]:
@@ -317,7 +319,7 @@ def _plot(df, f: dict[str, Any], path: Path) -> None:
     ax.set_ylabel(f"{f['engine']} PBE gap (eV)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    what = "Mg, F cells on two grids" if f["engine"] == "fine-grid" else "two codes"
+    what = "Mg, F cells on two grids" if f["engine"] == FINE else "two codes"
     ax.set_title(f"Stored checks, {what}: MAE {f['mae']:.2f} eV, {f['both_ok']} of {f['default_ok']} "
                  "verified checks confirmed", fontsize=8)
     ax.legend(fontsize=7)

@@ -41,7 +41,7 @@ def add_physical_args(p: Any, default_relax: str = "chgnet", table: bool = False
                    "PAW; `make gpaw` installs it; corrected by its own calibration, results/dft_calibration/gpaw)")
     g.add_argument("--dft-fine-grid", action="store_true",
                    help="PySCF at 140 Ha instead of 70 Ha in a cell with Mg or F (their tight pseudopotentials: a "
-                   "gap moves by up to 0.7 eV with the cell's origin at 70 Ha); corrected by its own calibration, "
+                   "gap moves by up to 1 eV with the cell's origin at 70 Ha); corrected by its own calibration, "
                    "results/dft_calibration/fine-grid (default off)")
     g.add_argument("--dft-time-limit", type=float, metavar="S",
                    help="stop a DFT calculation after S s of wall time (recorded as failed, its reason kept; 0: no "
